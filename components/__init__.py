@@ -1,0 +1,1 @@
+"""Reusable ComponentResources. Each knows nothing of stacks or tiers."""

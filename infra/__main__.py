@@ -1,0 +1,5 @@
+"""Entry point the Pulumi CLI runs (`main: infra/` in Pulumi.yaml)."""
+
+from infra.stack import main
+
+main()

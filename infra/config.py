@@ -1,0 +1,506 @@
+"""Typed stack configuration.
+
+Stack config lives under the `llmserving:` namespace of Pulumi.<stack>.yaml,
+written in camelCase. `load_settings` validates the whole of it before any
+resource exists; every problem becomes one line of a `ConfigError` that names
+the key (as the user wrote it), the bad value and what is allowed. Unknown
+keys are errors, so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from infra import catalog as cat
+
+PROJECT = "llmserving"
+# Config keys that must be set with `pulumi config set --secret`.
+SECRET_KEYS: dict[str, str] = {
+    "hfToken": "Hugging Face access token for gated model weights",
+    "vllmApiKey": "bearer token vLLM requires on every request (--api-key)",
+}
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+TENANT_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+# vLLM's allowed --max-lora-rank values (vllm/config/lora.py).
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
+
+
+class ConfigError(Exception):
+    """Invalid stack configuration; `problems` holds one line per mistake."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid stack configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, frozen=True)
+
+
+class NetworkConfig(_Strict):
+    vpc_cidr: str = "10.0.0.0/16"
+    zone_count: int = Field(default=2, ge=2, le=6)
+    # Explicit zone names; when absent the program takes the first
+    # zone_count zones the region offers.
+    zones: Optional[list[str]] = None
+    nat_gateways: Literal["single", "per-zone"] = "single"
+    s3_gateway_endpoint: bool = True
+    # CIDRs allowed to reach a public Kubernetes API endpoint; empty = private only.
+    api_public_cidrs: list[str] = []
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _cidr(cls, v: str) -> str:
+        try:
+            net = ipaddress.ip_network(v)
+        except ValueError:
+            raise ValueError("must be an IPv4 CIDR such as 10.0.0.0/16")
+        if net.version != 4 or not 16 <= net.prefixlen <= 20:
+            raise ValueError("must be an IPv4 CIDR with a prefix between /16 and /20")
+        return v
+
+    @field_validator("api_public_cidrs")
+    @classmethod
+    def _public_cidrs(cls, v: list[str]) -> list[str]:
+        for c in v:
+            try:
+                net = ipaddress.ip_network(c)
+            except ValueError:
+                raise ValueError(f"{c!r} is not a CIDR")
+            if net.prefixlen == 0:
+                raise ValueError(f"{c!r} opens the API to the internet; list your office or VPN CIDRs")
+        return v
+
+    @model_validator(mode="after")
+    def _zones(self):
+        if self.zones is not None and len(self.zones) != self.zone_count:
+            raise ValueError(f"zones lists {len(self.zones)} zones but zoneCount is {self.zone_count}")
+        return self
+
+
+class ScaleConfig(_Strict):
+    tier: Optional[Literal["small", "medium", "large"]] = None
+    users: Optional[int] = Field(default=None, ge=1, le=10_000_000)
+    active_request_share: Optional[float] = Field(default=None, gt=0, le=1)
+    tokens_per_request_per_second: Optional[float] = Field(default=None, gt=0, le=10_000)
+    # An explicit throughput target replaces the users-based estimate.
+    target_tokens_per_second: Optional[float] = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_target(self):
+        if self.tier is None and self.users is None and self.target_tokens_per_second is None:
+            raise ValueError("set tier (small, medium or large), users, or targetTokensPerSecond")
+        return self
+
+
+class Architecture(_Strict):
+    layers: int = Field(ge=1, le=1000)
+    kv_heads: int = Field(ge=1, le=1024)
+    head_dim: int = Field(ge=1, le=1024)
+
+
+class Batching(_Strict):
+    max_num_seqs: Optional[int] = Field(default=None, ge=1, le=4096)
+    max_num_batched_tokens: Optional[int] = Field(default=None, ge=256, le=1_048_576)
+    enable_prefix_caching: bool = True
+
+
+class ModelConfig(_Strict):
+    name: str
+    source: str
+    precision: cat.Precision
+    pool: str
+    parameters_billion: Optional[float] = Field(default=None, gt=0, le=5000)
+    architecture: Optional[Architecture] = None
+    tensor_parallel: int = 1
+    pipeline_parallel: int = Field(default=1, ge=1, le=8)
+    max_model_len: int = Field(default=8192, ge=256, le=1_048_576)
+    gpu_memory_utilization: Optional[float] = Field(default=None, ge=0.5, le=0.98)
+    kv_cache_dtype: Literal["auto", "fp8", "fp8_e4m3", "fp8_e5m2"] = "auto"
+    min_replicas: int = Field(default=1, ge=0, le=1000)
+    max_replicas: int = Field(default=4, ge=1, le=1000)
+    traffic_share: Optional[float] = Field(default=None, gt=0, le=1)
+    batching: Batching = Batching()
+    tokens_per_second_per_replica: Optional[float] = Field(default=None, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not DNS_LABEL.match(v):
+            raise ValueError("must be a DNS label: lowercase letters, digits and '-', at most 40 characters")
+        return v
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        if not HF_REPO.match(v):
+            raise ValueError("must be a Hugging Face repository id such as meta-llama/Llama-3.1-8B-Instruct")
+        return v
+
+    @field_validator("tensor_parallel")
+    @classmethod
+    def _tp(cls, v: int) -> int:
+        if v not in TENSOR_PARALLEL_SIZES:
+            raise ValueError(f"must be one of {', '.join(map(str, TENSOR_PARALLEL_SIZES))} (GPUs of one node)")
+        return v
+
+    @model_validator(mode="after")
+    def _replicas(self):
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"minReplicas {self.min_replicas} is above maxReplicas {self.max_replicas}")
+        return self
+
+
+class GpuPoolConfig(_Strict):
+    name: str
+    instance_types: list[str] = Field(min_length=1)
+    capacity_type: Literal["spot", "on-demand", "spot-with-on-demand-fallback"] = "on-demand"
+    min_nodes: int = Field(default=0, ge=0, le=1000)
+    max_nodes: int = Field(ge=1, le=1000)
+    # How nodes are provisioned; by default Karpenter on EKS and an Auto
+    # Scaling group on ECS.
+    provisioner: Optional[Literal["karpenter", "managed-node-group", "auto-scaling-group"]] = None
+    root_volume_gib: int = Field(default=500, ge=100, le=16384)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not DNS_LABEL.match(v):
+            raise ValueError("must be a DNS label: lowercase letters, digits and '-', at most 40 characters")
+        return v
+
+    @model_validator(mode="after")
+    def _sizes(self):
+        if self.min_nodes > self.max_nodes:
+            raise ValueError(f"minNodes {self.min_nodes} is above maxNodes {self.max_nodes}")
+        return self
+
+
+class Tenant(_Strict):
+    id: str
+    adapters: list[str] = []
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not TENANT_ID.match(v):
+            raise ValueError("must be a safe S3 prefix: lowercase letters, digits and '-', 1-63 characters")
+        return v
+
+    @field_validator("adapters")
+    @classmethod
+    def _adapters(cls, v: list[str]) -> list[str]:
+        for a in v:
+            if not DNS_LABEL.match(a):
+                raise ValueError(f"adapter name {a!r} must be a DNS label (it is the OpenAI `model` a client sends)")
+        if len(set(v)) != len(v):
+            raise ValueError("adapter names repeat")
+        return v
+
+
+class LoraConfig(_Strict):
+    enabled: bool = False
+    base_model: Optional[str] = None
+    max_loras: int = Field(default=4, ge=1, le=256)
+    max_lora_rank: int = 16
+    max_cpu_loras: Optional[int] = Field(default=None, ge=1, le=100_000)
+    # Runtime adapter loading (VLLM_ALLOW_RUNTIME_LORA_UPDATING); off by
+    # default because vLLM calls it risky in production.
+    runtime_loading: bool = False
+    tenants: list[Tenant] = []
+
+    @field_validator("max_lora_rank")
+    @classmethod
+    def _rank(cls, v: int) -> int:
+        if v not in LORA_RANKS:
+            raise ValueError(f"must be one of {', '.join(map(str, LORA_RANKS))} (vLLM --max-lora-rank)")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.enabled and not self.base_model:
+            raise ValueError("baseModel is required when LoRA is enabled")
+        if self.max_cpu_loras is not None and self.max_cpu_loras < self.max_loras:
+            raise ValueError(f"maxCpuLoras {self.max_cpu_loras} must be at least maxLoras {self.max_loras}")
+        ids = [t.id for t in self.tenants]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"tenant ids repeat: {', '.join(dupes)}")
+        names = [a for t in self.tenants for a in t.adapters]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"adapter names must be unique across tenants (they are the served model names): {', '.join(dupes)}")
+        return self
+
+
+class BudgetConfig(_Strict):
+    hourly_usd: float = Field(gt=0)
+    monthly_usd: float = Field(gt=0)
+    alert_thresholds_percent: list[int] = [50, 80, 100]
+    notify_emails: list[str] = []
+
+    @field_validator("alert_thresholds_percent")
+    @classmethod
+    def _thresholds(cls, v: list[int]) -> list[int]:
+        if not v or any(not 1 <= t <= 500 for t in v):
+            raise ValueError("must list percentages between 1 and 500")
+        return sorted(set(v))
+
+    @field_validator("notify_emails")
+    @classmethod
+    def _emails(cls, v: list[str]) -> list[str]:
+        for e in v:
+            if not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", e):
+                raise ValueError(f"{e!r} is not an email address")
+        return v
+
+
+class GpuLimitsConfig(_Strict):
+    max_gpus_total: int = Field(ge=1, le=100_000)
+    max_gpus_per_pool: int = Field(ge=1, le=100_000)
+    allowed_families: list[str] = Field(min_length=1)
+
+
+class ObservabilityConfig(_Strict):
+    prometheus: bool = True
+    grafana: bool = True
+    dcgm_exporter: bool = True
+    alerts: bool = True
+    log_retention_days: int = Field(default=30, ge=1, le=3653)
+
+
+class StackConfig(_Strict):
+    environment: Literal["dev", "staging", "prod"]
+    orchestrator: Literal["eks", "ecs"]
+    kubernetes_version: str = "1.33"
+    network: NetworkConfig = NetworkConfig()
+    scale: ScaleConfig
+    models: list[ModelConfig] = Field(min_length=1)
+    gpu_pools: list[GpuPoolConfig] = Field(min_length=1)
+    lora: LoraConfig = LoraConfig()
+    budget: BudgetConfig
+    gpu_limits: GpuLimitsConfig
+    observability: ObservabilityConfig = ObservabilityConfig()
+    catalog: cat.CatalogOverrides = cat.CatalogOverrides()
+    tags: dict[str, str] = {}
+
+    @field_validator("kubernetes_version")
+    @classmethod
+    def _k8s(cls, v: str) -> str:
+        if not re.match(r"^1\.(2[89]|3[0-9])$", v):
+            raise ValueError("must be an EKS Kubernetes version from 1.28 to 1.39, e.g. '1.33'")
+        return v
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A validated stack: its config, region and the catalog it plans with."""
+
+    project: str
+    stack: str
+    region: str
+    config: StackConfig
+    catalog: cat.Catalog
+    secrets_set: frozenset[str] = field(default_factory=frozenset)
+
+    def pool(self, name: str) -> GpuPoolConfig:
+        return next(p for p in self.config.gpu_pools if p.name == name)
+
+    def provisioner(self, pool: GpuPoolConfig) -> str:
+        if pool.provisioner:
+            return pool.provisioner
+        return "karpenter" if self.config.orchestrator == "eks" else "auto-scaling-group"
+
+
+AWS_REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+
+
+def _display_loc(prefix: str, loc: tuple) -> str:
+    """`llmserving:models[0].tensorParallel` from ("models", 0, "tensorParallel")."""
+    out = prefix
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += (":" if i == 0 and ":" not in prefix else ".") + str(part)
+    return out
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> Optional[type[BaseModel]]:
+    """The pydantic model class that holds the field at `loc` (for listing allowed keys)."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        match = next((f for n, f in current.model_fields.items() if part in (n, f.alias)), None)
+        if match is None:
+            return None
+        ann = match.annotation
+        for _ in range(3):  # unwrap Optional[...] and list[...]
+            args = [a for a in getattr(ann, "__args__", ()) if a is not type(None)]
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                break
+            ann = args[0] if args else ann
+        current = ann
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _problems(error: ValidationError, root: type[BaseModel], prefix: str) -> list[str]:
+    problems = []
+    for e in error.errors():
+        loc = tuple(e["loc"])
+        if e["type"] == "extra_forbidden":
+            holder = _model_at(root, loc)
+            allowed = sorted(f.alias or n for n, f in holder.model_fields.items()) if holder else []
+            hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            problems.append(
+                f"{_display_loc(prefix, loc)}: unknown key {loc[-1]!r}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
+            )
+        elif e["type"] == "missing":
+            problems.append(f"{_display_loc(prefix, loc)}: required key is missing")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            problems.append(f"{_display_loc(prefix, loc)}: got {_short(e['input'])}; {msg}")
+    return problems
+
+
+def _parse_value(raw: Any) -> Any:
+    # The CLI hands structured config to the program as JSON text.
+    if isinstance(raw, str):
+        stripped = raw.strip()
+        # Scalars stay text ("1.33" is a version, not a number); pydantic
+        # coerces "3" and "true" where a field wants a number or a bool.
+        if stripped[:1] in "[{":
+            try:
+                return json.loads(stripped)
+            except json.JSONDecodeError:
+                return raw
+    return raw
+
+
+def load_settings(raw_config: dict[str, Any], *, stack: str, secret_keys: set[str] | frozenset[str] = frozenset(),
+                  project: str = PROJECT) -> Settings:
+    """Validates the whole Pulumi config bag (namespaced keys) of one stack.
+
+    Raises ConfigError listing every problem; nothing has been created yet.
+    """
+    problems: list[str] = []
+    ns = f"{project}:"
+    region = raw_config.get("aws:region")
+    if not region:
+        problems.append("aws:region: required key is missing; set it with `pulumi config set aws:region us-east-1`")
+    elif not AWS_REGION.match(str(region)):
+        problems.append(f"aws:region: got {_short(region)}; must be an AWS region such as us-east-1")
+
+    body: dict[str, Any] = {}
+    secrets_set: set[str] = set()
+    for key, value in raw_config.items():
+        if not key.startswith(ns):
+            continue
+        name = key[len(ns):]
+        if name in SECRET_KEYS:
+            if key not in secret_keys:
+                problems.append(f"{key}: must be a secret; set it with `pulumi config set --secret {name} <value>` ({SECRET_KEYS[name]})")
+            secrets_set.add(name)
+            continue
+        body[name] = _parse_value(value)
+
+    try:
+        config = StackConfig.model_validate(body)
+    except ValidationError as e:
+        raise ConfigError(problems + _problems(e, StackConfig, project))
+    if problems:
+        raise ConfigError(problems)
+
+    try:
+        catalog = cat.apply_overrides(cat.default_catalog(), config.catalog)
+    except ValidationError as e:
+        raise ConfigError(_problems(e, cat.InstanceType, f"{project}:catalog (override row)"))
+
+    problems += _cross_check(config, catalog, str(region), secrets_set, project)
+    if problems:
+        raise ConfigError(problems)
+    return Settings(project=project, stack=stack, region=str(region), config=config,
+                    catalog=catalog, secrets_set=frozenset(secrets_set))
+
+
+def _cross_check(c: StackConfig, catalog: cat.Catalog, region: str, secrets_set: set[str], project: str) -> list[str]:
+    p: list[str] = []
+    k = lambda path: f"{project}:{path}"  # noqa: E731
+
+    if c.environment == "prod" and c.network.zone_count < 3:
+        p.append(f"{k('network.zoneCount')}: got {c.network.zone_count}; prod needs at least 3 zones")
+    if c.network.zones:
+        for i, z in enumerate(c.network.zones):
+            if not (z.startswith(region) and len(z) == len(region) + 1):
+                p.append(f"{k(f'network.zones[{i}]')}: got {z!r}; must be a zone of {region}, e.g. {region}a")
+    if c.environment == "prod" and "vllmApiKey" not in secrets_set:
+        p.append(f"{k('vllmApiKey')}: required key is missing; prod serving must require an API key "
+                 f"(`pulumi config set --secret vllmApiKey <value>`)")
+
+    pool_names = [pool.name for pool in c.gpu_pools]
+    for name in sorted({n for n in pool_names if pool_names.count(n) > 1}):
+        p.append(f"{k('gpuPools')}: pool name {name!r} repeats; names must be unique")
+    model_names = [m.name for m in c.models]
+    for name in sorted({n for n in model_names if model_names.count(n) > 1}):
+        p.append(f"{k('models')}: model name {name!r} repeats; names must be unique")
+
+    allowed_types = sorted(catalog.instance_types)
+    for i, pool in enumerate(c.gpu_pools):
+        for j, it in enumerate(pool.instance_types):
+            key = k(f"gpuPools[{i}].instanceTypes[{j}]")
+            if it not in catalog.instance_types:
+                hint = difflib.get_close_matches(it, allowed_types, n=1)
+                p.append(f"{key}: got {it!r}; unknown GPU instance type"
+                         + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                         + f"; allowed: {', '.join(allowed_types)} (or add a row under {k('catalog.instanceTypes')})")
+            elif catalog.instance_types[it].family not in c.gpu_limits.allowed_families:
+                p.append(f"{key}: got {it!r}; family {catalog.instance_types[it].family!r} is not in "
+                         f"gpuLimits.allowedFamilies ({', '.join(c.gpu_limits.allowed_families)})")
+        prov = pool.provisioner
+        if c.orchestrator == "ecs" and prov in ("karpenter", "managed-node-group"):
+            p.append(f"{k(f'gpuPools[{i}].provisioner')}: got {prov!r}; ECS pools use 'auto-scaling-group'")
+        if c.orchestrator == "eks" and prov == "auto-scaling-group":
+            p.append(f"{k(f'gpuPools[{i}].provisioner')}: got {prov!r}; EKS pools use 'karpenter' or 'managed-node-group'")
+
+    shares = [m.traffic_share for m in c.models]
+    if any(s is not None for s in shares):
+        if any(s is None for s in shares):
+            p.append(f"{k('models')}: set trafficShare on every model or on none (none splits traffic evenly)")
+        elif not math.isclose(sum(shares), 1.0, abs_tol=1e-6):
+            p.append(f"{k('models')}: trafficShare values add up to {sum(shares):g}; they must add up to 1")
+
+    for i, m in enumerate(c.models):
+        if m.pool not in pool_names:
+            p.append(f"{k(f'models[{i}].pool')}: got {m.pool!r}; must name a pool in gpuPools ({', '.join(pool_names)})")
+        if m.source not in catalog.models and (m.parameters_billion is None or m.architecture is None):
+            p.append(f"{k(f'models[{i}].source')}: got {m.source!r}; not in the model catalog, so set "
+                     f"parametersBillion and architecture (layers, kvHeads, headDim) or add it under {k('catalog.models')}; "
+                     f"known: {', '.join(sorted(catalog.models))}")
+
+    if c.lora.enabled and c.lora.base_model not in model_names:
+        p.append(f"{k('lora.baseModel')}: got {c.lora.base_model!r}; must name a model in models ({', '.join(model_names)})")
+    if c.lora.tenants and not c.lora.enabled:
+        p.append(f"{k('lora.tenants')}: tenants are listed but lora.enabled is false")
+    return p

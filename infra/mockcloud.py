@@ -1,0 +1,282 @@
+"""Runs the real Pulumi program under the SDK's mock engine and records it.
+
+Used by the offline preview and by the tests. The mocks answer like AWS
+would (ids, ARNs, zones, AMI parameters, caller identity); an invoke the
+program makes that is not answered here fails loudly, so a new data source
+cannot silently return nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import runpy
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import pulumi
+import pulumi.runtime
+from google.protobuf import json_format
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import stack as pulumi_stack
+
+ACCOUNT_ID = "123456789012"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+RESOURCE_SIG = "5cf8f73096256a8f31e491e813e4eb8e"
+UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+SIG_KEY = "4dabf18193072939515e22adb298388d"
+
+
+def _digest(*parts: str, length: int = 17) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:length]
+
+
+# Prefixes AWS uses for physical ids, by resource type.
+_ID_PREFIX = {
+    "aws:ec2/vpc:Vpc": "vpc",
+    "aws:ec2/subnet:Subnet": "subnet",
+    "aws:ec2/internetGateway:InternetGateway": "igw",
+    "aws:ec2/natGateway:NatGateway": "nat",
+    "aws:ec2/eip:Eip": "eipalloc",
+    "aws:ec2/routeTable:RouteTable": "rtb",
+    "aws:ec2/routeTableAssociation:RouteTableAssociation": "rtbassoc",
+    "aws:ec2/vpcEndpoint:VpcEndpoint": "vpce",
+    "aws:ec2/securityGroup:SecurityGroup": "sg",
+    "aws:ec2/launchTemplate:LaunchTemplate": "lt",
+    "aws:ec2/placementGroup:PlacementGroup": "pg",
+    "aws:ec2/flowLog:FlowLog": "fl",
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": "sgr",
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": "sgr",
+}
+
+# Resources whose physical id is their (auto-)name.
+_NAMED = {
+    "aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2", "aws:iam/role:Role", "aws:iam/policy:Policy",
+    "aws:eks/cluster:Cluster", "aws:ecs/cluster:Cluster", "aws:cloudwatch/logGroup:LogGroup",
+    "aws:sqs/queue:Queue", "aws:cloudwatch/eventRule:EventRule", "aws:budgets/budget:Budget",
+    "aws:lb/loadBalancer:LoadBalancer", "aws:lb/targetGroup:TargetGroup", "aws:iam/instanceProfile:InstanceProfile",
+}
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    parent: Optional[str]
+    custom: bool
+    protect: bool
+    provider: str
+    dependencies: list[str]
+    property_dependencies: dict[str, list[str]]
+    delete_before_replace: bool
+    ignore_changes: list[str]
+    # Inputs exactly as the engine received them (protobuf Struct as a dict).
+    inputs: dict[str, Any]
+
+
+class CloudMocks(pulumi.runtime.Mocks):
+    """Answers resource creation and invokes like AWS in one region would."""
+
+    def __init__(self, region: str, account_id: str = ACCOUNT_ID):
+        self.region = region
+        self.account_id = account_id
+
+    # --- resources -------------------------------------------------------
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        typ, name, inputs = args.typ, args.name, dict(args.inputs)
+        if not args.custom:
+            return f"{name}-component", {}
+        h = _digest(typ, name)
+        if typ in _ID_PREFIX:
+            physical = f"{_ID_PREFIX[typ]}-{h}"
+        elif typ in _NAMED or "name" in inputs or "bucket" in inputs:
+            physical = inputs.get("bucket") or inputs.get("name") or f"{name}-{h[:7]}"
+        else:
+            physical = f"{name}-{h[:12]}"
+        outputs = dict(inputs)
+        outputs.setdefault("arn", self._arn(typ, physical))
+        if "name" not in outputs and typ in _NAMED:
+            outputs["name"] = physical
+        outputs.update(self._extra_outputs(typ, physical, inputs))
+        return physical, outputs
+
+    def _arn(self, typ: str, physical: str) -> str:
+        service = typ.split(":")[1].split("/")[0] if ":" in typ else "unknown"
+        kind = typ.rsplit(":", 1)[-1]
+        if typ.startswith("aws:s3/"):
+            return f"arn:aws:s3:::{physical}"
+        if typ.startswith("aws:iam/"):
+            return f"arn:aws:iam::{self.account_id}:{kind[0].lower() + kind[1:]}/{physical}"
+        return f"arn:aws:{service}:{self.region}:{self.account_id}:{kind.lower()}/{physical}"
+
+    def _extra_outputs(self, typ: str, physical: str, inputs: dict) -> dict:
+        if typ == "aws:ec2/vpc:Vpc":
+            return {"defaultSecurityGroupId": f"sg-{_digest(physical, 'default')}",
+                    "mainRouteTableId": f"rtb-{_digest(physical, 'main')}", "ownerId": self.account_id}
+        if typ == "aws:ec2/eip:Eip":
+            n = int(_digest(physical, length=4), 16)
+            return {"publicIp": f"203.0.113.{n % 254 + 1}", "allocationId": physical}
+        if typ == "aws:sqs/queue:Queue":
+            return {"url": f"https://sqs.{self.region}.amazonaws.com/{self.account_id}/{physical}",
+                    "arn": f"arn:aws:sqs:{self.region}:{self.account_id}:{physical}"}
+        if typ == "aws:kms/key:Key":
+            return {"keyId": physical, "arn": f"arn:aws:kms:{self.region}:{self.account_id}:key/{physical}"}
+        if typ == "aws:eks/cluster:Cluster":
+            return {"endpoint": f"https://{_digest(physical, length=32).upper()}.gr7.{self.region}.eks.amazonaws.com",
+                    "certificateAuthority": {"data": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1PQ0sKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo="},
+                    "identities": [{"oidcs": [{"issuer": f"https://oidc.eks.{self.region}.amazonaws.com/id/{_digest(physical, length=32).upper()}"}]}],
+                    "status": "ACTIVE", "platformVersion": "eks.1"}
+        if typ == "aws:lb/loadBalancer:LoadBalancer":
+            return {"dnsName": f"{physical}-{_digest(physical, length=10)}.{self.region}.elb.amazonaws.com",
+                    "zoneId": "Z35SXDOTRQ7X7K", "arnSuffix": f"app/{physical}/{_digest(physical, length=16)}"}
+        if typ == "aws:lb/targetGroup:TargetGroup":
+            return {"arnSuffix": f"targetgroup/{physical}/{_digest(physical, length=16)}"}
+        return {}
+
+    # --- invokes -------------------------------------------------------------
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        handler = self._invokes().get(args.token)
+        if handler is None:
+            raise UnmockedInvokeError(
+                f"the program called invoke {args.token!r}, which the offline mock engine does not answer; "
+                f"add an answer in infra/mockcloud.py (CloudMocks._invokes) that matches what AWS returns")
+        return handler(dict(args.args)), []
+
+    def _invokes(self) -> dict[str, Callable[[dict], dict]]:
+        return {
+            "aws:index/getAvailabilityZones:getAvailabilityZones": self._zones,
+            "aws:index/getCallerIdentity:getCallerIdentity": lambda a: {
+                "accountId": self.account_id, "arn": f"arn:aws:iam::{self.account_id}:user/preview",
+                "userId": "AIDAPREVIEW", "id": self.account_id},
+            "aws:index/getRegion:getRegion": lambda a: {"name": self.region, "region": self.region, "id": self.region,
+                                                         "endpoint": f"ec2.{self.region}.amazonaws.com"},
+            "aws:index/getPartition:getPartition": lambda a: {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"},
+            "aws:ssm/getParameter:getParameter": self._ssm_parameter,
+        }
+
+    def _zones(self, args: dict) -> dict:
+        letters = "abcdef"
+        return {"names": [f"{self.region}{x}" for x in letters],
+                "zoneIds": [f"use1-az{i + 1}" for i in range(len(letters))], "id": self.region}
+
+    def _ssm_parameter(self, args: dict) -> dict:
+        name = args.get("name", "")
+        if not name.startswith("/aws/service/"):
+            raise UnmockedInvokeError(f"SSM parameter {name!r} is not a public AWS service parameter the mocks know")
+        return {"name": name, "value": f"ami-{_digest(name)}", "type": "String", "version": 1,
+                "arn": f"arn:aws:ssm:{self.region}::parameter{name}", "id": name, "insecureValue": f"ami-{_digest(name)}",
+                "withDecryption": True}
+
+
+class UnmockedInvokeError(Exception):
+    pass
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The SDK's mock monitor, keeping what the engine would see of each resource."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks):
+        super().__init__(mocks)
+        self.registrations: list[Registration] = []
+        self.stack_outputs: dict[str, Any] = {}
+        self._stack_urn: Optional[str] = None
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            self._stack_urn = response.urn
+            return response
+        self.registrations.append(Registration(
+            urn=response.urn, type=request.type, name=request.name, parent=request.parent or None,
+            custom=bool(request.custom), protect=bool(request.protect) if request.HasField("protect") else False,
+            provider=request.provider, dependencies=list(request.dependencies),
+            property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
+            delete_before_replace=bool(request.deleteBeforeReplace),
+            ignore_changes=list(request.ignoreChanges),
+            inputs=json_format.MessageToDict(request.object),
+        ))
+        return response
+
+    def RegisterResourceOutputs(self, request):
+        if request.urn == self._stack_urn:
+            self.stack_outputs = json_format.MessageToDict(request.outputs)
+        return super().RegisterResourceOutputs(request)
+
+
+@dataclass
+class ProgramRun:
+    project: str
+    stack: str
+    registrations: list[Registration]
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+def _resolve(value: Any) -> Any:
+    return value
+
+
+def run_program(main: str, *, project: str, stack: str, config: dict[str, str], secret_keys: list[str],
+                region: str) -> ProgramRun:
+    """Runs `main` (a folder or file) the way the CLI does, under mocks.
+
+    The CLI runs the `main:` of Pulumi.yaml with runpy as `__main__`; here the
+    mock engine stands in for the deployment engine.
+    """
+    mocks = CloudMocks(region)
+    monitor = RecordingMonitor(mocks)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    # Config must be in place before the root stack exists.
+    pulumi.runtime.set_all_config(dict(config), list(secret_keys))
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=True, monitor=monitor)
+    root = pulumi_stack.get_root_resource()
+
+    def program() -> None:
+        runpy.run_path(main, run_name="__main__")
+
+    try:
+        loop.run_until_complete(pulumi_stack.run_pulumi_func(program))
+        outputs = loop.run_until_complete(_stack_exports(root))
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    return ProgramRun(project=project, stack=stack, registrations=list(monitor.registrations), outputs=outputs)
+
+
+async def _stack_exports(root: Any) -> dict[str, Any]:
+    """Resolves what the program passed to `pulumi.export`."""
+    exports = getattr(root, "outputs", {}) or {}
+    resolved = {}
+    for key in sorted(exports):
+        out = pulumi.Output.from_input(exports[key])
+        resolved[key] = await out.future()
+    return resolved
+
+
+def plain(value: Any) -> Any:
+    """Engine property values as plain JSON: secrets masked, resource refs as URNs, 4.0 as 4."""
+    if isinstance(value, dict):
+        sig = value.get(SIG_KEY)
+        if sig == SECRET_SIG:
+            return "[secret]"
+        if sig == RESOURCE_SIG:
+            return value.get("urn")
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if value == UNKNOWN:
+        return "[unknown]"
+    return value
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def env_without_pulumi() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}

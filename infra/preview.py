@@ -1,0 +1,316 @@
+"""Offline preview of a stack: no Pulumi CLI, no AWS account, no network.
+
+    python -m infra.preview --stack <dev|prod|...> [--json FILE] [--diff BASE.json] [--quiet]
+
+Reads Pulumi.yaml and Pulumi.<stack>.yaml, runs the real program (the `main:`
+folder, via runpy as the CLI does) under the Pulumi mock engine with that
+stack's config (secure values become placeholders), records every resource,
+runs the policy pack in policies/ through its Analyzer gRPC server as the CLI
+does, and prints the resource tree with the capacity plan, the cost and the
+policy verdicts.
+
+Exit status: 0 clean (advisories allowed), 1 a mandatory policy violation,
+2 invalid configuration (the message names the key), 3 an internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+EXIT_OK, EXIT_MANDATORY, EXIT_CONFIG, EXIT_INTERNAL = 0, 1, 2, 3
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class PreviewInputError(Exception):
+    """A stack or project file is missing or malformed (exit 2)."""
+
+
+@dataclass
+class StackFiles:
+    project: str
+    main: Path
+    config: dict[str, str]
+    secret_keys: list[str]
+    policy_config: dict[str, Any]
+    policy_config_path: Optional[Path]
+
+
+def _engine_text(value: Any) -> str:
+    """Config values as the CLI hands them to a program: text, structured values as JSON."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def _contains_secure(value: Any) -> bool:
+    if isinstance(value, dict):
+        return set(value) == {"secure"} or any(_contains_secure(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_contains_secure(v) for v in value)
+    return False
+
+
+def _replace_secure(value: Any, key: str) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"secure"}:
+            return f"offline-placeholder-for-{key}"
+        return {k: _replace_secure(v, f"{key}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_secure(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _load_yaml(path: Path, what: str) -> Any:
+    if not path.is_file():
+        raise PreviewInputError(f"{what} {path} does not exist")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise PreviewInputError(f"{what} {path} is not valid YAML: {e}")
+
+
+def read_stack(root: Path, stack: str, stack_file: Optional[Path] = None) -> StackFiles:
+    project_doc = _load_yaml(root / "Pulumi.yaml", "project file")
+    project = project_doc.get("name")
+    main = root / str(project_doc.get("main", "."))
+    path = stack_file or root / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
+        raise PreviewInputError(f"--stack: got {stack!r}; no {path.name} (stacks here: {', '.join(known)})")
+    stack_doc = _load_yaml(path, "stack file")
+    raw = stack_doc.get("config") or {}
+    if not isinstance(raw, dict):
+        raise PreviewInputError(f"{path.name}: `config` must be a mapping of keys to values")
+    config, secret_keys = {}, []
+    for key, value in raw.items():
+        # Keys without a namespace belong to the project, as the CLI reads them.
+        full = key if ":" in key else f"{project}:{key}"
+        if _contains_secure(value):
+            secret_keys.append(full)
+            value = _replace_secure(value, full)
+        config[full] = _engine_text(value)
+
+    policy_path = root / "policies" / "config" / f"{stack}.json"
+    policy_config: dict[str, Any] = {}
+    if policy_path.is_file():
+        try:
+            policy_config = json.loads(policy_path.read_text())
+        except json.JSONDecodeError as e:
+            raise PreviewInputError(f"policy config {policy_path} is not valid JSON: {e}")
+    return StackFiles(project=project, main=main, config=config, secret_keys=sorted(secret_keys),
+                      policy_config=policy_config, policy_config_path=policy_path if policy_path.is_file() else None)
+
+
+def build_document(files: StackFiles, stack: str, run: Any, plan: Any, violations: list) -> dict:
+    from infra.mockcloud import plain
+
+    resources = [{"urn": r.urn, "type": r.type, "name": r.name, "parent": r.parent, "custom": r.custom,
+                  "protect": r.protect, "inputs": plain(r.inputs)}
+                 for r in sorted(run.registrations, key=lambda r: r.urn)]
+    return {
+        "project": files.project,
+        "stack": stack,
+        "resources": resources,
+        "outputs": plain(_jsonable(run.outputs)),
+        "capacity": plan.capacity_dict(),
+        "cost": plan.cost_dict(),
+        "policy": {"violations": [v.as_dict() for v in violations]},
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def preview(stack: str, *, root: Path = ROOT, stack_file: Optional[Path] = None, run_policies: bool = True) -> dict:
+    """Runs the whole offline preview and returns the JSON document.
+
+    Raises ConfigError/PlanError/PreviewInputError for bad input.
+    """
+    from infra import capacity
+    from infra.analyzer import run_policy_pack
+    from infra.config import load_settings
+    from infra.mockcloud import run_program
+
+    files = read_stack(root, stack, stack_file)
+    settings = load_settings(files.config, stack=stack, secret_keys=set(files.secret_keys), project=files.project)
+    plan = capacity.plan(settings)
+    cwd = os.getcwd()
+    os.chdir(root)  # the CLI runs the program with the project root as working directory
+    try:
+        run = run_program(str(files.main), project=files.project, stack=stack, config=files.config,
+                          secret_keys=files.secret_keys, region=settings.region)
+    finally:
+        os.chdir(cwd)
+    violations = []
+    if run_policies:
+        violations, _ = run_policy_pack(root / "policies", run.registrations, policy_config=files.policy_config,
+                                        project=files.project, stack=stack, stack_config=files.config,
+                                        stack_tags={})
+    return build_document(files, stack, run, plan, violations)
+
+
+# --- rendering -----------------------------------------------------------------
+
+def render(doc: dict, console: Any) -> None:
+    from rich.table import Table
+    from rich.tree import Tree
+
+    resources = doc["resources"]
+    by_urn = {r["urn"]: r for r in resources}
+    children: dict[Optional[str], list[dict]] = {}
+    for r in resources:
+        parent = r["parent"] if r["parent"] in by_urn else None
+        children.setdefault(parent, []).append(r)
+    for siblings in children.values():
+        siblings.sort(key=lambda r: (r["type"], r["name"]))
+    violations_by_urn = Counter(v["urn"] for v in doc["policy"]["violations"])
+
+    tree = Tree(f"[bold]{doc['project']}[/] / stack [bold]{doc['stack']}[/]  ({len(resources)} resources)")
+
+    def add(node: Any, parent_urn: Optional[str]) -> None:
+        for r in children.get(parent_urn, []):
+            flag = f"  [red]{violations_by_urn[r['urn']]} violation(s)[/]" if violations_by_urn.get(r["urn"]) else ""
+            label = f"[cyan]{r['type']}[/] {r['name']}{' [yellow](protected)[/]' if r.get('protect') else ''}{flag}"
+            add(node.add(label), r["urn"])
+
+    add(tree, None)
+    console.print(tree)
+
+    counts = Table(title="Resources by type", show_lines=False)
+    counts.add_column("type")
+    counts.add_column("count", justify="right")
+    for typ, n in sorted(Counter(r["type"] for r in resources).items()):
+        counts.add_row(typ, str(n))
+    console.print(counts)
+
+    cap = doc["capacity"]
+    console.print(f"[bold]Demand:[/] {cap['required_tokens_per_second']:,.0f} tok/s ({cap['demand_basis']})")
+    models = Table(title="Capacity plan")
+    for col in ("model", "pool / instance", "TP x PP", "replicas (min-max)", "GPUs", "tok/s per replica", "capacity tok/s",
+                "memory GB (need / have)"):
+        models.add_column(col, justify="right" if col not in ("model", "pool / instance") else "left")
+    for name, m in cap["models"].items():
+        models.add_row(name, f"{m['pool']} / {m['instance_type']}", f"{m['tensor_parallel']} x {m['pipeline_parallel']}",
+                       f"{m['replicas']} ({m['min_replicas']}-{m['max_replicas']})", str(m["gpus"]),
+                       f"{m['tokens_per_second_per_replica']:,.0f}", f"{m['capacity_tokens_per_second']:,.0f}",
+                       f"{m['weights_gb'] + m['kv_cache_gb_required']:,.0f} / {m['usable_gpu_memory_gb']:,.0f}")
+    console.print(models)
+    for name, m in cap["models"].items():
+        console.print(f"  [dim]{name}: {m['throughput_basis']}[/]")
+
+    cost = doc["cost"]
+    pools = Table(title="Cost (USD)")
+    for col in ("pool", "instance", "capacity type", "nodes", "$/node-hour", "$/hour", "max $/hour"):
+        pools.add_column(col, justify="right" if col not in ("pool", "instance", "capacity type") else "left")
+    for name, p in cost["by_pool"].items():
+        pools.add_row(name, p["instance_type"], p["capacity_type"], str(p["nodes"]), f"{p['usd_per_node_hour']:,.4f}",
+                      f"{p['hourly_usd']:,.2f}", f"{p['max_hourly_usd']:,.2f}")
+    pools.add_row("[bold]total[/]", "", "", "", "", f"[bold]{cost['hourly_usd']:,.2f}[/]", f"{cost['max_hourly_usd']:,.2f}")
+    console.print(pools)
+    console.print(f"[bold]Monthly:[/] ${cost['monthly_usd']:,.2f} planned, ${cost['max_monthly_usd']:,.2f} with every pool at max "
+                  f"| GPUs: {cap['gpus_total']} planned, {cap['max_gpus_total']} at max")
+
+    violations = doc["policy"]["violations"]
+    if not violations:
+        console.print("[green]Policies: no violations[/]")
+        return
+    table = Table(title="Policy violations")
+    for col in ("level", "policy", "resource", "message"):
+        table.add_column(col)
+    for v in violations:
+        level = "[red]mandatory[/]" if v["level"] == "mandatory" else "[yellow]advisory[/]"
+        table.add_row(level, v["policy"], (v["urn"] or "(stack)").split("::")[-1], v["message"])
+    console.print(table)
+
+
+def diff_documents(base: dict, head: dict) -> dict:
+    """Desired-state difference between two preview documents (by URN)."""
+    before = {r["urn"]: r for r in base.get("resources", [])}
+    after = {r["urn"]: r for r in head.get("resources", [])}
+    changed = []
+    for urn in sorted(set(before) & set(after)):
+        if before[urn]["inputs"] != after[urn]["inputs"]:
+            keys = sorted(k for k in set(before[urn]["inputs"]) | set(after[urn]["inputs"])
+                          if before[urn]["inputs"].get(k) != after[urn]["inputs"].get(k))
+            changed.append({"urn": urn, "keys": keys})
+    return {
+        "added": sorted(set(after) - set(before)),
+        "removed": sorted(set(before) - set(after)),
+        "changed": changed,
+        "hourly_usd_delta": round(head["cost"]["hourly_usd"] - base.get("cost", {}).get("hourly_usd", 0.0), 2),
+    }
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.preview", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
+    parser.add_argument("--json", metavar="FILE", help="write the preview document as JSON")
+    parser.add_argument("--diff", metavar="BASE_JSON", help="compare with an earlier --json document")
+    parser.add_argument("--stack-file", metavar="FILE", help="read the stack config from this file instead")
+    parser.add_argument("--quiet", action="store_true", help="print only the summary line")
+    args = parser.parse_args(argv)
+
+    from rich.console import Console
+
+    from infra.analyzer import PolicyConfigError
+    from infra.capacity import PlanError
+    from infra.config import ConfigError
+    from infra.mockcloud import canonical_json
+
+    # Wide enough for the tables when output goes to a file or a CI log.
+    console = Console(stderr=False, highlight=False, width=None if sys.stdout.isatty() else 160)
+    err = Console(stderr=True, highlight=False)
+    try:
+        doc = preview(args.stack, stack_file=Path(args.stack_file) if args.stack_file else None)
+    except (ConfigError, PlanError, PreviewInputError, PolicyConfigError) as e:
+        err.print(f"[red]error:[/] {e}", markup=True, soft_wrap=True)
+        return EXIT_CONFIG
+    except Exception as e:  # noqa: BLE001
+        # A RunError from the program is a user mistake it caught itself.
+        import pulumi
+
+        if isinstance(e, pulumi.RunError):
+            err.print(f"[red]error:[/] {e}", soft_wrap=True)
+            return EXIT_CONFIG
+        traceback.print_exc()
+        err.print("[red]internal error in the offline preview (a bug, not your config)[/]")
+        return EXIT_INTERNAL
+
+    if not args.quiet:
+        render(doc, console)
+    if args.json:
+        Path(args.json).write_text(canonical_json(doc))
+    if args.diff:
+        base = json.loads(Path(args.diff).read_text())
+        d = diff_documents(base, doc)
+        console.print(f"[bold]Diff vs {args.diff}:[/] {len(d['added'])} to add, {len(d['removed'])} to remove, "
+                      f"{len(d['changed'])} to change, {d['hourly_usd_delta']:+,.2f} $/hour")
+        for urn in d["added"]:
+            console.print(f"  [green]+ {urn}[/]")
+        for urn in d["removed"]:
+            console.print(f"  [red]- {urn}[/]")
+        for c in d["changed"]:
+            console.print(f"  [yellow]~ {c['urn']}[/] ({', '.join(c['keys'])})")
+
+    mandatory = [v for v in doc["policy"]["violations"] if v["level"] == "mandatory"]
+    advisory = len(doc["policy"]["violations"]) - len(mandatory)
+    console.print(f"stack {args.stack}: {len(doc['resources'])} resources, ${doc['cost']['hourly_usd']:,.2f}/hour, "
+                  f"{len(mandatory)} mandatory and {advisory} advisory policy violations")
+    return EXIT_MANDATORY if mandatory else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

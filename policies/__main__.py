@@ -1,0 +1,16 @@
+"""The llmserving CrossGuard policy pack.
+
+`pulumi preview --policy-pack policies --policy-pack-config policies/config/<stack>.json`
+runs it; the offline preview (`python -m infra.preview`) drives the same
+process over the same Analyzer gRPC interface. One module per area.
+"""
+
+from pulumi_policy import EnforcementLevel, PolicyPack
+
+from rules import cost, gpu, reliability, security
+
+PolicyPack(
+    name="llmserving-guardrails",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    policies=[*gpu.POLICIES, *cost.POLICIES, *security.POLICIES, *reliability.POLICIES],
+)

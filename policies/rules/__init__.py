@@ -1,0 +1,1 @@
+"""Policy modules, one per area: gpu, cost, security, reliability."""
