@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import runpy
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -214,10 +213,6 @@ class ProgramRun:
     outputs: dict[str, Any] = field(default_factory=dict)
 
 
-def _resolve(value: Any) -> Any:
-    return value
-
-
 def run_program(main: str, *, project: str, stack: str, config: dict[str, str], secret_keys: list[str],
                 region: str) -> ProgramRun:
     """Runs `main` (a folder or file) the way the CLI does, under mocks.
@@ -225,18 +220,22 @@ def run_program(main: str, *, project: str, stack: str, config: dict[str, str], 
     The CLI runs the `main:` of Pulumi.yaml with runpy as `__main__`; here the
     mock engine stands in for the deployment engine.
     """
+    return run_callable(lambda: runpy.run_path(main, run_name="__main__"), project=project, stack=stack,
+                        config=config, secret_keys=secret_keys, region=region)
+
+
+def run_callable(program: Callable[[], Any], *, project: str = "llmserving", stack: str = "test",
+                 config: Optional[dict[str, str]] = None, secret_keys: Optional[list[str]] = None,
+                 region: str = "us-east-1") -> ProgramRun:
+    """Runs any Pulumi program function under the mock engine (components in unit tests)."""
     mocks = CloudMocks(region)
     monitor = RecordingMonitor(mocks)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     # Config must be in place before the root stack exists.
-    pulumi.runtime.set_all_config(dict(config), list(secret_keys))
+    pulumi.runtime.set_all_config(dict(config or {}), list(secret_keys or []))
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=True, monitor=monitor)
     root = pulumi_stack.get_root_resource()
-
-    def program() -> None:
-        runpy.run_path(main, run_name="__main__")
-
     try:
         loop.run_until_complete(pulumi_stack.run_pulumi_func(program))
         outputs = loop.run_until_complete(_stack_exports(root))
@@ -278,5 +277,3 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def env_without_pulumi() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}

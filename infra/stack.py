@@ -57,6 +57,9 @@ def build(settings: Settings, plan: capacity.Plan) -> None:
         cluster_names=cluster_names, flow_log_retention_days=settings.config.observability.log_retention_days,
         tags=tags))
 
+    # Orchestrator platforms, edge (load balancing, adapter store, budget) and
+    # the serving workloads are assembled here; see the modules named below.
+
     pulumi.export("environment", settings.config.environment)
     pulumi.export("orchestrator", settings.config.orchestrator)
     pulumi.export("zones", zones)

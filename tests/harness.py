@@ -1,0 +1,83 @@
+"""Shared test harness: stack configs, the mock engine, rendered-object validation.
+
+Unit tests of components use `run_component`; whole-stack tests use
+`run_stack`, which runs the real program (`infra/` via runpy) under the same
+mocks as the offline preview.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from infra.config import Settings, load_settings
+from infra.mockcloud import ProgramRun, Registration, plain, run_callable, run_program
+from infra.preview import read_stack
+
+ROOT = Path(__file__).resolve().parent.parent
+CRDS = ROOT.parent / "shared" / "crds"
+
+
+def stack_config(stack: str, changes: Optional[dict[str, Any]] = None,
+                 remove: tuple[str, ...] = ()) -> tuple[dict[str, str], list[str]]:
+    """The engine-form config of a shipped stack, with keys replaced or removed.
+
+    `changes` maps full keys ("llmserving:network") to new values (Python
+    objects; structured values are JSON-encoded like the CLI does).
+    """
+    files = read_stack(ROOT, stack)
+    config = dict(files.config)
+    for key in remove:
+        config.pop(key, None)
+    for key, value in (changes or {}).items():
+        config[key] = value if isinstance(value, str) else json.dumps(value)
+    return config, list(files.secret_keys)
+
+
+def stack_value(stack: str, key: str) -> Any:
+    """A structured config value of a shipped stack, as a Python object (deep copy)."""
+    config, _ = stack_config(stack)
+    raw = config[key]
+    try:
+        return copy.deepcopy(json.loads(raw))
+    except json.JSONDecodeError:
+        return raw
+
+
+def settings_for(stack: str, changes: Optional[dict[str, Any]] = None, remove: tuple[str, ...] = ()) -> Settings:
+    config, secrets = stack_config(stack, changes, remove)
+    return load_settings(config, stack=stack, secret_keys=set(secrets))
+
+
+def run_stack(stack: str, changes: Optional[dict[str, Any]] = None, remove: tuple[str, ...] = ()) -> ProgramRun:
+    """Runs the real program for a stack config under mocks, as the CLI would."""
+    config, secrets = stack_config(stack, changes, remove)
+    region = config.get("aws:region", "us-east-1")
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        return run_program(str(ROOT / "infra"), project="llmserving", stack=stack, config=config,
+                           secret_keys=secrets, region=region)
+    finally:
+        os.chdir(cwd)
+
+
+def run_component(build: Callable[[], Any], *, region: str = "us-east-1") -> ProgramRun:
+    return run_callable(build, region=region)
+
+
+def of_type(run: ProgramRun, typ: str) -> list[Registration]:
+    return [r for r in run.registrations if r.type == typ]
+
+
+def inputs(reg: Registration) -> dict:
+    return plain(reg.inputs)
+
+
+def one(run: ProgramRun, typ: str, name: Optional[str] = None) -> Registration:
+    found = [r for r in of_type(run, typ) if name is None or r.name == name]
+    assert len(found) == 1, f"expected one {typ} {name or ''}, found {[r.name for r in found]}"
+    return found[0]
