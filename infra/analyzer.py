@@ -9,7 +9,6 @@ AnalyzeStack at the end. This module does the same.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -208,8 +207,9 @@ def run_policy_pack(pack_dir: Path, registrations: list[Registration], *, policy
                     python: str = sys.executable) -> tuple[list[Violation], dict[str, dict]]:
     """One full analysis: every resource, then the stack. Returns (violations, effective config)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
-    env.update({"PULUMI_PROJECT": project, "PULUMI_STACK": stack, "PULUMI_DRY_RUN": "true",
-                "PULUMI_CONFIG": json.dumps(stack_config)})
+    # Stack config reaches the pack through ConfigureStack, as from the CLI
+    # (an environment variable would overflow with thousands of tenants).
+    env.update({"PULUMI_PROJECT": project, "PULUMI_STACK": stack, "PULUMI_DRY_RUN": "true"})
     with PolicyPackProcess(pack_dir, python=python, env=env) as pack:
         info = pack.info()
         effective = pack.configure(info, policy_config)
