@@ -80,6 +80,8 @@ SERVING_FIGURES: dict[str, Assumption] = {
     # CPU and host memory per GPU requested by a vLLM pod (tokenization, detokenization, CPU LoRA cache).
     "cpu_per_gpu": Assumption(value=4, source=_OPS, as_of="2025-10"),
     "memory_gib_per_gpu": Assumption(value=32, source=_OPS, as_of="2025-10"),
+    # Share of a node's vCPUs and memory a pod may request per GPU it takes (kubelet, daemonsets keep the rest).
+    "node_allocatable_share": Assumption(value=0.75, source=_OPS, as_of="2025-10"),
     # Alerts.
     "alert_ttft_p95_seconds": Assumption(value=2, source="issue 4: TTFT p95 over 2 s", as_of="2025-10"),
     "alert_queue_depth": Assumption(value=10, source=_OPS, as_of="2025-10"),
