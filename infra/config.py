@@ -281,6 +281,32 @@ class ObservabilityConfig(_Strict):
     log_retention_days: int = Field(default=30, ge=1, le=3653)
 
 
+class ServingConfig(_Strict):
+    """vLLM workloads on Kubernetes (see docs/serving.md)."""
+
+    # Overrides the vLLM image tag of infra/serving_catalog.py IMAGES (never "latest").
+    vllm_image_tag: Optional[str] = None
+    # Bring-your-own Prometheus: set this and observability.prometheus false.
+    prometheus_url: Optional[str] = None
+    prometheus_namespace: str = "monitoring"
+    # Overrides of infra/serving_catalog.py SERVING_FIGURES (e.g. queueDepthPerReplica).
+    figures: dict[str, float] = {}
+
+    @field_validator("vllm_image_tag")
+    @classmethod
+    def _tag(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and (v == "latest" or not re.match(r"^v?\d+\.\d+\.\d+", v)):
+            raise ValueError("must be a pinned vLLM release tag such as v0.11.1 (never latest)")
+        return v
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _url(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError("must be an http(s) URL such as http://prometheus.monitoring.svc:9090")
+        return v
+
+
 class StackConfig(_Strict):
     environment: Literal["dev", "staging", "prod"]
     orchestrator: Literal["eks", "ecs"]
@@ -293,6 +319,7 @@ class StackConfig(_Strict):
     budget: BudgetConfig
     gpu_limits: GpuLimitsConfig
     observability: ObservabilityConfig = ObservabilityConfig()
+    serving: ServingConfig = ServingConfig()
     catalog: cat.CatalogOverrides = cat.CatalogOverrides()
     tags: dict[str, str] = {}
 
@@ -503,4 +530,13 @@ def _cross_check(c: StackConfig, catalog: cat.Catalog, region: str, secrets_set:
         p.append(f"{k('lora.baseModel')}: got {c.lora.base_model!r}; must name a model in models ({', '.join(model_names)})")
     if c.lora.tenants and not c.lora.enabled:
         p.append(f"{k('lora.tenants')}: tenants are listed but lora.enabled is false")
+    if not c.observability.prometheus and not c.serving.prometheus_url:
+        p.append(f"{k('serving.prometheusUrl')}: required key is missing; with observability.prometheus false, "
+                 f"autoscaling needs your own Prometheus URL (e.g. http://prometheus.monitoring.svc:9090)")
+    from infra.serving_catalog import SERVING_FIGURES
+    for key in c.serving.figures:
+        snake = re.sub(r"([A-Z])", lambda mt: "_" + mt.group(1).lower(), key)
+        if snake not in SERVING_FIGURES:
+            allowed = sorted(re.sub(r"_([a-z])", lambda mt: mt.group(1).upper(), f) for f in SERVING_FIGURES)
+            p.append(f"{k(f'serving.figures.{key}')}: unknown figure; allowed: {', '.join(allowed)}")
     return p
