@@ -132,12 +132,12 @@ GUARD_RULES: tuple[GuardRule, ...] = (
               _TF_AS_OF),
 )
 
-# pulumi-aws 7 (terraform-provider-aws 6) takes a per-resource `region`; moving a
-# resource to another region recreates it.
+# pulumi-aws 7 (terraform-provider-aws 6) takes a per-resource `region` on every
+# regional resource; moving a resource to another region recreates it. IAM is global.
 _AWS_COMMON = ("region",)
 GUARD_RULES = tuple(
-    GuardRule(**{**asdict(r), "replace_on_change": r.replace_on_change + _AWS_COMMON}) if r.type.startswith("aws:")
-    else r for r in GUARD_RULES)
+    GuardRule(**{**asdict(r), "replace_on_change": r.replace_on_change + _AWS_COMMON})
+    if r.type.startswith("aws:") and not r.type.startswith("aws:iam/") else r for r in GUARD_RULES)
 
 RULES: dict[str, GuardRule] = {r.type: r for r in GUARD_RULES}
 

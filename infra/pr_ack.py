@@ -31,7 +31,7 @@ from typing import Any, Iterable, Optional
 
 LABEL = "allow-destructive"
 COMMAND = "/allow-destructive"
-_LINE = re.compile(r"^\s*/allow-destructive(?:[ \t]+(\S+))?[ \t]*$", re.MULTILINE)
+_LINE = re.compile(r"^[ \t]*/allow-destructive[ \t]+(\S+)[ \t]*\r?$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def from_event(event: dict[str, Any]) -> Acknowledgement:
         origins.append(("*", f"label {LABEL}"))
     body = pr.get("body") or ""
     for m in _LINE.finditer(body):
-        target = m.group(1) or "*"
+        target = m.group(1)
         origins.append((target, f"PR body line `{COMMAND} {target}`"))
     targets = frozenset(t for t, _ in origins)
     return Acknowledgement(all="*" in targets, targets=targets, origins=tuple(origins))
