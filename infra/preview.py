@@ -1,16 +1,22 @@
 """Offline preview of a stack: no Pulumi CLI, no AWS account, no network.
 
-    python -m infra.preview --stack <dev|prod|...> [--json FILE] [--diff BASE.json] [--quiet]
+    python -m infra.preview --stack <dev|prod|...> [--json FILE] [--diff BASE.json] [--markdown FILE]
+                            [--allow-destructive TARGET]... [--pr-event FILE] [--quiet]
 
 Reads Pulumi.yaml and Pulumi.<stack>.yaml, runs the real program (the `main:`
 folder, via runpy as the CLI does) under the Pulumi mock engine with that
 stack's config (secure values become placeholders), records every resource,
 runs the policy pack in policies/ through its Analyzer gRPC server as the CLI
 does, and prints the resource tree with the capacity plan, the cost and the
-policy verdicts.
+policy verdicts. With --diff it compares with an earlier --json document
+(infra/diff.py: per-resource input changes, replacements, cost and capacity
+delta, destructive changes); --markdown writes the pull-request report.
 
 Exit status: 0 clean (advisories allowed), 1 a mandatory policy violation,
-2 invalid configuration (the message names the key), 3 an internal error.
+2 invalid configuration (the message names the key), 3 an internal error,
+4 a destructive change (replace or delete of a stateful, expensive or
+protected resource) that is not acknowledged (see infra/pr_ack.py). A
+mandatory violation (1) takes precedence over 4; both are reported.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from typing import Any, Optional
 
 import yaml
 
-EXIT_OK, EXIT_MANDATORY, EXIT_CONFIG, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_OK, EXIT_MANDATORY, EXIT_CONFIG, EXIT_INTERNAL, EXIT_DESTRUCTIVE = 0, 1, 2, 3, 4
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -236,24 +242,6 @@ def render(doc: dict, console: Any) -> None:
     console.print(table)
 
 
-def diff_documents(base: dict, head: dict) -> dict:
-    """Desired-state difference between two preview documents (by URN)."""
-    before = {r["urn"]: r for r in base.get("resources", [])}
-    after = {r["urn"]: r for r in head.get("resources", [])}
-    changed = []
-    for urn in sorted(set(before) & set(after)):
-        if before[urn]["inputs"] != after[urn]["inputs"]:
-            keys = sorted(k for k in set(before[urn]["inputs"]) | set(after[urn]["inputs"])
-                          if before[urn]["inputs"].get(k) != after[urn]["inputs"].get(k))
-            changed.append({"urn": urn, "keys": keys})
-    return {
-        "added": sorted(set(after) - set(before)),
-        "removed": sorted(set(before) - set(after)),
-        "changed": changed,
-        "hourly_usd_delta": round(head["cost"]["hourly_usd"] - base.get("cost", {}).get("hourly_usd", 0.0), 2),
-    }
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.preview", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
@@ -261,6 +249,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--diff", metavar="BASE_JSON", help="compare with an earlier --json document")
     parser.add_argument("--stack-file", metavar="FILE", help="read the stack config from this file instead")
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
+    parser.add_argument("--markdown", metavar="FILE", help="write the pull-request report (Markdown)")
+    parser.add_argument("--allow-destructive", metavar="TARGET", action="append", default=[],
+                        help="acknowledge destructive changes: a URN, a type token or * (repeatable)")
+    parser.add_argument("--pr-event", metavar="FILE",
+                        help="read acknowledgements from a GitHub pull_request event JSON ($GITHUB_EVENT_PATH)")
     args = parser.parse_args(argv)
 
     from rich.console import Console
@@ -273,9 +266,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     # Wide enough for the tables when output goes to a file or a CI log.
     console = Console(stderr=False, highlight=False, width=None if sys.stdout.isatty() else 160)
     err = Console(stderr=True, highlight=False)
+    from infra import diff as pr_diff
+    from infra import pr_ack
+
     try:
+        base = _read_base(args.diff) if args.diff else None
+        ack = pr_ack.from_targets(args.allow_destructive)
+        if args.pr_event:
+            ack = ack.merged(pr_ack.from_event_file(args.pr_event))
         doc = preview(args.stack, stack_file=Path(args.stack_file) if args.stack_file else None)
-    except (ConfigError, PlanError, PreviewInputError, PolicyConfigError) as e:
+    except (ConfigError, PlanError, PreviewInputError, PolicyConfigError, pr_ack.EventError) as e:
         err.print(f"[red]error:[/] {e}", markup=True, soft_wrap=True)
         return EXIT_CONFIG
     except Exception as e:  # noqa: BLE001
@@ -293,23 +293,37 @@ def main(argv: Optional[list[str]] = None) -> int:
         render(doc, console)
     if args.json:
         Path(args.json).write_text(canonical_json(doc))
-    if args.diff:
-        base = json.loads(Path(args.diff).read_text())
-        d = diff_documents(base, doc)
-        console.print(f"[bold]Diff vs {args.diff}:[/] {len(d['added'])} to add, {len(d['removed'])} to remove, "
-                      f"{len(d['changed'])} to change, {d['hourly_usd_delta']:+,.2f} $/hour")
-        for urn in d["added"]:
-            console.print(f"  [green]+ {urn}[/]")
-        for urn in d["removed"]:
-            console.print(f"  [red]- {urn}[/]")
-        for c in d["changed"]:
-            console.print(f"  [yellow]~ {c['urn']}[/] ({', '.join(c['keys'])})")
+    d = pr_diff.diff_documents(base, doc, ack) if base is not None else None
+    if d is not None:
+        pr_diff.render_console(d, console, base_label=args.diff)
+    if args.markdown:
+        Path(args.markdown).write_text(pr_diff.render_markdown(doc, d, base_label=f"`{Path(args.diff).name}`"
+                                                               if args.diff else "base"))
 
     mandatory = [v for v in doc["policy"]["violations"] if v["level"] == "mandatory"]
     advisory = len(doc["policy"]["violations"]) - len(mandatory)
     console.print(f"stack {args.stack}: {len(doc['resources'])} resources, ${doc['cost']['hourly_usd']:,.2f}/hour, "
                   f"{len(mandatory)} mandatory and {advisory} advisory policy violations")
-    return EXIT_MANDATORY if mandatory else EXIT_OK
+    if mandatory:
+        return EXIT_MANDATORY
+    if d is not None and d.unacknowledged:
+        console.print(f"[red]{len(d.unacknowledged)} destructive change(s) not acknowledged[/] "
+                      f"(--allow-destructive TARGET, or the PR label/body line: docs/pr-previews.md)")
+        return EXIT_DESTRUCTIVE
+    return EXIT_OK
+
+
+def _read_base(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise PreviewInputError(f"--diff: {path} does not exist (write one with --json; scripts/preview-base.sh)")
+    try:
+        base = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise PreviewInputError(f"--diff: {path} is not valid JSON: {e}")
+    if not isinstance(base, dict) or not isinstance(base.get("resources"), list):
+        raise PreviewInputError(f"--diff: {path} is not a preview document (no `resources` list)")
+    return base
 
 
 if __name__ == "__main__":
