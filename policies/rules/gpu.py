@@ -210,7 +210,7 @@ def _fits_node(resources: list[Res], cfg: dict, report) -> None:
             for t in types:
                 if t in table and table[t]["gpus"] < need:
                     report(f"{workload_label(r)}: a {'pod' if role == 'pod' else role + ' pod'} requests {fmt(need)} "
-                           f"nvidia.com/gpu but {where} may place it on {t} with {table[t]['gpus']} GPUs", r.urn)
+                           f"nvidia.com/gpu but {where} may place it on {t} with {fmt(table[t]['gpus'])} GPUs", r.urn)
 
 
 fits_node = stack_policy(

@@ -24,7 +24,7 @@ def _min_zones(resources: list[Res], cfg: dict, report) -> None:
                if (s.get("tags", default={}) or {}).get("kubernetes.io/role/internal-elb") == "1"]
     zones = sorted({z for s in private if isinstance(z := s.get("availabilityZone"), str)})
     if private and len(zones) < minimum:
-        report(f"private subnets span {len(zones)} zone(s) ({', '.join(zones)}); at least {minimum} are required")
+        report(f"private subnets span {len(zones)} zone(s) ({', '.join(zones)}); at least {fmt(minimum)} are required")
 
 
 min_zones = stack_policy(
@@ -91,7 +91,7 @@ def _interruption_queue(resources: list[Res], cfg: dict, report) -> None:
     rules = [e for e in of_type(resources, EVENT_RULE)
              if isinstance(e.get("eventPattern"), str) and INTERRUPTION_EVENT in e.get("eventPattern")]
     if not queues or not rules:
-        what = "an SQS interruption queue" if not queues else f"an EventBridge rule for '{INTERRUPTION_EVENT}'"
+        what = "SQS interruption queue" if not queues else f"EventBridge rule for '{INTERRUPTION_EVENT}'"
         report(f"{', '.join(p.label for p in spot_pools)} can launch spot GPUs but the stack has no {what} for Karpenter")
 
 
@@ -180,7 +180,7 @@ def _grace(r: Res, cfg: dict, report) -> None:
             continue
         if (grace if grace is not None else 30) < minimum:
             report(f"{workload_label(r)} gives serving pods {fmt(grace if grace is not None else 30)} s to drain; "
-                   f"at least {minimum} s")
+                   f"at least {fmt(minimum)} s")
             return
 
 

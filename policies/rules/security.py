@@ -326,7 +326,7 @@ def _hop_limit(r: Res, cfg: dict, report) -> None:
     hops = num(r.get("metadataOptions", "httpPutResponseHopLimit"))
     limit = cfg.get("maxHopLimit", 2)
     if hops is not None and hops > limit:
-        report(f"launch template '{r.name}' lets IMDS responses travel {fmt(hops)} hops; at most {limit} "
+        report(f"launch template '{r.name}' lets IMDS responses travel {fmt(hops)} hops; at most {fmt(limit)} "
                f"(pods beyond that reach node credentials)")
 
 
@@ -465,15 +465,15 @@ waf_rate_limit = resource_policy(
 
 # --- containers ------------------------------------------------------------------------
 
-def _k8s_and_ecs_containers(r: Res) -> list[tuple[str, dict, bool]]:
-    """(label, container, is_ecs)."""
+def _k8s_and_ecs_containers(r: Res, *, servers_only: bool = False) -> list[tuple[str, dict, bool]]:
+    """(label, container, is_ecs); servers_only leaves out LeaderWorkerSet workers (Ray members, no HTTP)."""
     if r.type == ECS_TASK:
         return [(f"ECS task '{r.name}'", c, True) for c in ecs_containers(r)]
-    return [(workload_label(r), c, False) for _, _, c in all_containers(r)]
+    return [(workload_label(r), c, False) for role, _, c in all_containers(r) if not (servers_only and role == "worker")]
 
 
 def _api_key(r: Res, cfg: dict, report) -> None:
-    for label, c, ecs in _k8s_and_ecs_containers(r):
+    for label, c, ecs in _k8s_and_ecs_containers(r, servers_only=True):
         if not is_vllm(c):
             continue
         name = c.get("name")
