@@ -268,20 +268,45 @@ def _set(obj: Any, path: tuple, value: Any) -> None:
         obj[path[-1]] = value
 
 
+def stack_policy_names() -> set[str]:
+    """Names of the pack's stack-level (AnalyzeStack) policies, read from the pack's own modules."""
+    import sys
+
+    from pulumi_policy import StackValidationPolicy
+
+    if str(PACK) not in sys.path:
+        sys.path.insert(0, str(PACK))
+    from rules import cost, gpu, reliability, security
+
+    return {p.name for m in (gpu, cost, security, reliability) for p in m.POLICIES if isinstance(p, StackValidationPolicy)}
+
+
 class PackClient:
     """One policy pack process for a test session; each judge() reconfigures it like the CLI does."""
 
     def __init__(self) -> None:
         self.proc = PolicyPackProcess(PACK)
         self.info = self.proc.info()
+        self._configured: Optional[tuple] = None
 
-    def judge(self, regs: list[Registration], config: dict, stack: str = "prod") -> list[Violation]:
-        self.proc.configure(self.info, config)
-        self.proc.configure_stack(project="llmserving", stack=stack, config={}, tags={})
+    def judge(self, regs: list[Registration], config: dict, stack: str = "prod",
+              only: Optional[set[str]] = None, stack_policies: bool = True) -> list[Violation]:
+        """Configure, ConfigureStack, Analyze each resource (or only those named), AnalyzeStack.
+
+        Resource policies judge one resource at a time, so after a one-field mutation only the
+        mutated resource needs Analyze again; the stack is always analysed whole.
+        """
+        key = (json.dumps(config, sort_keys=True), stack)
+        if key != self._configured:
+            self.proc.configure(self.info, config)
+            self.proc.configure_stack(project="llmserving", stack=stack, config={}, tags={})
+            self._configured = key
         out: list[Violation] = []
         for r in regs:
-            out += self.proc.analyze(r)
-        out += self.proc.analyze_stack(regs)
+            if only is None or r.name in only:
+                out += self.proc.analyze(r)
+        if stack_policies:
+            out += self.proc.analyze_stack(regs)
         return out
 
     def close(self) -> None:

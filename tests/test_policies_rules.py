@@ -8,7 +8,9 @@ import json
 
 import pytest
 
-from tests.policy_fixtures import DELETE, PackClient, good_world, mutate, shipped_config
+from tests.policy_fixtures import DELETE, PackClient, good_world, mutate, shipped_config, stack_policy_names
+
+STACK_POLICIES = stack_policy_names()
 
 DEP = "kubernetes:apps/v1:Deployment"
 C0 = ("spec", "template", "spec", "containers", 0)
@@ -208,7 +210,11 @@ def test_rule_passes_then_fails_on_one_mutation(pack, case):
     policy, kind, name, path, value, expected = case
     assert _reported(_passing(pack, kind), policy) == []
     regs, stack = _world(kind)
-    violations = pack.judge(mutate(regs, name, path, value), shipped_config(stack), stack)
+    # Resource policies judge one resource: only the mutated one needs Analyze again; stack
+    # policies need AnalyzeStack over the whole (mutated) stack.
+    stackwide = policy in STACK_POLICIES
+    violations = pack.judge(mutate(regs, name, path, value), shipped_config(stack), stack,
+                            only=set() if stackwide else {name}, stack_policies=stackwide)
     assert _reported(violations, policy) == sorted(expected)
 
 
@@ -225,6 +231,7 @@ def test_every_rule_has_a_case_and_there_are_at_least_40(pack):
 def test_levels_in_prod_are_mandatory_for_gpu_cost_and_security(pack):
     from infra.analyzer import PolicyPackProcess  # noqa: F401  (the client's configure applies levels)
     effective = pack.proc.configure(pack.info, shipped_config("prod"))
+    pack._configured = None
     advisory = sorted(n for n, c in effective.items() if c["enforcementLevel"] != "mandatory")
     assert advisory == ["gpu-nodepool-when-empty", "log-group-retention"]
 
