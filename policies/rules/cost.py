@@ -1,32 +1,189 @@
-"""Cost guardrails: every resource carries the cost-allocation tags."""
+"""Cost guardrails: worst-case GPU spend within budget, spot in dev, budgets, tags, bounded scaling.
+
+Prices come through the policy config (`instanceTypes`, generated from
+infra/catalog.py by `python -m infra.policy_config`), not from an import of
+the project: the pack runs in its own virtualenv under the CLI, and the
+stack's catalog overrides and budget belong in its policy config.
+"""
 
 from __future__ import annotations
 
-from pulumi_policy import EnforcementLevel, PolicyConfigSchema, ReportViolation, ResourceValidationArgs, ResourceValidationPolicy
+from rules.common import (INSTANCE_TABLE_SCHEMA, NODEPOOL, Res, UNKNOWN, as_list, fmt, gpu_pools, has_gpu_capacity,
+                          is_gpu_type, nodepool_capacity_types, nodepool_is_gpu, num, of_type, resource_policy,
+                          stack_policy)
 
-from rules.common import TAGGABLE_TYPES, config_value
-
+# AWS resource types this project creates that take `tags` (cost allocation).
+TAGGABLE_TYPES = frozenset({
+    "aws:ec2/vpc:Vpc", "aws:ec2/subnet:Subnet", "aws:ec2/internetGateway:InternetGateway",
+    "aws:ec2/natGateway:NatGateway", "aws:ec2/eip:Eip", "aws:ec2/routeTable:RouteTable",
+    "aws:ec2/vpcEndpoint:VpcEndpoint", "aws:ec2/securityGroup:SecurityGroup", "aws:ec2/flowLog:FlowLog",
+    "aws:ec2/launchTemplate:LaunchTemplate", "aws:ec2/placementGroup:PlacementGroup",
+    "aws:cloudwatch/logGroup:LogGroup", "aws:iam/role:Role", "aws:kms/key:Key",
+    "aws:eks/cluster:Cluster", "aws:eks/nodeGroup:NodeGroup", "aws:eks/addon:Addon",
+    "aws:ecs/cluster:Cluster", "aws:ecs/service:Service", "aws:ecs/taskDefinition:TaskDefinition",
+    "aws:autoscaling/group:Group", "aws:sqs/queue:Queue", "aws:cloudwatch/eventRule:EventRule",
+    "aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2", "aws:lb/loadBalancer:LoadBalancer",
+    "aws:lb/targetGroup:TargetGroup", "aws:wafv2/webAcl:WebAcl", "aws:budgets/budget:Budget",
+})
 DEFAULT_REQUIRED_TAGS = ["project", "stack", "environment", "tier"]
+NODEGROUP = "aws:eks/nodeGroup:NodeGroup"
+ASG = "aws:autoscaling/group:Group"
+BUDGET = "aws:budgets/budget:Budget"
+SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 
 
-def _cost_allocation_tags(args: ResourceValidationArgs, report: ReportViolation) -> None:
-    if args.resource_type not in TAGGABLE_TYPES:
+def _tags(r: Res, cfg: dict, report) -> None:
+    tags = r.get("tags", default={})
+    if tags is UNKNOWN:
         return
-    required = config_value(args, "requiredTags", DEFAULT_REQUIRED_TAGS)
-    tags = args.props.get("tags") or {}
+    if r.type == ASG:  # a list of {key, value, propagateAtLaunch}
+        tags = {t.get("key"): t.get("value") for t in as_list(tags) if isinstance(t, dict)}
+    if not isinstance(tags, dict):
+        tags = {}
+    required = cfg.get("requiredTags", DEFAULT_REQUIRED_TAGS)
     missing = [t for t in required if not tags.get(t)]
     if missing:
-        report(f"{args.resource_type} '{args.name}' lacks cost-allocation tags: {', '.join(missing)}")
+        report(f"{r.type} '{r.name}' lacks cost-allocation tags: {', '.join(missing)}")
 
 
-cost_allocation_tags = ResourceValidationPolicy(
-    name="cost-allocation-tags",
-    description="Taggable AWS resources carry the cost-allocation tags (project, stack, environment, tier) so spend is attributable.",
-    enforcement_level=EnforcementLevel.MANDATORY,
-    validate=_cost_allocation_tags,
-    config_schema=PolicyConfigSchema(properties={
-        "requiredTags": {"type": "array", "items": {"type": "string"}, "default": DEFAULT_REQUIRED_TAGS},
-    }),
-)
+cost_allocation_tags = resource_policy(
+    "cost-allocation-tags",
+    "Taggable AWS resources carry the cost-allocation tags (project, stack, environment, tier) so spend is "
+    "attributable (Checkov CKV_AWS_153-style tagging; no exact ID).",
+    _tags, types=TAGGABLE_TYPES,
+    schema={"requiredTags": {"type": "array", "items": {"type": "string"}, "default": DEFAULT_REQUIRED_TAGS}})
 
-POLICIES = [cost_allocation_tags]
+
+def _max_hourly(resources: list[Res], cfg: dict, report) -> None:
+    table = cfg.get("instanceTypes", {})
+    budget = cfg.get("maxHourlyUsd")
+    if budget is None:
+        return
+    pools = gpu_pools(resources, table)
+    priced = [(p, p.max_hourly(table)) for p in pools]
+    unpriced = [p.label for p, h in priced if h is None]
+    if unpriced:
+        report(f"cannot price GPU capacity at max size for {', '.join(unpriced)} (unbounded or instance type not in the "
+               f"policy's instanceTypes table)")
+    total = sum(h for _, h in priced if h is not None)
+    if total > budget:
+        parts = ", ".join(f"{p.label} ${h:,.2f}" for p, h in priced if h is not None)
+        report(f"GPU capacity at max size costs up to ${total:,.2f}/hour ({parts}); the stack budget is ${fmt(budget)}/hour")
+
+
+max_hourly = stack_policy(
+    "cost-max-hourly-within-budget",
+    "The worst-case hourly cost of all GPU capacity (every pool at max size, dearest allowed instance type, "
+    "on-demand unless spot-only), priced from the catalog, stays within maxHourlyUsd.",
+    _max_hourly,
+    schema={"maxHourlyUsd": {"type": "number", "exclusiveMinimum": 0}, "instanceTypes": INSTANCE_TABLE_SCHEMA})
+
+
+def _spot(r: Res, cfg: dict, report) -> None:
+    if not cfg.get("requireSpot", False):
+        return
+    if r.type == NODEGROUP:
+        types = [t for t in as_list(r.get("instanceTypes")) if isinstance(t, str)]
+        cap = r.get("capacityType")
+        if any(is_gpu_type(t) for t in types) and cap is not UNKNOWN and cap != "SPOT":
+            report(f"GPU node group '{r.name}' uses capacityType {cap or 'ON_DEMAND'}; this stack requires SPOT for GPU pools")
+    elif r.type == NODEPOOL:
+        if nodepool_is_gpu(r) and "spot" not in nodepool_capacity_types(r):
+            report(f"GPU NodePool '{r.get('metadata', 'name', default=r.name)}' cannot launch spot capacity "
+                   f"(karpenter.sh/capacity-type: {', '.join(nodepool_capacity_types(r))}); this stack requires spot for GPU pools")
+    elif r.type == ASG:
+        pools = gpu_pools([r], {})
+        if pools and r.get("mixedInstancesPolicy") is None:
+            report(f"GPU auto scaling group '{r.name}' has no mixedInstancesPolicy with spot capacity; this stack requires "
+                   f"spot for GPU pools")
+
+
+spot_required = resource_policy(
+    "cost-spot-required",
+    "Where the stack sets requireSpot (dev), every GPU pool can run on spot capacity.",
+    _spot, types=[NODEGROUP, NODEPOOL, ASG],
+    schema={"requireSpot": {"type": "boolean", "default": False}})
+
+
+def _budget_exists(resources: list[Res], cfg: dict, report) -> None:
+    if not has_gpu_capacity(resources):
+        return  # applies once the stack has GPU capacity
+    if not any(b.get("budgetType") == "COST" for b in of_type(resources, BUDGET)):
+        report("the stack runs GPU capacity but has no AWS Budgets cost budget (aws:budgets/budget:Budget, budgetType COST)")
+
+
+budget_exists = stack_policy(
+    "cost-budget-exists",
+    "A stack with GPU capacity has an AWS Budgets cost budget.",
+    _budget_exists)
+
+
+def _budget_alerts(r: Res, cfg: dict, report) -> None:
+    notes = r.get("notifications", default=[])
+    if notes is UNKNOWN:
+        return
+    ok = any(isinstance(n, dict) and (as_list(n.get("subscriberEmailAddresses")) or as_list(n.get("subscriberSnsTopicArns")))
+             for n in as_list(notes))
+    if not ok:
+        report(f"budget '{r.name}' notifies nobody; add notifications with subscriber emails or SNS topics")
+
+
+budget_alerts = resource_policy(
+    "cost-budget-alerts",
+    "Every budget notifies someone (email or SNS) when a threshold is crossed.",
+    _budget_alerts, types=[BUDGET])
+
+
+def _budget_limit(r: Res, cfg: dict, report) -> None:
+    if r.get("budgetType") != "COST":
+        return
+    unit, amount = r.get("timeUnit"), num(r.get("limitAmount"))
+    maximum = cfg.get("maxMonthlyUsd")
+    if unit != "MONTHLY":
+        report(f"budget '{r.name}' has timeUnit {unit}; cost budgets here are MONTHLY")
+    elif maximum is not None and amount is not None and amount > maximum:
+        report(f"budget '{r.name}' allows ${fmt(amount)}/month; the stack's monthly budget is ${fmt(maximum)}")
+
+
+budget_limit = resource_policy(
+    "cost-budget-monthly-limit",
+    "Cost budgets are monthly and their limit does not exceed the stack's monthly budget.",
+    _budget_limit, types=[BUDGET],
+    schema={"maxMonthlyUsd": {"type": "number", "exclusiveMinimum": 0}})
+
+
+def _consolidation(r: Res, cfg: dict, report) -> None:
+    if not nodepool_is_gpu(r):
+        return
+    after = r.get("spec", "disruption", "consolidateAfter")
+    if after == "Never":
+        report(f"GPU NodePool '{r.get('metadata', 'name', default=r.name)}' never consolidates (consolidateAfter: Never); "
+               f"idle GPU nodes would bill forever")
+
+
+consolidation = resource_policy(
+    "cost-nodepool-consolidation",
+    "GPU NodePools reclaim empty nodes (spec.disruption.consolidateAfter is not Never).",
+    _consolidation, types=[NODEPOOL])
+
+
+def _scaler_bounded(r: Res, cfg: dict, report) -> None:
+    m = r.get("spec", "maxReplicaCount")
+    if m is UNKNOWN:
+        return
+    limit = cfg.get("maxReplicas", 64)
+    name = r.get("metadata", "name", default=r.name)
+    if num(m) is None:
+        report(f"ScaledObject '{name}' sets no maxReplicaCount (KEDA's default is 100 replicas)")
+    elif num(m) > limit:
+        report(f"ScaledObject '{name}' may scale to {fmt(num(m))} replicas; the stack allows at most {fmt(limit)}")
+
+
+scaler_bounded = resource_policy(
+    "cost-autoscaler-bounded",
+    "KEDA ScaledObjects set maxReplicaCount within the stack's maximum replicas per model.",
+    _scaler_bounded, types=[SCALED_OBJECT],
+    schema={"maxReplicas": {"type": "integer", "minimum": 1, "default": 64}})
+
+POLICIES = [cost_allocation_tags, max_hourly, spot_required, budget_exists, budget_alerts, budget_limit, consolidation,
+            scaler_bounded]

@@ -1,0 +1,97 @@
+"""Generates the policy pack's per-stack config (policies/config/<stack>.json).
+
+    python -m infra.policy_config [--stack dev --stack prod] [--check]
+
+Why generated: the pack runs in its own process (under the CLI, in its own
+virtualenv) and must not import the project, yet its GPU and cost rules need
+the same figures the planner uses. So the figures travel the way the CLI
+hands settings to a pack: through the pack's config schema. This module
+derives them from one source of truth, the stack file (budget, gpuLimits,
+environment, catalog overrides) and infra/catalog.py (GPUs per node, GPU
+memory, on-demand prices with their source and date, spot discounts), and
+`tests/test_policies_config.py` fails when a shipped file drifts from what
+this module generates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from infra.config import Settings, load_settings
+from infra.preview import ROOT, read_stack
+
+# Reliability rules a dev stack runs as advisories (cheap teardown, single replicas).
+DEV_ADVISORY = ("serving-pdb", "serving-graceful-shutdown", "stateful-protected")
+
+
+def instance_table(settings: Settings) -> dict[str, dict[str, Any]]:
+    cat = settings.catalog
+    return {name: {"gpus": it.gpu_count, "gpuMemoryGb": cat.gpus[it.gpu].memory_gb,
+                   "onDemandUsdPerHour": it.on_demand_usd_per_hour, "spotDiscount": it.spot_discount}
+            for name, it in sorted(cat.instance_types.items())}
+
+
+def policy_config(settings: Settings) -> dict[str, Any]:
+    c = settings.config
+    prod = c.environment == "prod"
+    table = instance_table(settings)
+    cfg: dict[str, Any] = {
+        "gpu-allowed-instance-families": {"allowedFamilies": list(c.gpu_limits.allowed_families)},
+        "gpu-max-per-pool": {"maxGpusPerPool": c.gpu_limits.max_gpus_per_pool, "instanceTypes": table},
+        "gpu-max-total": {"maxGpusTotal": c.gpu_limits.max_gpus_total, "instanceTypes": table},
+        "gpu-pod-fits-node-type": {"instanceTypes": table},
+        "cost-max-hourly-within-budget": {"maxHourlyUsd": c.budget.hourly_usd, "instanceTypes": table},
+        "cost-budget-monthly-limit": {"maxMonthlyUsd": c.budget.monthly_usd},
+        "cost-spot-required": {"requireSpot": c.environment == "dev"},
+        "cost-autoscaler-bounded": {"maxReplicas": max(m.max_replicas for m in c.models)},
+        "min-availability-zones": {"minZones": 3 if prod else 2},
+        "alb-deletion-protection": {"required": prod},
+        "waf-attached": {"required": prod},
+        "log-group-retention": "advisory",
+        "gpu-nodepool-when-empty": "advisory",
+    }
+    if prod:
+        # GPU, cost and security (and everything else not named advisory above) block a prod deploy.
+        cfg["all"] = "mandatory"
+    else:
+        for name in DEV_ADVISORY:
+            cfg[name] = "advisory"
+    return cfg
+
+
+def settings_of(stack: str, root: Path = ROOT, stack_file: Optional[Path] = None) -> Settings:
+    files = read_stack(root, stack, stack_file)
+    return load_settings(files.config, stack=stack, secret_keys=set(files.secret_keys), project=files.project)
+
+
+def render(stack: str, root: Path = ROOT) -> str:
+    return json.dumps(policy_config(settings_of(stack, root)), indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.policy_config", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stack", action="append", help="stack(s) to generate (default: dev and prod)")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a shipped file differs")
+    args = parser.parse_args(argv)
+    stale = []
+    for stack in args.stack or ["dev", "prod"]:
+        path = ROOT / "policies" / "config" / f"{stack}.json"
+        text = render(stack)
+        if args.check:
+            if not path.is_file() or path.read_text() != text:
+                stale.append(str(path))
+        else:
+            path.write_text(text)
+            print(f"wrote {path}")
+    if stale:
+        print("out of date (run python -m infra.policy_config): " + ", ".join(stale), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,313 @@
+"""Synthetic resources for the policy tests, shaped as the engine sends them (camelCase inputs,
+Kubernetes objects as apiVersion/kind/metadata/spec), and a shared client of the real pack.
+
+`good_world()` is a stack that passes every rule under the shipped prod policy config: an EKS
+control plane, a p5 managed node group and a g5 Karpenter NodePool, an ECS GPU auto scaling
+group, the S3 adapter store with its log bucket, an ALB with WAF, a budget, vLLM workloads
+(Deployment and LeaderWorkerSet) with PDBs and a KEDA ScaledObject. Each rule's failing
+fixture mutates one field of it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+from infra.analyzer import PolicyPackProcess, Violation
+from infra.mockcloud import Registration
+
+ROOT = Path(__file__).resolve().parent.parent
+PACK = ROOT / "policies"
+TAGS = {"project": "llmserving", "stack": "prod", "environment": "prod", "tier": "medium"}
+DELETE = object()
+
+
+def shipped_config(stack: str) -> dict:
+    return json.loads((PACK / "config" / f"{stack}.json").read_text())
+
+
+def urn(typ: str, name: str) -> str:
+    return f"urn:pulumi:prod::llmserving::{typ}::{name}"
+
+
+def reg(typ: str, name: str, inputs: dict, *, protect: bool = False, custom: bool = True,
+        deps: Optional[dict[str, list[str]]] = None) -> Registration:
+    return Registration(urn=urn(typ, name), type=typ, name=name, parent=None, custom=custom, protect=protect,
+                        provider="", dependencies=sorted({u for v in (deps or {}).values() for u in v}),
+                        property_dependencies=deps or {}, delete_before_replace=False, ignore_changes=[],
+                        inputs=inputs)
+
+
+def _k8s(api: str, kind: str, name: str, spec: dict, labels: Optional[dict] = None, ns: str = "llmserving") -> dict:
+    meta: dict[str, Any] = {"name": name, "namespace": ns}
+    if labels:
+        meta["labels"] = labels
+    return {"apiVersion": api, "kind": kind, "metadata": meta, "spec": spec}
+
+
+def _probe(path: str = "/health", failures: int = 60) -> dict:
+    return {"httpGet": {"path": path, "port": 8000}, "periodSeconds": 10, "failureThreshold": failures}
+
+
+def vllm_container(name: str, model: str, tp: int, pp: int = 1, gpus: Optional[int] = None) -> dict:
+    args = ["--model", model, "--tensor-parallel-size", str(tp)]
+    if pp > 1:
+        args += ["--pipeline-parallel-size", str(pp), "--distributed-executor-backend", "ray"]
+    gpus = tp if gpus is None else gpus
+    return {
+        "name": name, "image": "vllm/vllm-openai:v0.11.1", "command": ["vllm", "serve"], "args": args,
+        "env": [{"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": "vllm-api-key", "key": "key"}}}],
+        "resources": {"requests": {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": str(gpus)},
+                      "limits": {"nvidia.com/gpu": str(gpus)}},
+        "startupProbe": _probe(), "readinessProbe": _probe(failures=3), "livenessProbe": _probe(failures=3),
+        "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}],
+        "securityContext": {"privileged": False, "allowPrivilegeEscalation": False},
+    }
+
+
+def _pod_spec(container: dict, pool: str) -> dict:
+    return {
+        "containers": [container],
+        "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}],
+        "nodeSelector": {"llmserving.io/pool": pool},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}],
+        "terminationGracePeriodSeconds": 120,
+    }
+
+
+def good_world() -> list[Registration]:
+    R: list[Registration] = []
+    add = R.append
+    vpc = reg("aws:ec2/vpc:Vpc", "vpc", {"cidrBlock": "10.50.0.0/16", "tags": TAGS})
+    add(vpc)
+    add(reg("aws:ec2/flowLog:FlowLog", "vpc-flow", {"trafficType": "ALL", "tags": TAGS}, deps={"vpcId": [vpc.urn]}))
+    for i, z in enumerate("abc"):
+        add(reg("aws:ec2/subnet:Subnet", f"private-{z}", {
+            "cidrBlock": f"10.50.{i}.0/24", "availabilityZone": f"us-east-1{z}", "mapPublicIpOnLaunch": False,
+            "tags": {**TAGS, "kubernetes.io/role/internal-elb": "1"}}, deps={"vpcId": [vpc.urn]}))
+    add(reg("aws:cloudwatch/logGroup:LogGroup", "cluster-logs", {"retentionInDays": 90, "tags": TAGS}))
+    key = reg("aws:kms/key:Key", "cluster-key", {"enableKeyRotation": True, "tags": TAGS})
+    add(key)
+    key_arn = "arn:aws:kms:us-east-1:123456789012:key/cluster-key"
+    add(reg("aws:eks/cluster:Cluster", "cluster", {
+        "name": "llmserving-prod", "version": "1.33",
+        "vpcConfig": {"endpointPrivateAccess": True, "endpointPublicAccess": False, "subnetIds": ["subnet-a"]},
+        "enabledClusterLogTypes": ["api", "audit", "authenticator", "controllerManager", "scheduler"],
+        "encryptionConfig": {"provider": {"keyArn": key_arn}, "resources": ["secrets"]}, "tags": TAGS},
+        protect=True, deps={"encryptionConfig": [key.urn]}))
+    add(reg("eks:index:Cluster", "eks", {
+        "endpointPrivateAccess": True, "endpointPublicAccess": True, "publicAccessCidrs": ["198.51.100.0/24"],
+        "enabledClusterLogTypes": ["api", "audit", "authenticator", "controllerManager", "scheduler"],
+        "encryptionConfigKeyArn": key_arn}, protect=True, custom=False))
+    gpu_lt = reg("aws:ec2/launchTemplate:LaunchTemplate", "p5-lt", {
+        "metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 2, "httpEndpoint": "enabled"},
+        "blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"encrypted": "true", "volumeSize": 1000}}],
+        "tags": TAGS})
+    add(gpu_lt)
+    add(reg("aws:eks/nodeGroup:NodeGroup", "p5-ondemand", {
+        "clusterName": "llmserving-prod", "nodeGroupName": "p5-ondemand", "instanceTypes": ["p5.48xlarge"],
+        "capacityType": "ON_DEMAND", "amiType": "AL2023_x86_64_NVIDIA",
+        "scalingConfig": {"minSize": 2, "maxSize": 4, "desiredSize": 2},
+        "launchTemplate": {"id": "lt-p5", "version": "1"},
+        "labels": {"llmserving.io/pool": "p5-ondemand"},
+        "taints": [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}], "tags": TAGS},
+        deps={"launchTemplate": [gpu_lt.urn]}))
+    add(reg("kubernetes:karpenter.sh/v1:NodePool", "g5-lora", _k8s("karpenter.sh/v1", "NodePool", "g5-lora", {
+        "template": {
+            "metadata": {"labels": {"llmserving.io/pool": "g5-lora"}},
+            "spec": {
+                "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "gpu"},
+                "requirements": [
+                    {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["g5.12xlarge", "g5.24xlarge"]},
+                    {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["spot", "on-demand"]}],
+                "taints": [{"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}],
+                "expireAfter": "720h"}},
+        "limits": {"nvidia.com/gpu": "40"},
+        "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "30m"}}, ns=None)))
+    q = reg("aws:sqs/queue:Queue", "interruptions", {"messageRetentionSeconds": 300, "sqsManagedSseEnabled": True, "tags": TAGS})
+    add(q)
+    add(reg("aws:cloudwatch/eventRule:EventRule", "spot-interruption", {
+        "eventPattern": json.dumps({"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]}),
+        "tags": TAGS}))
+    ecs_lt = reg("aws:ec2/launchTemplate:LaunchTemplate", "ecs-gpu-lt", {
+        "instanceType": "g5.12xlarge", "metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 1},
+        "tags": TAGS})
+    add(ecs_lt)
+    add(reg("aws:autoscaling/group:Group", "ecs-gpu", {
+        "maxSize": 1, "minSize": 0, "launchTemplate": {"id": "lt-ecs", "version": "$Latest"},
+        "tags": [{"key": k, "value": v, "propagateAtLaunch": True} for k, v in TAGS.items()]},
+        deps={"launchTemplate": [ecs_lt.urn]}))
+    add(reg("aws:ecs/taskDefinition:TaskDefinition", "vllm-task", {"family": "vllm", "tags": TAGS, "containerDefinitions": json.dumps([{
+        "name": "vllm", "image": "vllm/vllm-openai:v0.11.1",
+        "command": ["--model", "meta-llama/Llama-3.1-8B-Instruct", "--tensor-parallel-size", "4"],
+        "resourceRequirements": [{"type": "GPU", "value": "4"}],
+        "secrets": [{"name": "VLLM_API_KEY", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:vllm"}],
+        "healthCheck": {"command": ["CMD-SHELL", "curl -f http://localhost:8000/health || exit 1"]},
+        "privileged": False}])}))
+    add(reg("aws:ecs/service:Service", "vllm-svc", {
+        "deploymentCircuitBreaker": {"enable": True, "rollback": True}, "tags": TAGS}))
+    add(reg("aws:budgets/budget:Budget", "gpu-budget", {
+        "budgetType": "COST", "timeUnit": "MONTHLY", "limitAmount": "200000", "limitUnit": "USD",
+        "notifications": [{"comparisonOperator": "GREATER_THAN", "threshold": 80, "thresholdType": "PERCENTAGE",
+                           "notificationType": "FORECASTED", "subscriberEmailAddresses": ["finops@example.com"]}],
+        "tags": TAGS}))
+    # S3: adapter bucket (SSE-KMS) logging into a log bucket (SSE-S3, also the ALB's access-log target).
+    for name, algo in (("adapters", "aws:kms"), ("logs", "AES256")):
+        b = reg("aws:s3/bucket:Bucket", name, {"bucket": f"llmserving-prod-{name}", "tags": TAGS}, protect=True)
+        add(b)
+        d = {"bucket": [b.urn]}
+        rule: dict[str, Any] = {"applyServerSideEncryptionByDefault": {"sseAlgorithm": algo}}
+        if algo == "aws:kms":
+            rule["applyServerSideEncryptionByDefault"]["kmsMasterKeyId"] = key_arn
+            rule["bucketKeyEnabled"] = True
+        add(reg("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration", f"{name}-sse",
+                {"bucket": f"llmserving-prod-{name}", "rules": [rule]}, deps=d))
+        add(reg("aws:s3/bucketVersioning:BucketVersioning", f"{name}-versioning",
+                {"bucket": f"llmserving-prod-{name}", "versioningConfiguration": {"status": "Enabled"}}, deps=d))
+        add(reg("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", f"{name}-pab", {
+            "bucket": f"llmserving-prod-{name}", "blockPublicAcls": True, "blockPublicPolicy": True,
+            "ignorePublicAcls": True, "restrictPublicBuckets": True}, deps=d))
+        policy = {"Version": "2012-10-17", "Statement": [
+            {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+             "Resource": [f"arn:aws:s3:::llmserving-prod-{name}", f"arn:aws:s3:::llmserving-prod-{name}/*"],
+             "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+            {"Sid": "ServingRole", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:role/vllm"},
+             "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::llmserving-prod-{name}/tenants/*"}]}
+        add(reg("aws:s3/bucketPolicy:BucketPolicy", f"{name}-policy",
+                {"bucket": f"llmserving-prod-{name}", "policy": json.dumps(policy)}, deps=d))
+    add(reg("aws:s3/bucketLogging:BucketLogging", "adapters-logging", {
+        "bucket": "llmserving-prod-adapters", "targetBucket": "llmserving-prod-logs", "targetPrefix": "s3/"},
+        deps={"bucket": [urn("aws:s3/bucket:Bucket", "adapters")], "targetBucket": [urn("aws:s3/bucket:Bucket", "logs")]}))
+    lb = reg("aws:lb/loadBalancer:LoadBalancer", "alb", {
+        "loadBalancerType": "application", "internal": False, "dropInvalidHeaderFields": True,
+        "enableDeletionProtection": True, "accessLogs": {"bucket": "llmserving-prod-logs", "enabled": True, "prefix": "alb"},
+        "tags": TAGS}, deps={"accessLogs": [urn("aws:s3/bucket:Bucket", "logs")]})
+    add(lb)
+    add(reg("aws:lb/listener:Listener", "https", {
+        "port": 443, "protocol": "HTTPS", "sslPolicy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
+        "certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/x",
+        "defaultActions": [{"type": "forward", "targetGroupArn": "arn:tg"}]}, deps={"loadBalancerArn": [lb.urn]}))
+    add(reg("aws:lb/listener:Listener", "http", {
+        "port": 80, "protocol": "HTTP",
+        "defaultActions": [{"type": "redirect", "redirect": {"protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"}}]},
+        deps={"loadBalancerArn": [lb.urn]}))
+    acl = reg("aws:wafv2/webAcl:WebAcl", "waf", {
+        "scope": "REGIONAL", "defaultAction": {"allow": {}}, "tags": TAGS,
+        "rules": [{"name": "rate", "priority": 1, "action": {"block": {}},
+                   "statement": {"rateBasedStatement": {"limit": 2000, "aggregateKeyType": "IP"}},
+                   "visibilityConfig": {"cloudwatchMetricsEnabled": True, "metricName": "rate", "sampledRequestsEnabled": True}}]})
+    add(acl)
+    add(reg("aws:wafv2/webAclAssociation:WebAclAssociation", "waf-alb", {},
+            deps={"resourceArn": [lb.urn], "webAclArn": [acl.urn]}))
+    # vLLM workloads.
+    labels8 = {"app.kubernetes.io/name": "llama-3-1-8b"}
+    add(reg("kubernetes:apps/v1:Deployment", "llama-3-1-8b", _k8s("apps/v1", "Deployment", "llama-3-1-8b", {
+        "replicas": 4, "selector": {"matchLabels": labels8},
+        "template": {"metadata": {"labels": labels8},
+                     "spec": _pod_spec(vllm_container("vllm", "meta-llama/Llama-3.1-8B-Instruct", 4), "g5-lora")}})))
+    labels70 = {"app.kubernetes.io/name": "llama-3-1-70b"}
+    leader = vllm_container("vllm", "RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8", 8, pp=2)
+    worker = copy.deepcopy(leader)
+    worker.update({"command": ["ray", "start", "--block", "--address=$(LWS_LEADER_ADDRESS):6379"], "args": []})
+    for k in ("startupProbe", "readinessProbe", "livenessProbe", "env"):
+        worker.pop(k)
+    add(reg("kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet", "llama-3-1-70b",
+            _k8s("leaderworkerset.x-k8s.io/v1", "LeaderWorkerSet", "llama-3-1-70b", {
+                "replicas": 2,
+                "leaderWorkerTemplate": {
+                    "size": 2, "restartPolicy": "RecreateGroupOnPodRestart",
+                    "leaderTemplate": {"metadata": {"labels": labels70}, "spec": _pod_spec(leader, "p5-ondemand")},
+                    "workerTemplate": {"metadata": {"labels": labels70}, "spec": _pod_spec(worker, "p5-ondemand")}}})))
+    for name, labels in (("llama-3-1-8b", labels8), ("llama-3-1-70b", labels70)):
+        add(reg("kubernetes:policy/v1:PodDisruptionBudget", f"{name}-pdb", _k8s("policy/v1", "PodDisruptionBudget", name, {
+            "maxUnavailable": 1, "selector": {"matchLabels": labels}})))
+    add(reg("kubernetes:keda.sh/v1alpha1:ScaledObject", "llama-3-1-8b-scaler", _k8s("keda.sh/v1alpha1", "ScaledObject", "llama-3-1-8b", {
+        "scaleTargetRef": {"name": "llama-3-1-8b"}, "minReplicaCount": 4, "maxReplicaCount": 40,
+        "triggers": [{"type": "prometheus", "metadata": {"query": "sum(vllm:num_requests_waiting)", "threshold": "10"}}]})))
+    return R
+
+
+def mutate(regs: list[Registration], name: str, path: tuple, value: Any, typ: Optional[str] = None) -> list[Registration]:
+    """A deep copy of regs with one field of resource `name` changed (DELETE removes it; path ("protect",) is the option)."""
+    out = copy.deepcopy(regs)
+    hits = [r for r in out if r.name == name and (typ is None or r.type == typ)]
+    assert len(hits) == 1, f"fixture has {len(hits)} resources named {name!r}"
+    r = hits[0]
+    if path == ("protect",):
+        r.protect = value
+        return out
+    if path and path[0] == "containerDefinitions" and len(path) > 1:
+        defs = json.loads(r.inputs["containerDefinitions"])
+        _set(defs, path[1:], value)
+        r.inputs["containerDefinitions"] = json.dumps(defs)
+        return out
+    if path and path[0] == "policy" and len(path) > 1:
+        doc = json.loads(r.inputs["policy"])
+        _set(doc, path[1:], value)
+        r.inputs["policy"] = json.dumps(doc)
+        return out
+    if path[0] == "deps":
+        r.property_dependencies[path[1]] = value
+        r.dependencies = sorted({u for v in r.property_dependencies.values() for u in v})
+        return out
+    _set(r.inputs, path, value)
+    if len(path) == 1:
+        # A literal top-level value depends on no other resource any more.
+        r.property_dependencies.pop(path[0], None)
+    return out
+
+
+def _set(obj: Any, path: tuple, value: Any) -> None:
+    for key in path[:-1]:
+        obj = obj[key]
+    if value is DELETE:
+        del obj[path[-1]]
+    else:
+        obj[path[-1]] = value
+
+
+def stack_policy_names() -> set[str]:
+    """Names of the pack's stack-level (AnalyzeStack) policies, read from the pack's own modules."""
+    import sys
+
+    from pulumi_policy import StackValidationPolicy
+
+    if str(PACK) not in sys.path:
+        sys.path.insert(0, str(PACK))
+    from rules import cost, gpu, reliability, security
+
+    return {p.name for m in (gpu, cost, security, reliability) for p in m.POLICIES if isinstance(p, StackValidationPolicy)}
+
+
+class PackClient:
+    """One policy pack process for a test session; each judge() reconfigures it like the CLI does."""
+
+    def __init__(self) -> None:
+        self.proc = PolicyPackProcess(PACK)
+        self.info = self.proc.info()
+        self._configured: Optional[tuple] = None
+
+    def judge(self, regs: list[Registration], config: dict, stack: str = "prod",
+              only: Optional[set[str]] = None, stack_policies: bool = True) -> list[Violation]:
+        """Configure, ConfigureStack, Analyze each resource (or only those named), AnalyzeStack.
+
+        Resource policies judge one resource at a time, so after a one-field mutation only the
+        mutated resource needs Analyze again; the stack is always analysed whole.
+        """
+        key = (json.dumps(config, sort_keys=True), stack)
+        if key != self._configured:
+            self.proc.configure(self.info, config)
+            self.proc.configure_stack(project="llmserving", stack=stack, config={}, tags={})
+            self._configured = key
+        out: list[Violation] = []
+        for r in regs:
+            if only is None or r.name in only:
+                out += self.proc.analyze(r)
+        if stack_policies:
+            out += self.proc.analyze_stack(regs)
+        return out
+
+    def close(self) -> None:
+        self.proc.close()
