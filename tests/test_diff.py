@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -352,8 +354,10 @@ def test_rules_cover_the_named_types_with_sources_and_real_property_names():
 # --- BASE.json from another git ref --------------------------------------------------------------
 
 def test_preview_base_script_writes_base_documents(tmp_path):
+    # The interpreter running the tests, wherever its virtualenv lives.
+    env = {**os.environ, "PYTHON": sys.executable}
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "preview-base.sh"), "HEAD", str(tmp_path), "dev", "nosuch"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     dev = json.loads((tmp_path / "base-dev.json").read_text())
     assert dev["stack"] == "dev" and any(r["type"] == "aws:ec2/vpc:Vpc" for r in dev["resources"])
