@@ -42,6 +42,12 @@ class EksClusterArgs:
     public_access_cidrs: list[str] = field(default_factory=list)
     log_types: tuple[str, ...] = LOG_TYPES
     admin_role_arns: list[str] = field(default_factory=list)
+    # CPU nodes for cluster services (CoreDNS, Karpenter, device-plugin
+    # controllers); GPU capacity is never declared here.
+    system_instance_types: list[str] = field(default_factory=lambda: ["m6i.large"])
+    system_nodes: int = 2
+    node_policy_arns: list[str] = field(default_factory=list)
+    imds_hop_limit: int = 2
     protect: bool = True
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -69,6 +75,12 @@ def validate_eks_cluster_args(args: EksClusterArgs) -> None:
                 p.append(f"public_access_cidrs: got {c!r}; the API must not be open to the internet")
     elif args.public_access_cidrs:
         p.append(f"public_access_cidrs: got {args.public_access_cidrs}; set endpoint_public_access to use them")
+    if not 1 <= args.system_nodes <= 10:
+        p.append(f"system_nodes: got {args.system_nodes}; allowed 1-10 (cluster services only)")
+    if not args.system_instance_types:
+        p.append("system_instance_types: got []; list at least one instance type for cluster services")
+    if not args.node_policy_arns:
+        p.append("node_policy_arns: got []; system nodes need the EKS worker-node policies")
     for arn in args.admin_role_arns:
         if not arn.startswith("arn:aws") or ":role/" not in arn:
             p.append(f"admin_role_arns: got {arn!r}; must be an IAM role ARN")
@@ -153,6 +165,31 @@ class EksCluster(pulumi.ComponentResource):
             aws.eks.Addon(f"{name}-{addon}", cluster_name=self.cluster_name, addon_name=addon,
                           addon_version=args.addon_versions[addon], resolve_conflicts_on_create="OVERWRITE",
                           resolve_conflicts_on_update="PRESERVE", tags=args.tags, opts=after_cluster, **extra)
+
+        node_role = aws.iam.Role(f"{name}-system-node", assume_role_policy=_policy([
+            {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]),
+            tags=args.tags, opts=child)
+        attachments = [aws.iam.RolePolicyAttachment(f"{name}-system-node-{arn.rsplit('/', 1)[-1]}", role=node_role.name,
+                                                    policy_arn=arn, opts=child) for arn in args.node_policy_arns]
+        lt = aws.ec2.LaunchTemplate(
+            f"{name}-system", name=f"{args.cluster_name}-system", update_default_version=True,
+            metadata_options={"http_endpoint": "enabled", "http_tokens": "required",
+                              "http_put_response_hop_limit": args.imds_hop_limit},
+            block_device_mappings=[{"device_name": "/dev/xvda", "ebs": {
+                "volume_size": 50, "volume_type": "gp3", "encrypted": "true", "delete_on_termination": "true"}}],
+            tag_specifications=[{"resource_type": t, "tags": {**args.tags, "Name": f"{args.cluster_name}-system"}}
+                                for t in ("instance", "volume")],
+            tags=args.tags, opts=child)
+        aws.eks.NodeGroup(
+            f"{name}-system", cluster_name=self.cluster_name, node_group_name="system", node_role_arn=node_role.arn,
+            subnet_ids=args.private_subnet_ids, instance_types=list(args.system_instance_types),
+            ami_type="AL2023_x86_64_STANDARD", capacity_type="ON_DEMAND",
+            scaling_config={"min_size": args.system_nodes, "desired_size": args.system_nodes,
+                            "max_size": args.system_nodes + 1},
+            update_config={"max_unavailable": 1},
+            launch_template={"id": lt.id, "version": lt.latest_version.apply(str)},
+            labels={"llmserving.io/role": "system"}, tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster, *attachments]))
 
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=cluster.kubeconfig_json,
                                      enable_server_side_apply=True, opts=child)

@@ -281,6 +281,19 @@ class ObservabilityConfig(_Strict):
     log_retention_days: int = Field(default=30, ge=1, le=3653)
 
 
+class EksConfig(_Strict):
+    # IAM roles granted cluster-admin through EKS access entries.
+    admin_role_arns: list[str] = []
+
+    @field_validator("admin_role_arns")
+    @classmethod
+    def _roles(cls, v: list[str]) -> list[str]:
+        for arn in v:
+            if not re.match(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$", arn):
+                raise ValueError(f"{arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+        return v
+
+
 class StackConfig(_Strict):
     environment: Literal["dev", "staging", "prod"]
     orchestrator: Literal["eks", "ecs"]
@@ -293,6 +306,7 @@ class StackConfig(_Strict):
     budget: BudgetConfig
     gpu_limits: GpuLimitsConfig
     observability: ObservabilityConfig = ObservabilityConfig()
+    eks: EksConfig = EksConfig()
     catalog: cat.CatalogOverrides = cat.CatalogOverrides()
     tags: dict[str, str] = {}
 

@@ -82,3 +82,10 @@ NODE_MANAGED_POLICIES = Pin(
 
 # Metadata hop limit 2 lets pods (one network hop beyond the node) reach IMDSv2.
 IMDS_HOP_LIMIT = Pin("2", "EKS best practices, Restrict access to the instance profile (IMDSv2 hop limit)", "2025-10")
+
+# CPU nodes for cluster services (CoreDNS, Karpenter controller): two on-demand
+# nodes so a node loss keeps the controller and DNS up.
+SYSTEM_NODES = {
+    "instance_types": Pin("m6i.large,m7i.large", "project assumption: 2 vCPU / 8 GiB per system node", "2025-10"),
+    "count": Pin("2", "project assumption: survive one node loss", "2025-10"),
+}
