@@ -307,6 +307,19 @@ class ServingConfig(_Strict):
         return v
 
 
+class EksConfig(_Strict):
+    # IAM roles granted cluster-admin through EKS access entries.
+    admin_role_arns: list[str] = []
+
+    @field_validator("admin_role_arns")
+    @classmethod
+    def _roles(cls, v: list[str]) -> list[str]:
+        for arn in v:
+            if not re.match(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$", arn):
+                raise ValueError(f"{arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+        return v
+
+
 class StackConfig(_Strict):
     environment: Literal["dev", "staging", "prod"]
     orchestrator: Literal["eks", "ecs"]
@@ -320,6 +333,7 @@ class StackConfig(_Strict):
     gpu_limits: GpuLimitsConfig
     observability: ObservabilityConfig = ObservabilityConfig()
     serving: ServingConfig = ServingConfig()
+    eks: EksConfig = EksConfig()
     catalog: cat.CatalogOverrides = cat.CatalogOverrides()
     tags: dict[str, str] = {}
 

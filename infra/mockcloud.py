@@ -86,6 +86,8 @@ class CloudMocks(pulumi.runtime.Mocks):
     # --- resources -------------------------------------------------------
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         typ, name, inputs = args.typ, args.name, dict(args.inputs)
+        if typ == "eks:index:Cluster":
+            return f"{name}-component", self._eks_cluster(name, inputs)
         if not args.custom:
             return f"{name}-component", {}
         h = _digest(typ, name)
@@ -128,12 +130,40 @@ class CloudMocks(pulumi.runtime.Mocks):
                     "certificateAuthority": {"data": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1PQ0sKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo="},
                     "identities": [{"oidcs": [{"issuer": f"https://oidc.eks.{self.region}.amazonaws.com/id/{_digest(physical, length=32).upper()}"}]}],
                     "status": "ACTIVE", "platformVersion": "eks.1"}
+        if typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            return {"latestVersion": 1, "defaultVersion": 1}
         if typ == "aws:lb/loadBalancer:LoadBalancer":
             return {"dnsName": f"{physical}-{_digest(physical, length=10)}.{self.region}.elb.amazonaws.com",
                     "zoneId": "Z35SXDOTRQ7X7K", "arnSuffix": f"app/{physical}/{_digest(physical, length=16)}"}
         if typ == "aws:lb/targetGroup:TargetGroup":
             return {"arnSuffix": f"targetgroup/{physical}/{_digest(physical, length=16)}"}
         return {}
+
+    def _eks_cluster(self, name: str, inputs: dict) -> dict:
+        """Outputs of the pulumi-eks remote component (pulumi-eks 4.4.0 output names)."""
+        cluster = inputs.get("name") or f"{name}-{_digest(name, length=7)}"
+        h = _digest(cluster, length=32).upper()
+        endpoint = f"https://{h}.gr7.{self.region}.eks.amazonaws.com"
+        ca = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1PQ0sKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo="
+        kubeconfig = {
+            "apiVersion": "v1", "kind": "Config", "current-context": "aws",
+            "clusters": [{"name": "kubernetes", "cluster": {"server": endpoint, "certificate-authority-data": ca}}],
+            "contexts": [{"name": "aws", "context": {"cluster": "kubernetes", "user": "aws"}}],
+            "users": [{"name": "aws", "user": {"exec": {
+                "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "aws",
+                "args": ["eks", "get-token", "--cluster-name", cluster, "--output", "json"]}}}],
+        }
+        sg = f"sg-{_digest(cluster, 'cluster-sg')}"
+        return {
+            "kubeconfig": kubeconfig,
+            "kubeconfigJson": json.dumps(kubeconfig),
+            # `eksCluster` is a resource reference (aws.eks.Cluster) that the SDK
+            # rehydrates into a resource object; a mock cannot return one, so it
+            # stays absent and programs take the name from their own input.
+            "clusterSecurityGroupId": sg,
+            "nodeSecurityGroupId": sg,
+            "oidcProviderArn": "", "oidcIssuer": "", "oidcProviderUrl": "",
+        }
 
     # --- invokes -------------------------------------------------------------
     def call(self, args: pulumi.runtime.MockCallArgs):

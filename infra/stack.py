@@ -48,6 +48,9 @@ def resolve_zones(settings: Settings) -> list[str]:
 def build(settings: Settings, plan: capacity.Plan) -> None:
     prefix = f"{settings.project}-{settings.stack}"
     tags = cost_tags(settings)
+    if settings.config.orchestrator == "eks":
+        from infra import eks_platform
+        eks_platform.validate(settings, plan)  # before any resource exists
     zones = resolve_zones(settings)
     cluster_names = [prefix] if settings.config.orchestrator == "eks" else []
 
@@ -56,6 +59,10 @@ def build(settings: Settings, plan: capacity.Plan) -> None:
         s3_gateway_endpoint=settings.config.network.s3_gateway_endpoint, region=settings.region,
         cluster_names=cluster_names, flow_log_retention_days=settings.config.observability.log_retention_days,
         tags=tags))
+
+    if settings.config.orchestrator == "eks":
+        platform = eks_platform.build(settings, plan, network, tags)
+        pulumi.export("clusterName", platform.cluster_name)
 
     # Orchestrator platforms, edge (load balancing, adapter store, budget) and
     # the serving workloads are assembled here; see the modules named below.

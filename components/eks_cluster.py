@@ -1,0 +1,200 @@
+"""GPU EKS cluster: the control plane, its add-ons and a Kubernetes provider.
+
+The control plane is a `pulumi_eks.Cluster` with no default node group (GPU
+capacity is declared separately as managed node groups and Karpenter pools,
+so policies see it), API authentication mode with access entries, every
+control-plane log type, and secrets envelope-encrypted with a customer KMS
+key. The endpoint is private; a public endpoint is only allowed restricted to
+listed CIDRs. The managed add-ons (VPC CNI, CoreDNS, kube-proxy, the Pod
+Identity agent and the EBS CSI driver) are `aws.eks.Addon` resources with
+pinned versions, so an upgrade is a reviewed diff. The cluster is protected:
+replacing it would drop every workload.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_eks as eks
+import pulumi_kubernetes as k8s
+
+from components.errors import ArgsError
+
+LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
+REQUIRED_ADDONS = ("vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent", "aws-ebs-csi-driver")
+EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"
+CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+
+
+@dataclass(frozen=True)
+class EksClusterArgs:
+    cluster_name: str
+    kubernetes_version: str
+    vpc_id: pulumi.Input[str]
+    private_subnet_ids: list
+    # add-on name -> pinned version (eksbuild)
+    addon_versions: dict[str, str]
+    endpoint_public_access: bool = False
+    public_access_cidrs: list[str] = field(default_factory=list)
+    log_types: tuple[str, ...] = LOG_TYPES
+    admin_role_arns: list[str] = field(default_factory=list)
+    # CPU nodes for cluster services (CoreDNS, Karpenter, device-plugin
+    # controllers); GPU capacity is never declared here.
+    system_instance_types: list[str] = field(default_factory=lambda: ["m6i.large"])
+    system_nodes: int = 2
+    node_policy_arns: list[str] = field(default_factory=list)
+    imds_hop_limit: int = 2
+    protect: bool = True
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def validate_eks_cluster_args(args: EksClusterArgs) -> None:
+    p: list[str] = []
+    if not args.cluster_name or len(args.cluster_name) > 100:
+        p.append(f"cluster_name: got {args.cluster_name!r}; must be 1-100 characters")
+    if not args.private_subnet_ids or len(args.private_subnet_ids) < 2:
+        p.append(f"private_subnet_ids: got {len(args.private_subnet_ids or [])}; EKS needs subnets in at least 2 zones")
+    unknown_logs = [t for t in args.log_types if t not in LOG_TYPES]
+    if unknown_logs:
+        p.append(f"log_types: got {unknown_logs}; allowed: {', '.join(LOG_TYPES)}")
+    missing_logs = [t for t in LOG_TYPES if t not in args.log_types]
+    if missing_logs:
+        p.append(f"log_types: missing {missing_logs}; every control-plane log type must be enabled")
+    missing = [a for a in REQUIRED_ADDONS if not args.addon_versions.get(a)]
+    if missing:
+        p.append(f"addon_versions: no pinned version for {', '.join(missing)}; required add-ons: {', '.join(REQUIRED_ADDONS)}")
+    if args.endpoint_public_access:
+        if not args.public_access_cidrs:
+            p.append("public_access_cidrs: got []; a public API endpoint must be restricted to listed CIDRs")
+        for c in args.public_access_cidrs:
+            if c.endswith("/0"):
+                p.append(f"public_access_cidrs: got {c!r}; the API must not be open to the internet")
+    elif args.public_access_cidrs:
+        p.append(f"public_access_cidrs: got {args.public_access_cidrs}; set endpoint_public_access to use them")
+    if not 1 <= args.system_nodes <= 10:
+        p.append(f"system_nodes: got {args.system_nodes}; allowed 1-10 (cluster services only)")
+    if not args.system_instance_types:
+        p.append("system_instance_types: got []; list at least one instance type for cluster services")
+    if not args.node_policy_arns:
+        p.append("node_policy_arns: got []; system nodes need the EKS worker-node policies")
+    for arn in args.admin_role_arns:
+        if not arn.startswith("arn:aws") or ":role/" not in arn:
+            p.append(f"admin_role_arns: got {arn!r}; must be an IAM role ARN")
+    if p:
+        raise ArgsError("EksCluster", p)
+
+
+def _policy(statement: list[dict]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": statement})
+
+
+class EksCluster(pulumi.ComponentResource):
+    cluster_name: pulumi.Output[str]
+    cluster_security_group_id: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+
+    def __init__(self, name: str, args: EksClusterArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        validate_eks_cluster_args(args)
+        super().__init__("llmserving:eks:EksCluster", name, {}, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        key = aws.kms.Key(f"{name}-secrets", description=f"EKS secrets encryption for {args.cluster_name}",
+                          enable_key_rotation=True, deletion_window_in_days=30, tags=args.tags, opts=child)
+        aws.kms.Alias(f"{name}-secrets", name=f"alias/eks/{args.cluster_name}", target_key_id=key.key_id, opts=child)
+
+        access_entries = {
+            f"admin-{i}": eks.AccessEntryArgs(
+                principal_arn=arn,
+                access_policies={"cluster-admin": eks.AccessPolicyAssociationArgs(
+                    policy_arn=CLUSTER_ADMIN_POLICY, access_scope={"type": "cluster"})})
+            for i, arn in enumerate(args.admin_role_arns)
+        }
+        cluster = eks.Cluster(
+            f"{name}-cluster",
+            name=args.cluster_name,
+            version=args.kubernetes_version,
+            vpc_id=args.vpc_id,
+            private_subnet_ids=args.private_subnet_ids,
+            node_associate_public_ip_address=False,
+            skip_default_node_group=True,
+            skip_default_security_groups=True,
+            authentication_mode=eks.AuthenticationMode.API,
+            access_entries=access_entries or None,
+            create_oidc_provider=False,
+            enabled_cluster_log_types=list(args.log_types),
+            encryption_config_key_arn=key.arn,
+            endpoint_private_access=True,
+            endpoint_public_access=args.endpoint_public_access,
+            public_access_cidrs=list(args.public_access_cidrs) or None,
+            # Add-ons are managed below as aws.eks.Addon with pinned versions.
+            bootstrap_self_managed_addons=False,
+            use_default_vpc_cni=True,
+            coredns_addon_options={"enabled": False},
+            kube_proxy_addon_options={"enabled": False},
+            deletion_protection=args.protect,
+            tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+        )
+        self.cluster_name = cluster.cluster_security_group_id.apply(lambda _: args.cluster_name)
+        self.cluster_security_group_id = cluster.cluster_security_group_id
+        self.kubeconfig = cluster.kubeconfig_json
+
+        # Karpenter finds the node security group by its discovery tag.
+        aws.ec2.Tag(f"{name}-sg-discovery", resource_id=cluster.cluster_security_group_id,
+                    key="karpenter.sh/discovery", value=args.cluster_name, opts=child)
+
+        ebs_role = aws.iam.Role(
+            f"{name}-ebs-csi",
+            assume_role_policy=_policy([{"Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
+                                         "Action": ["sts:AssumeRole", "sts:TagSession"]}]),
+            tags=args.tags, opts=child)
+        aws.iam.RolePolicyAttachment(f"{name}-ebs-csi", role=ebs_role.name,
+                                     policy_arn="arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy",
+                                     opts=child)
+
+        after_cluster = pulumi.ResourceOptions(parent=self, depends_on=[cluster])
+        for addon in REQUIRED_ADDONS:
+            extra = {}
+            if addon == "aws-ebs-csi-driver":
+                extra["pod_identity_associations"] = [{"role_arn": ebs_role.arn, "service_account": EBS_CSI_SERVICE_ACCOUNT}]
+            aws.eks.Addon(f"{name}-{addon}", cluster_name=self.cluster_name, addon_name=addon,
+                          addon_version=args.addon_versions[addon], resolve_conflicts_on_create="OVERWRITE",
+                          resolve_conflicts_on_update="PRESERVE", tags=args.tags, opts=after_cluster, **extra)
+
+        node_role = aws.iam.Role(f"{name}-system-node", assume_role_policy=_policy([
+            {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]),
+            tags=args.tags, opts=child)
+        attachments = [aws.iam.RolePolicyAttachment(f"{name}-system-node-{arn.rsplit('/', 1)[-1]}", role=node_role.name,
+                                                    policy_arn=arn, opts=child) for arn in args.node_policy_arns]
+        lt = aws.ec2.LaunchTemplate(
+            f"{name}-system", name=f"{args.cluster_name}-system", update_default_version=True,
+            metadata_options={"http_endpoint": "enabled", "http_tokens": "required",
+                              "http_put_response_hop_limit": args.imds_hop_limit},
+            block_device_mappings=[{"device_name": "/dev/xvda", "ebs": {
+                "volume_size": 50, "volume_type": "gp3", "encrypted": "true", "delete_on_termination": "true"}}],
+            tag_specifications=[{"resource_type": t, "tags": {**args.tags, "Name": f"{args.cluster_name}-system"}}
+                                for t in ("instance", "volume")],
+            tags=args.tags, opts=child)
+        aws.eks.NodeGroup(
+            f"{name}-system", cluster_name=self.cluster_name, node_group_name="system", node_role_arn=node_role.arn,
+            subnet_ids=args.private_subnet_ids, instance_types=list(args.system_instance_types),
+            ami_type="AL2023_x86_64_STANDARD", capacity_type="ON_DEMAND",
+            scaling_config={"min_size": args.system_nodes, "desired_size": args.system_nodes,
+                            "max_size": args.system_nodes + 1},
+            update_config={"max_unavailable": 1},
+            launch_template={"id": lt.id, "version": lt.latest_version.apply(str)},
+            labels={"llmserving.io/role": "system"}, tags=args.tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster, *attachments]))
+
+        self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=cluster.kubeconfig_json,
+                                     enable_server_side_apply=True, opts=child)
+        self.register_outputs({
+            "clusterName": self.cluster_name,
+            "clusterSecurityGroupId": self.cluster_security_group_id,
+            "kmsKeyArn": key.arn,
+        })

@@ -1,0 +1,93 @@
+"""NVIDIA runtime on the GPU nodes: the device plugin and, as a switch, DCGM exporter.
+
+Without the device plugin a GPU node never advertises `nvidia.com/gpu` and
+no GPU pod schedules. Both DaemonSets tolerate the GPU taint and run only on
+nodes labelled `nvidia.com/gpu.present=true` (the node groups and Karpenter
+pools set that label). Charts are plain `helm.v3.Release` resources with
+pinned versions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.errors import ArgsError
+
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+GPU_NODE_AFFINITY = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+    {"matchExpressions": [{"key": "nvidia.com/gpu.present", "operator": "In", "values": ["true"]}]}]}}}
+
+
+@dataclass(frozen=True)
+class HelmChart:
+    chart: str
+    version: str
+    repository: str = ""
+
+
+@dataclass(frozen=True)
+class NvidiaRuntimeArgs:
+    device_plugin: HelmChart
+    dcgm_exporter: Optional[HelmChart] = None
+    namespace: str = "kube-system"
+    monitoring_namespace: str = "gpu-monitoring"
+    extra_tolerations: list[dict] = field(default_factory=list)
+
+
+def _pinned(what: str, chart: HelmChart, p: list[str]) -> None:
+    v = chart.version
+    if not v or v.lower() in ("latest", "*") or any(c in v for c in "^~><*x"):
+        p.append(f"{what}.version: got {v!r}; pin an exact chart version")
+    if not chart.chart:
+        p.append(f"{what}.chart: got {chart.chart!r}; name the chart")
+
+
+def validate_nvidia_runtime_args(args: NvidiaRuntimeArgs) -> None:
+    p: list[str] = []
+    _pinned("device_plugin", args.device_plugin, p)
+    if args.dcgm_exporter is not None:
+        _pinned("dcgm_exporter", args.dcgm_exporter, p)
+    for t in args.extra_tolerations:
+        if "key" not in t or "effect" not in t:
+            p.append(f"extra_tolerations: got {t}; each toleration needs key and effect")
+    if p:
+        raise ArgsError("NvidiaRuntime", p)
+
+
+def _release(name: str, chart: HelmChart, namespace: str, values: dict, opts: pulumi.ResourceOptions) -> k8s.helm.v3.Release:
+    return k8s.helm.v3.Release(
+        name, name=name, chart=chart.chart, version=chart.version, namespace=namespace,
+        repository_opts={"repo": chart.repository} if chart.repository else None,
+        values=values, atomic=True, cleanup_on_fail=True, max_history=5, opts=opts)
+
+
+class NvidiaRuntime(pulumi.ComponentResource):
+    def __init__(self, name: str, args: NvidiaRuntimeArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        validate_nvidia_runtime_args(args)
+        super().__init__("llmserving:eks:NvidiaRuntime", name, {}, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tolerations = [GPU_TOLERATION, *args.extra_tolerations]
+
+        device_plugin = _release(
+            "nvidia-device-plugin", args.device_plugin, args.namespace,
+            {"tolerations": tolerations, "affinity": GPU_NODE_AFFINITY, "priorityClassName": "system-node-critical",
+             "gfd": {"enabled": False}},
+            child)
+        outputs = {"devicePluginRelease": device_plugin.name}
+
+        if args.dcgm_exporter is not None:
+            ns = k8s.core.v1.Namespace(f"{name}-monitoring", metadata={
+                "name": args.monitoring_namespace, "labels": {"app.kubernetes.io/part-of": "llmserving",
+                                                              "pod-security.kubernetes.io/enforce": "privileged"}},
+                opts=child)
+            dcgm = _release(
+                "dcgm-exporter", args.dcgm_exporter, args.monitoring_namespace,
+                {"tolerations": tolerations, "affinity": GPU_NODE_AFFINITY,
+                 "serviceMonitor": {"enabled": False}},
+                pulumi.ResourceOptions(parent=self, depends_on=[ns]))
+            outputs["dcgmExporterRelease"] = dcgm.name
+        self.register_outputs(outputs)

@@ -1,0 +1,212 @@
+"""EKS GPU platform: cluster, GPU node groups, NVIDIA runtime, Karpenter pools.
+
+`build(settings, plan, network, tags)` assembles, for one stack:
+
+- `EksCluster`: private API endpoint; in non-prod stacks a public endpoint
+  restricted to `network.apiPublicCidrs` (prod rejects public CIDRs);
+- per GPU pool, by provisioner: `GpuNodeGroup` (EKS managed node group, e.g.
+  the prod p5 pool for 70B FP8) or `KarpenterGpuPool` (spot first with
+  on-demand fallback, e.g. the dev g5/g6e pool and the prod g5 LoRA pool);
+- `NvidiaRuntime` (device plugin; DCGM exporter when
+  `observability.dcgmExporter`), `Karpenter` (when any pool uses it).
+
+Tier presets are the shipped stacks: small = Pulumi.dev.yaml (g5/g6e
+spot-first through Karpenter), medium = Pulumi.prod.yaml (p5 managed node
+groups for 70B FP8 plus a g5 Karpenter pool for 8B + LoRA). Node counts come
+from the capacity plan: a managed group's desired size is the plan's nodes
+for that pool; a Karpenter pool's GPU limit is the smallest of
+`gpuLimits.maxGpusPerPool` and the pool's maxNodes x GPUs per node.
+
+Large tier (several clusters across zones): ONE STACK PER CLUSTER, e.g.
+`prod-use1-a`, `prod-use1-b`, `prod-usw2-a`, each a copy of the medium
+preset with its own zones/region and a share of the users, fronted by a
+global routing layer (Route 53 latency/weighted records or Global
+Accelerator) that lives in its own small stack. Reasons:
+
+1. Blast radius: a cluster is the failure and upgrade unit. One stack per
+   cluster lets a Kubernetes or add-on upgrade, a node-group replacement or
+   a bad policy change roll one cluster at a time (canary first), and a
+   failed `pulumi up` never leaves several clusters half-updated.
+2. State and preview size: the mock engine costs ~5 ms per resource (see
+   FACTS.md); one stack with N clusters makes every preview and every
+   state lock N times larger, and serialises all teams on one lock.
+3. Quotas and regions: GPU quotas are per region and family; clusters in
+   different regions need different providers and often different instance
+   mixes. Per-cluster stacks carry their own region and pools without
+   provider plumbing inside one program.
+4. The program stays simple: the planner already sizes one cluster from
+   `scale.users`; a large deployment sets each stack's users to its share.
+   Nothing here needs to loop over clusters, and the code path for large is
+   the one that small and medium already test.
+
+The cost is config duplication across stacks, which stack config files (or
+Pulumi ESC environments) handle, and a cross-cluster budget, which belongs
+to the routing/budget stack. (One stack with several clusters would only pay
+off when clusters must share resources created in the same program.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components.eks_cluster import EksCluster, EksClusterArgs
+from components.gpu_node_group import GpuNodeGroup, GpuNodeGroupArgs
+from components.karpenter import Karpenter, KarpenterArgs
+from components.karpenter_gpu_pool import KarpenterGpuPool, KarpenterGpuPoolArgs
+from components.network import Network
+from components.nvidia_runtime import HelmChart, NvidiaRuntime, NvidiaRuntimeArgs
+from infra import capacity
+from infra import eks_catalog as ec
+from infra.config import ConfigError, GpuPoolConfig, Settings
+
+POOL_LABEL = "llmserving.io/pool"
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+MNG_CAPACITY = {"on-demand": "ON_DEMAND", "spot": "SPOT"}
+KARPENTER_CAPACITY = {"on-demand": ["on-demand"], "spot": ["spot"],
+                      "spot-with-on-demand-fallback": ["spot", "on-demand"]}
+
+
+@dataclass(frozen=True)
+class PoolScheduling:
+    node_selector: dict
+    tolerations: list[dict]
+    efa: bool
+
+
+@dataclass
+class EksPlatform:
+    cluster_name: pulumi.Output[str]
+    k8s_provider: k8s.Provider
+    node_role_arn: pulumi.Output[str]
+    pool_scheduling: dict[str, PoolScheduling]
+
+
+def _policy_arns() -> list[str]:
+    return [f"arn:aws:iam::aws:policy/{p}" for p in ec.NODE_MANAGED_POLICIES.value.split(",")]
+
+
+def pool_needs_efa(settings: Settings, pool: GpuPoolConfig) -> bool:
+    """EFA when a model on the pool spans nodes and the instance family has EFA."""
+    spans = any(m.pool == pool.name and m.pipeline_parallel > 1 for m in settings.config.models)
+    return spans and all(settings.catalog.instance(t).efa for t in pool.instance_types)
+
+
+def gpu_limit(settings: Settings, pool: GpuPoolConfig) -> int:
+    per_node = max(settings.catalog.instance(t).gpu_count for t in pool.instance_types)
+    return min(settings.config.gpu_limits.max_gpus_per_pool, pool.max_nodes * per_node)
+
+
+def validate(settings: Settings, plan: capacity.Plan) -> None:
+    """Platform-level checks; raises ConfigError before any resource exists."""
+    c = settings.config
+    k = lambda path: f"{settings.project}:{path}"  # noqa: E731
+    p: list[str] = []
+    if c.kubernetes_version not in ec.ADDON_VERSIONS:
+        p.append(f"{k('kubernetesVersion')}: got {c.kubernetes_version!r}; no pinned EKS add-on versions for it "
+                 f"(pinned: {', '.join(sorted(ec.ADDON_VERSIONS))}); add them to infra/eks_catalog.py first")
+    if c.environment == "prod" and c.network.api_public_cidrs:
+        p.append(f"{k('network.apiPublicCidrs')}: got {c.network.api_public_cidrs}; prod clusters use a private "
+                 f"API endpoint only; reach it through the VPC (VPN, bastion via SSM)")
+    plans = {pp.pool: pp for pp in plan.pools}
+    total = 0
+    for i, pool in enumerate(c.gpu_pools):
+        prov = settings.provisioner(pool)
+        pp = plans.get(pool.name)
+        if pp and pp.gpus > c.gpu_limits.max_gpus_per_pool:
+            p.append(f"{k('gpuLimits.maxGpusPerPool')}: got {c.gpu_limits.max_gpus_per_pool}; pool {pool.name!r} "
+                     f"is planned at {pp.gpus} GPUs ({pp.nodes} x {pp.instance_type})")
+        total += gpu_limit(settings, pool) if prov == "karpenter" else pool.max_nodes * max(
+            settings.catalog.instance(t).gpu_count for t in pool.instance_types)
+        if pool_needs_efa(settings, pool) and prov == "karpenter":
+            p.append(f"{k(f'gpuPools[{i}].provisioner')}: got 'karpenter'; pool {pool.name!r} serves a model split "
+                     f"across nodes and needs EFA interfaces and a cluster placement group; use 'managed-node-group'")
+        if prov == "managed-node-group" and pool.capacity_type == "spot-with-on-demand-fallback":
+            p.append(f"{k(f'gpuPools[{i}].capacityType')}: got 'spot-with-on-demand-fallback'; a managed node group "
+                     f"has one capacity type (spot or on-demand); use provisioner 'karpenter' for fallback")
+    if total > c.gpu_limits.max_gpus_total:
+        p.append(f"{k('gpuLimits.maxGpusTotal')}: got {c.gpu_limits.max_gpus_total}; the pools can reach {total} GPUs "
+                 f"(managed groups at maxNodes, Karpenter pools at their GPU limit); lower maxNodes or raise the cap")
+    if p:
+        raise ConfigError(p)
+
+
+def build(settings: Settings, plan: capacity.Plan, network: Network, tags: dict[str, str]) -> EksPlatform:
+    validate(settings, plan)
+    c = settings.config
+    name = f"{settings.project}-{settings.stack}"  # also the Karpenter/ELB discovery tag value
+    prod = c.environment == "prod"
+    hop_limit = int(ec.IMDS_HOP_LIMIT.value)
+    node_policies = _policy_arns()
+
+    cluster = EksCluster(name, EksClusterArgs(
+        cluster_name=name, kubernetes_version=c.kubernetes_version, vpc_id=network.vpc_id,
+        private_subnet_ids=network.private_subnet_ids,
+        addon_versions={a: pin.value for a, pin in ec.ADDON_VERSIONS[c.kubernetes_version].items()},
+        endpoint_public_access=bool(c.network.api_public_cidrs) and not prod,
+        public_access_cidrs=list(c.network.api_public_cidrs) if not prod else [],
+        log_types=tuple(ec.EKS_LOG_TYPES.value.split(",")), admin_role_arns=list(c.eks.admin_role_arns),
+        system_instance_types=ec.SYSTEM_NODES["instance_types"].value.split(","),
+        system_nodes=int(ec.SYSTEM_NODES["count"].value), node_policy_arns=node_policies,
+        imds_hop_limit=hop_limit, protect=True, tags=tags))
+    k8s_opts = pulumi.ResourceOptions(providers=[cluster.provider])
+
+    plans = {pp.pool: pp for pp in plan.pools}
+    scheduling: dict[str, PoolScheduling] = {}
+    karpenter_pools = [p for p in c.gpu_pools if settings.provisioner(p) == "karpenter"]
+    node_role_arn = None
+
+    for pool in c.gpu_pools:
+        if settings.provisioner(pool) != "managed-node-group":
+            continue
+        efa = pool_needs_efa(settings, pool)
+        desired = plans[pool.name].nodes if pool.name in plans else pool.min_nodes
+        efa_ifs = min(settings.catalog.instance(t).max_efa_interfaces for t in pool.instance_types) if efa else 0
+        group = GpuNodeGroup(f"{name}-{pool.name}", GpuNodeGroupArgs(
+            cluster_name=cluster.cluster_name, pool_name=pool.name, instance_types=list(pool.instance_types),
+            # A cluster placement group is one zone: EFA groups take the first private subnet.
+            subnet_ids=network.private_subnet_ids[:1] if efa else network.private_subnet_ids,
+            ami_type=ec.MANAGED_NODE_GROUP_AMI_TYPE.value, capacity_type=MNG_CAPACITY[pool.capacity_type],
+            min_size=pool.min_nodes, desired_size=max(pool.min_nodes, desired), max_size=pool.max_nodes,
+            root_volume_gib=pool.root_volume_gib, node_policy_arns=node_policies, imds_hop_limit=hop_limit,
+            efa_interfaces=efa_ifs, security_group_ids=[cluster.cluster_security_group_id] if efa else [],
+            labels={"llmserving.io/provisioner": "managed-node-group"}, tags=tags))
+        node_role_arn = node_role_arn or group.node_role_arn
+        scheduling[pool.name] = PoolScheduling({POOL_LABEL: pool.name}, [dict(GPU_TOLERATION)], efa)
+
+    NvidiaRuntime(f"{name}-nvidia", NvidiaRuntimeArgs(
+        device_plugin=_chart("nvidia-device-plugin"),
+        dcgm_exporter=_chart("dcgm-exporter") if c.observability.dcgm_exporter else None),
+        opts=k8s_opts)
+
+    if karpenter_pools:
+        identity = aws.get_caller_identity()
+        chart = ec.HELM_CHARTS["karpenter"]
+        karpenter = Karpenter(f"{name}-karpenter", KarpenterArgs(
+            cluster_name=name, chart=chart.chart, chart_version=chart.version, node_policy_arns=node_policies,
+            region=settings.region, account_id=identity.account_id, tags=tags),
+            opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[cluster]))
+        node_role_arn = karpenter.node_role_arn
+        d = ec.KARPENTER_DISRUPTION
+        for pool in karpenter_pools:
+            KarpenterGpuPool(f"{name}-{pool.name}", KarpenterGpuPoolArgs(
+                pool_name=pool.name, cluster_name=name, node_role_name=karpenter.node_role_name,
+                instance_types=list(pool.instance_types), capacity_types=KARPENTER_CAPACITY[pool.capacity_type],
+                gpu_limit=gpu_limit(settings, pool), ami_alias=ec.KARPENTER_AMI_ALIAS.value,
+                root_volume_gib=pool.root_volume_gib, zones=list(network.zones),
+                consolidation_policy=d["consolidation_policy"].value, consolidate_after=d["consolidate_after"].value,
+                expire_after=d["expire_after"].value, budget_nodes=d["budget_nodes"].value, imds_hop_limit=hop_limit,
+                labels={"llmserving.io/provisioner": "karpenter"}, tags=tags),
+                opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[karpenter.release]))
+            scheduling[pool.name] = PoolScheduling({POOL_LABEL: pool.name}, [dict(GPU_TOLERATION)], False)
+
+    return EksPlatform(cluster_name=cluster.cluster_name, k8s_provider=cluster.provider,
+                       node_role_arn=node_role_arn, pool_scheduling=scheduling)
+
+
+def _chart(key: str) -> HelmChart:
+    pin = ec.HELM_CHARTS[key]
+    return HelmChart(chart=pin.chart, version=pin.version, repository=pin.repository)
