@@ -8,7 +8,7 @@ from rules.common import config_value, of_type
 
 
 def _min_zones(args: StackValidationArgs, report: ReportViolation) -> None:
-    minimum = config_value(args, "minZones", 2)
+    minimum = int(config_value(args, "minZones", 2))  # policy config numbers arrive as floats
     private = [s for s in of_type(args.resources, "aws:ec2/subnet:Subnet")
                if (s.props.get("tags") or {}).get("kubernetes.io/role/internal-elb") == "1"]
     zones = sorted({s.props.get("availabilityZone") for s in private if s.props.get("availabilityZone")})
