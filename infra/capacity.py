@@ -165,7 +165,9 @@ def kv_bytes_per_token(settings: Settings, model: ModelConfig) -> float:
 
 
 def _nearest_anchor(c: cat.Catalog, params_b: float) -> cat.ThroughputAnchor:
-    return min(c.throughput_anchors, key=lambda a: (abs(math.log(a.parameters_billion / params_b)), a.model))
+    # On a tie the later anchor wins: a stack's own anchors come after the defaults and override them.
+    anchors = list(enumerate(c.throughput_anchors))
+    return min(anchors, key=lambda ia: (abs(math.log(ia[1].parameters_billion / params_b)), -ia[0]))[1]
 
 
 def replica_throughput(settings: Settings, model: ModelConfig, instance: cat.InstanceType) -> tuple[float, str, bool]:

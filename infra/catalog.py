@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 Precision = Literal["fp16", "bf16", "fp8", "awq", "gptq", "int8"]
@@ -232,25 +232,38 @@ def default_catalog() -> Catalog:
     )
 
 
-def _merge_table(table: dict, overrides: dict, row_type: type[_Row], key_field: str | None, where: str) -> dict:
+class CatalogOverrideError(ValueError):
+    """Override rows that do not validate: (where, row type, pydantic error) per row."""
+
+    def __init__(self, failures: list[tuple[str, type, ValidationError]]):
+        self.failures = failures
+        super().__init__("; ".join(f"{where}: {err}" for where, _, err in failures))
+
+
+def _merge_table(table: dict, overrides: dict, row_type: type[_Row], key_field: str | None, where: str,
+                 failures: list) -> dict:
     merged = dict(table)
     for key, fields in overrides.items():
         base = merged.get(key)
-        data = base.model_dump() if base is not None else {}
+        # Validated by alias (camelCase), so errors name the keys as the stack writes them.
+        data = base.model_dump(by_alias=True) if base is not None else {}
         if key_field:
             data[key_field] = key
-        data.update({_field_name(row_type, k): v for k, v in fields.items()})
+        data.update({_field_alias(row_type, k): v for k, v in fields.items()})
         data.setdefault("source", f"stack override ({where}.{key})")
         if base is not None and "source" not in fields:
             data["source"] = f"stack override ({where}.{key}) of: {base.source}"
-        merged[key] = row_type.model_validate(data)
+        try:
+            merged[key] = row_type.model_validate(data)
+        except ValidationError as e:
+            failures.append((f"{where}[{key!r}]", row_type, e))
     return merged
 
 
-def _field_name(row_type: type[_Row], key: str) -> str:
+def _field_alias(row_type: type[_Row], key: str) -> str:
     for name, field in row_type.model_fields.items():
         if key in (name, field.alias):
-            return name
+            return field.alias or name
     return key  # unknown: the row's extra="forbid" rejects it with its name
 
 
@@ -262,17 +275,27 @@ def apply_overrides(catalog: Catalog, overrides: "CatalogOverrides | None") -> C
     """
     if overrides is None:
         return catalog
-    return Catalog(
-        gpus=_merge_table(catalog.gpus, overrides.gpus, Gpu, "name", "gpus"),
-        instance_types=_merge_table(catalog.instance_types, overrides.instance_types, InstanceType, "name", "instanceTypes"),
-        models=_merge_table(catalog.models, overrides.models, ModelArchitecture, None, "models"),
-        bytes_per_parameter=_merge_table(catalog.bytes_per_parameter, overrides.bytes_per_parameter, Assumption, None, "bytesPerParameter"),
-        throughput_anchors=list(catalog.throughput_anchors) + [
-            ThroughputAnchor.model_validate(a) for a in overrides.throughput_anchors
-        ],
-        assumptions=_merge_table(catalog.assumptions, overrides.assumptions, Assumption, None, "assumptions"),
-        tiers=_merge_table(catalog.tiers, overrides.tiers, Assumption, None, "tiers"),
+    failures: list = []
+    anchors = list(catalog.throughput_anchors)
+    for i, a in enumerate(overrides.throughput_anchors):
+        try:
+            anchors.append(ThroughputAnchor.model_validate(a))
+        except ValidationError as e:
+            failures.append((f"throughputAnchors[{i}]", ThroughputAnchor, e))
+    merged = Catalog(
+        gpus=_merge_table(catalog.gpus, overrides.gpus, Gpu, "name", "gpus", failures),
+        instance_types=_merge_table(catalog.instance_types, overrides.instance_types, InstanceType, "name",
+                                    "instanceTypes", failures),
+        models=_merge_table(catalog.models, overrides.models, ModelArchitecture, None, "models", failures),
+        bytes_per_parameter=_merge_table(catalog.bytes_per_parameter, overrides.bytes_per_parameter, Assumption, None,
+                                         "bytesPerParameter", failures),
+        throughput_anchors=anchors,
+        assumptions=_merge_table(catalog.assumptions, overrides.assumptions, Assumption, None, "assumptions", failures),
+        tiers=_merge_table(catalog.tiers, overrides.tiers, Assumption, None, "tiers", failures),
     )
+    if failures:
+        raise CatalogOverrideError(failures)
+    return merged
 
 
 class CatalogOverrides(BaseModel):

@@ -476,8 +476,9 @@ def load_settings(raw_config: dict[str, Any], *, stack: str, secret_keys: set[st
 
     try:
         catalog = cat.apply_overrides(cat.default_catalog(), config.catalog)
-    except ValidationError as e:
-        raise ConfigError(_problems(e, cat.InstanceType, f"{project}:catalog (override row)"))
+    except cat.CatalogOverrideError as e:
+        raise ConfigError([p for where, row_type, err in e.failures
+                           for p in _problems(err, row_type, f"{project}:catalog.{where}")])
 
     problems += _cross_check(config, catalog, str(region), secrets_set, project)
     if problems:
@@ -539,6 +540,16 @@ def _cross_check(c: StackConfig, catalog: cat.Catalog, region: str, secrets_set:
             p.append(f"{k(f'models[{i}].source')}: got {m.source!r}; not in the model catalog, so set "
                      f"parametersBillion and architecture (layers, kvHeads, headDim) or add it under {k('catalog.models')}; "
                      f"known: {', '.join(sorted(catalog.models))}")
+
+    for name, row in sorted(catalog.instance_types.items()):
+        if row.gpu not in catalog.gpus:
+            p.append(f"{k(f'catalog.instanceTypes[{name!r}].gpu')}: got {row.gpu!r}; must name a GPU of the catalog "
+                     f"({', '.join(sorted(catalog.gpus))}) or a row under {k('catalog.gpus')}")
+    added = len(c.catalog.throughput_anchors)  # the stack's anchors come after the defaults
+    for i, anchor in enumerate(catalog.throughput_anchors[len(catalog.throughput_anchors) - added:]):
+        if anchor.gpu not in catalog.gpus:
+            p.append(f"{k(f'catalog.throughputAnchors[{i}].gpu')}: got {anchor.gpu!r}; must name a GPU of the catalog "
+                     f"({', '.join(sorted(catalog.gpus))}) or a row under {k('catalog.gpus')}")
 
     if c.lora.enabled and c.lora.base_model not in model_names:
         p.append(f"{k('lora.baseModel')}: got {c.lora.base_model!r}; must name a model in models ({', '.join(model_names)})")

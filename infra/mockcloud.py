@@ -19,6 +19,7 @@ import pulumi
 import pulumi.runtime
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings as pulumi_settings
 from pulumi.runtime import stack as pulumi_stack
 
 ACCOUNT_ID = "123456789012"
@@ -264,6 +265,9 @@ def run_callable(program: Callable[[], Any], *, project: str = "llmserving", sta
     asyncio.set_event_loop(loop)
     # Config must be in place before the root stack exists.
     pulumi.runtime.set_all_config(dict(config or {}), list(secret_keys or []))
+    # A fresh root stack per run: set_mocks keeps an existing one, which would carry
+    # the previous run's stack name into parent URNs and its exports into this run.
+    pulumi_settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=True, monitor=monitor)
     root = pulumi_stack.get_root_resource()
     try:
@@ -281,7 +285,8 @@ async def _stack_exports(root: Any) -> dict[str, Any]:
     resolved = {}
     for key in sorted(exports):
         out = pulumi.Output.from_input(exports[key])
-        resolved[key] = await out.future()
+        # A secret export stays masked, as `pulumi stack output` shows it.
+        resolved[key] = "[secret]" if await out.is_secret() else await out.future()
     return resolved
 
 

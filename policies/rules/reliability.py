@@ -19,7 +19,7 @@ ECS_SERVICE = "aws:ecs/service:Service"
 
 
 def _min_zones(resources: list[Res], cfg: dict, report) -> None:
-    minimum = cfg.get("minZones", 2)
+    minimum = int(cfg.get("minZones", 2))  # policy config numbers arrive as floats
     private = [s for s in of_type(resources, "aws:ec2/subnet:Subnet")
                if (s.get("tags", default={}) or {}).get("kubernetes.io/role/internal-elb") == "1"]
     zones = sorted({z for s in private if isinstance(z := s.get("availabilityZone"), str)})
