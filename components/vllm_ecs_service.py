@@ -41,6 +41,8 @@ SECRET_FLAGS = ("--api-key", "--hf-token")
 @dataclass(frozen=True)
 class VllmEcsServiceArgs:
     service_name: str
+    # Account-unique prefix for the task family, roles, security group and log group (e.g. the cluster name).
+    name_prefix: str
     cluster_name: pulumi.Input[str]
     cluster_arn: pulumi.Input[str]
     capacity_provider: pulumi.Input[str]
@@ -100,6 +102,8 @@ def validate_vllm_ecs_service_args(args: VllmEcsServiceArgs) -> None:
     problems = []
     if not DNS_LABEL.match(args.service_name):
         problems.append(f"service_name: got {args.service_name!r}; must be a DNS label")
+    if not re.match(r"^[a-z0-9][a-z0-9-]{0,38}$", args.name_prefix):
+        problems.append(f"name_prefix: got {args.name_prefix!r}; lowercase letters, digits and '-', at most 39 characters")
     if not PINNED_IMAGE.match(args.image) or args.image.endswith(":latest"):
         problems.append(f"image: got {args.image!r}; pin a tag or digest (never :latest)")
     if not args.command:
@@ -179,14 +183,14 @@ class VllmEcsService(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
 
-        log_group = aws.cloudwatch.LogGroup(f"{name}-logs", name=pulumi.Output.concat(
-            "/llmserving/ecs/", args.cluster_name, f"/{args.service_name}"),
+        full = f"{args.name_prefix}-{args.service_name}"
+        log_group = aws.cloudwatch.LogGroup(f"{name}-logs", name=f"/llmserving/ecs/{args.name_prefix}/{args.service_name}",
             retention_in_days=args.log_retention_days, tags=tags, opts=child)
 
         trust = json.dumps({"Version": "2012-10-17", "Statement": [{
             "Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole",
             "Condition": {"StringEquals": {"aws:SourceAccount": args.account_id}}}]}, sort_keys=True)
-        execution = aws.iam.Role(f"{name}-execution", assume_role_policy=trust, tags=tags,
+        execution = aws.iam.Role(f"{name}-execution", name=f"{full}-exec"[:64], assume_role_policy=trust, tags=tags,
                                  description=f"ECS agent for {args.service_name}: pull image, write logs, read its secrets",
                                  opts=child)
         aws.iam.RolePolicyAttachment(
@@ -200,12 +204,12 @@ class VllmEcsService(pulumi.ComponentResource):
                      "Resource": sorted(resolved)}]}, sort_keys=True)), opts=child)
         task_role_arn = args.task_role_arn
         if task_role_arn is None:
-            task_role_arn = aws.iam.Role(f"{name}-task", assume_role_policy=trust, tags=tags,
+            task_role_arn = aws.iam.Role(f"{name}-task", name=f"{full}-task"[:64], assume_role_policy=trust, tags=tags,
                                          description=f"vLLM task {args.service_name} (no AWS permissions)",
                                          opts=child).arn
 
         task_sg = aws.ec2.SecurityGroup(
-            f"{name}-tasks", vpc_id=args.vpc_id, description=f"vLLM tasks of {args.service_name}: ALB in, HTTPS out",
+            f"{name}-tasks", name=f"{full}-tasks", vpc_id=args.vpc_id, description=f"vLLM tasks of {args.service_name}: ALB in, HTTPS out",
             ingress=[{"protocol": "tcp", "from_port": args.port, "to_port": args.port,
                       "security_groups": [args.alb_security_group_id], "description": "ALB"}],
             egress=[{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": ["0.0.0.0/0"],
@@ -217,7 +221,7 @@ class VllmEcsService(pulumi.ComponentResource):
             lambda vals: json.dumps([container_definition(args, vals[0], dict(zip(secret_names, vals[1:])))],
                                     sort_keys=True))
         task = aws.ecs.TaskDefinition(
-            f"{name}-task", family=args.service_name, network_mode="awsvpc", requires_compatibilities=["EC2"],
+            f"{name}-task", family=full, network_mode="awsvpc", requires_compatibilities=["EC2"],
             execution_role_arn=execution.arn, task_role_arn=task_role_arn, container_definitions=definitions,
             tags=tags, opts=child)
 

@@ -110,7 +110,7 @@ def build(settings: Settings, plan: capacity.Plan, network, tags: dict[str, str]
         if adapter_store is not None and c.lora.enabled and c.lora.base_model == model.name:
             env["LORA_ADAPTER_BUCKET"] = adapter_store.configured_bucket_name
         services[model.name] = VllmEcsService(f"{prefix}-{model.name}", VllmEcsServiceArgs(
-            service_name=model.name, cluster_name=cluster.cluster_name, cluster_arn=cluster.cluster_arn,
+            service_name=model.name, name_prefix=prefix, cluster_name=cluster.cluster_name, cluster_arn=cluster.cluster_arn,
             capacity_provider=cluster.capacity_providers[model.pool], account_id=account_id, region=settings.region,
             image=c.ecs.vllm_image, command=vllm_args(settings, model), gpus_per_task=mp.gpus_per_replica,
             instance_gpus=smallest.gpu_count, instance_memory_mib=int(smallest.memory_gib * 1024),
