@@ -7,9 +7,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: preview test bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml tests/iam_eval/package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	# Test-only IAM policy evaluator (tests/iam_sim.py), pinned by its lock file.
+	npm ci --prefix tests/iam_eval --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 preview: $(STAMP)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from infra import catalog as cat
+from infra import edge_catalog as _edge
 
 PROJECT = "llmserving"
 # Config keys that must be set with `pulumi config set --secret`.
@@ -35,6 +36,7 @@ HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 # vLLM's allowed --max-lora-rank values (vllm/config/lora.py).
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
+ACM_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
 
 
 class ConfigError(Exception):
@@ -320,6 +322,83 @@ class EksConfig(_Strict):
         return v
 
 
+class IngressConfig(_Strict):
+    """Public entry: ALB with TLS, WAF, access logs (see components/load_balancer.py)."""
+
+    # ACM certificate for the HTTPS listener (same region as the stack); required in prod.
+    certificate_arn: Optional[str] = None
+    domain_name: Optional[str] = None
+    # Who may reach the ALB; a private API would list office/VPN CIDRs.
+    allowed_cidrs: list[str] = ["0.0.0.0/0"]
+    waf_rate_limit_per_5_min: int = Field(default=int(_edge.ALB_DEFAULTS["waf_rate_limit_per_5_min"].value),
+                                          ge=10, le=2_000_000_000)
+    access_logs: bool = True
+    access_log_retention_days: int = Field(default=90, ge=1, le=3653)
+    # Default: on in prod, off elsewhere.
+    deletion_protection: Optional[bool] = None
+    idle_timeout_seconds: int = Field(default=int(_edge.ALB_DEFAULTS["idle_timeout_seconds"].value), ge=1, le=4000)
+
+    @field_validator("certificate_arn")
+    @classmethod
+    def _cert(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not ACM_ARN.match(v):
+            raise ValueError("must be an ACM certificate ARN such as "
+                             "arn:aws:acm:us-east-1:123456789012:certificate/<uuid>")
+        return v
+
+    @field_validator("allowed_cidrs")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("must list at least one CIDR (0.0.0.0/0 for a public API)")
+        for c in v:
+            try:
+                ipaddress.ip_network(c)
+            except ValueError:
+                raise ValueError(f"{c!r} is not a CIDR")
+        return v
+
+
+class EcsConfig(_Strict):
+    """ECS GPU path settings (orchestrator: ecs); defaults in infra/edge_catalog.py."""
+
+    vllm_image: str = str(_edge.VLLM_IMAGE.value)
+    # On-demand instances kept under spot in pools with capacityType spot-with-on-demand-fallback.
+    on_demand_base_capacity: int = Field(default=1, ge=0, le=1000)
+    spot_allocation_strategy: Literal["price-capacity-optimized", "capacity-optimized",
+                                      "capacity-optimized-prioritized", "lowest-price"] = "price-capacity-optimized"
+    container_insights: Literal["enabled", "enhanced"] = "enhanced"
+    requests_per_target_per_minute: int = Field(
+        default=int(_edge.ECS_DEFAULTS["requests_per_target_per_minute"].value), ge=1, le=100_000)
+    load_grace_period_seconds: int = Field(
+        default=int(_edge.ECS_DEFAULTS["load_grace_period_seconds"].value), ge=60, le=7200)
+
+    @field_validator("vllm_image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        if not re.match(r"^[a-z0-9./_-]+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$", v) or v.endswith(":latest"):
+            raise ValueError("must be an image pinned to a tag or digest (never :latest), e.g. vllm/vllm-openai:v0.11.1")
+        return v
+
+
+class AdapterStoreConfig(_Strict):
+    """S3 store for tenants' LoRA adapters (components/adapter_store.py)."""
+
+    # Principals allowed to assume the tenant writer role (the onboarding
+    # pipeline); they must tag the session with `tenant`. Empty: this account.
+    writer_principal_arns: list[str] = []
+    noncurrent_version_days: int = Field(
+        default=int(_edge.ADAPTER_STORE_DEFAULTS["noncurrent_version_days"].value), ge=1, le=3650)
+
+    @field_validator("writer_principal_arns")
+    @classmethod
+    def _principals(cls, v: list[str]) -> list[str]:
+        for a in v:
+            if not re.match(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[A-Za-z0-9+=,.@_/-]+$", a):
+                raise ValueError(f"{a!r} is not an IAM role or user ARN (no wildcards)")
+        return v
+
+
 class StackConfig(_Strict):
     environment: Literal["dev", "staging", "prod"]
     orchestrator: Literal["eks", "ecs"]
@@ -334,8 +413,14 @@ class StackConfig(_Strict):
     observability: ObservabilityConfig = ObservabilityConfig()
     serving: ServingConfig = ServingConfig()
     eks: EksConfig = EksConfig()
+    ingress: IngressConfig = IngressConfig()
+    ecs: EcsConfig = EcsConfig()
+    adapter_store: AdapterStoreConfig = AdapterStoreConfig()
     catalog: cat.CatalogOverrides = cat.CatalogOverrides()
     tags: dict[str, str] = {}
+    ingress: IngressConfig = IngressConfig()
+    ecs: EcsConfig = EcsConfig()
+    adapter_store: AdapterStoreConfig = AdapterStoreConfig()
 
     @field_validator("kubernetes_version")
     @classmethod
@@ -564,4 +649,29 @@ def _cross_check(c: StackConfig, catalog: cat.Catalog, region: str, secrets_set:
         if snake not in SERVING_FIGURES:
             allowed = sorted(re.sub(r"_([a-z])", lambda mt: mt.group(1).upper(), f) for f in SERVING_FIGURES)
             p.append(f"{k(f'serving.figures.{key}')}: unknown figure; allowed: {', '.join(allowed)}")
+    p += _edge_checks(c, region, k)
+    return p
+
+
+def _edge_checks(c: StackConfig, region: str, k) -> list[str]:
+    """Cross-field checks of ingress, ECS and budget settings."""
+    p: list[str] = []
+    ing = c.ingress
+    if c.environment == "prod" and not ing.certificate_arn:
+        p.append(f"{k('ingress.certificateArn')}: required key is missing; prod serves HTTPS only "
+                 f"(an ACM certificate ARN in {region})")
+    if ing.certificate_arn and ing.certificate_arn.split(":")[3] != region:
+        p.append(f"{k('ingress.certificateArn')}: got {ing.certificate_arn!r}; an ALB needs a certificate "
+                 f"from its own region {region}")
+    if c.environment == "prod" and ing.deletion_protection is False:
+        p.append(f"{k('ingress.deletionProtection')}: got false; prod load balancers keep deletion protection")
+    if c.environment == "prod" and not ing.access_logs:
+        p.append(f"{k('ingress.accessLogs')}: got false; prod load balancers keep access logs")
+    if c.budget.alert_thresholds_percent and not c.budget.notify_emails:
+        p.append(f"{k('budget.notifyEmails')}: got []; budget alerts need at least one address")
+    if c.orchestrator == "ecs":
+        for i, m in enumerate(c.models):
+            if m.pipeline_parallel > 1:
+                p.append(f"{k(f'models[{i}].pipelineParallel')}: got {m.pipeline_parallel}; a model split across "
+                         f"nodes needs LeaderWorkerSet on EKS; on ECS a task runs on one instance (use 1)")
     return p

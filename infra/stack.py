@@ -12,6 +12,8 @@ from pulumi.runtime import config as runtime_config
 
 from components.network import Network, NetworkArgs
 from infra import capacity
+from infra import ecs_platform
+from infra import edge as edge_mod
 from infra.config import ConfigError, Settings, load_settings
 
 
@@ -66,6 +68,10 @@ def build(settings: Settings, plan: capacity.Plan) -> None:
 
     # Orchestrator platforms, edge (load balancing, adapter store, budget) and
     # the serving workloads are assembled here; see the modules named below.
+    edge = edge_mod.build(settings, network, tags)
+    if settings.config.orchestrator == "ecs":
+        ecs_platform.build(settings, plan, network, tags, load_balancer=edge.load_balancer,
+                           adapter_store=edge.adapter_store, account_id=edge.account_id)
 
     pulumi.export("environment", settings.config.environment)
     pulumi.export("orchestrator", settings.config.orchestrator)

@@ -1,0 +1,166 @@
+"""EKS side of the ALB: the AWS Load Balancer Controller and one TargetGroupBinding per model.
+
+The ALB, its listeners and target groups belong to Pulumi
+(components/load_balancer.py), so a preview shows them and policies judge
+them; the controller only keeps each target group's targets equal to the
+ready pod IPs behind a Kubernetes Service (TargetGroupBinding, target type
+ip) and opens the pods' security group to the ALB's. The controller runs
+from a pinned Helm chart and gets AWS credentials through EKS Pod Identity;
+its IAM policy is scoped to what TargetGroupBinding needs (describe, register
+and deregister on these target groups, security-group ingress in this VPC),
+not the controller's full Ingress-provisioning policy.
+
+The Kubernetes provider comes from the EKS platform (infra/eks_platform.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components.errors import ArgsError
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
+CONTROLLER_NAMESPACE = "kube-system"
+CONTROLLER_SERVICE_ACCOUNT = "aws-load-balancer-controller"
+
+
+@dataclass(frozen=True)
+class ServiceTarget:
+    target_group_arn: pulumi.Input[str]
+    service_name: str
+    port: int = 8000
+
+
+@dataclass(frozen=True)
+class AlbBindingsArgs:
+    cluster_name: pulumi.Input[str]
+    vpc_id: pulumi.Input[str]
+    region: str
+    account_id: str
+    k8s_provider: k8s.Provider
+    namespace: str
+    # model -> where its target group's targets come from
+    targets: Mapping[str, ServiceTarget]
+    alb_security_group_id: pulumi.Input[str]
+    chart: str = "aws-load-balancer-controller"
+    chart_version: str = "3.5.0"
+    chart_repo: str = "https://aws.github.io/eks-charts"
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def validate_alb_bindings_args(args: AlbBindingsArgs) -> None:
+    problems = []
+    if not isinstance(args.k8s_provider, k8s.Provider):
+        problems.append(f"k8s_provider: got {type(args.k8s_provider).__name__}; pass the EKS cluster's kubernetes.Provider")
+    if not DNS_LABEL.match(args.namespace):
+        problems.append(f"namespace: got {args.namespace!r}; must be a DNS label")
+    if not args.targets:
+        problems.append("targets: got none; bind at least one model's target group")
+    for model, t in args.targets.items():
+        if not DNS_LABEL.match(model):
+            problems.append(f"targets: model {model!r} is not a DNS label (it names the TargetGroupBinding)")
+        if not DNS_LABEL.match(t.service_name):
+            problems.append(f"targets[{model}].service_name: got {t.service_name!r}; must be a Service name")
+        if not 1 <= t.port <= 65535:
+            problems.append(f"targets[{model}].port: got {t.port}; allowed 1-65535")
+    if not SEMVER.match(args.chart_version):
+        problems.append(f"chart_version: got {args.chart_version!r}; pin an exact chart version such as 3.5.0")
+    if not re.match(r"^\d{12}$", args.account_id):
+        problems.append(f"account_id: got {args.account_id!r}; must be a 12-digit account id")
+    if problems:
+        raise ArgsError("AlbBindings", problems)
+
+
+def target_group_binding(model: str, namespace: str, target: ServiceTarget, target_group_arn: str,
+                         alb_security_group_id: str) -> dict[str, Any]:
+    """The TargetGroupBinding object (elbv2.k8s.aws/v1beta1) for one model, as plain data."""
+    return {
+        "apiVersion": "elbv2.k8s.aws/v1beta1",
+        "kind": "TargetGroupBinding",
+        "metadata": {"name": model, "namespace": namespace,
+                     "labels": {"app.kubernetes.io/managed-by": "pulumi", "llmserving.io/model": model}},
+        "spec": {
+            "serviceRef": {"name": target.service_name, "port": target.port},
+            "targetGroupARN": target_group_arn,
+            "targetType": "ip",
+            "networking": {"ingress": [{
+                "from": [{"securityGroup": {"groupID": alb_security_group_id}}],
+                "ports": [{"port": target.port, "protocol": "TCP"}],
+            }]},
+        },
+    }
+
+
+def controller_policy(target_group_arns: list[str], region: str, account_id: str, vpc_id: str) -> dict:
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "Describe", "Effect": "Allow", "Resource": "*", "Action": [
+            "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
+            "elasticloadbalancing:DescribeLoadBalancers", "elasticloadbalancing:DescribeListeners",
+            "elasticloadbalancing:DescribeTags", "elasticloadbalancing:DescribeTargetGroupAttributes",
+            "ec2:DescribeSecurityGroups", "ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces",
+            "ec2:DescribeVpcs", "ec2:DescribeSubnets", "ec2:DescribeAvailabilityZones"]},
+        {"Sid": "RegisterTargets", "Effect": "Allow", "Resource": sorted(target_group_arns),
+         "Action": ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"]},
+        {"Sid": "OpenPodsToAlb", "Effect": "Allow",
+         "Resource": f"arn:aws:ec2:{region}:{account_id}:security-group/*",
+         "Action": ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"],
+         "Condition": {"ArnEquals": {"ec2:Vpc": f"arn:aws:ec2:{region}:{account_id}:vpc/{vpc_id}"}}},
+    ]}
+
+
+class AlbBindings(pulumi.ComponentResource):
+    def __init__(self, name: str, args: AlbBindingsArgs, opts: pulumi.ResourceOptions | None = None):
+        validate_alb_bindings_args(args)
+        super().__init__("llmserving:alb_bindings:AlbBindings", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = dict(args.tags)
+
+        role = aws.iam.Role(f"{name}-controller", description="AWS Load Balancer Controller (TargetGroupBinding only)",
+                            assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+                                "Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
+                                "Action": ["sts:AssumeRole", "sts:TagSession"],
+                                "Condition": {"StringEquals": {"aws:SourceAccount": args.account_id}}}]},
+                                sort_keys=True),
+                            tags=tags, opts=child)
+        models = sorted(args.targets)
+        aws.iam.RolePolicy(f"{name}-controller", role=role.id, policy=pulumi.Output.all(
+            args.vpc_id, *[args.targets[m].target_group_arn for m in models]).apply(
+            lambda v: json.dumps(controller_policy(list(v[1:]), args.region, args.account_id, v[0]), sort_keys=True)),
+            opts=child)
+        identity = aws.eks.PodIdentityAssociation(
+            f"{name}-controller", cluster_name=args.cluster_name, namespace=CONTROLLER_NAMESPACE,
+            service_account=CONTROLLER_SERVICE_ACCOUNT, role_arn=role.arn, tags=tags, opts=child)
+
+        release = k8s.helm.v3.Release(
+            f"{name}-controller", name="aws-load-balancer-controller", chart=args.chart, version=args.chart_version,
+            repository_opts={"repo": args.chart_repo}, namespace=CONTROLLER_NAMESPACE,
+            values={"clusterName": args.cluster_name, "region": args.region, "vpcId": args.vpc_id,
+                    "replicaCount": 2,
+                    "serviceAccount": {"create": True, "name": CONTROLLER_SERVICE_ACCOUNT},
+                    # Pulumi owns the ALB; the controller only binds targets.
+                    "createIngressClassResource": False, "enableServiceMutatorWebhook": False},
+            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[identity]))
+
+        self.bindings: dict[str, k8s.apiextensions.CustomResource] = {}
+        for model in models:
+            t = args.targets[model]
+            obj = pulumi.Output.all(t.target_group_arn, args.alb_security_group_id).apply(
+                lambda v, m=model, tt=t: target_group_binding(m, args.namespace, tt, v[0], v[1]))
+            self.bindings[model] = k8s.apiextensions.CustomResource(
+                f"{name}-{model}", api_version="elbv2.k8s.aws/v1beta1", kind="TargetGroupBinding",
+                metadata={"name": model, "namespace": args.namespace,
+                          "labels": {"app.kubernetes.io/managed-by": "pulumi", "llmserving.io/model": model}},
+                spec=obj.apply(lambda o: o["spec"]),
+                opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[release]))
+
+        self.controller_role_arn = role.arn
+        self.register_outputs({"controllerRoleArn": self.controller_role_arn,
+                               "bindings": {m: b.metadata for m, b in self.bindings.items()}})

@@ -1,0 +1,237 @@
+"""ECS GPU cluster: Container Insights, and one capacity provider per GPU pool.
+
+Each pool is an Auto Scaling group of GPU instances launched from the ECS GPU
+AMI (Amazon Linux 2023, read from the public SSM parameter at deploy time),
+with IMDSv2 required (hop limit 1: containers cannot reach the instance's
+credentials; awsvpc tasks get their own through the ECS agent and
+ECS_AWSVPC_BLOCK_IMDS), an encrypted gp3 root volume, and a capacity provider
+with managed scaling (ECS grows the group when GPU tasks cannot be placed)
+and managed termination protection (no instance with a running task is
+scaled in).
+
+Capacity types map to the ASG's mixed-instances policy:
+- on-demand: 100% on-demand;
+- spot: 100% spot, capacity rebalancing on;
+- spot-with-on-demand-fallback: an on-demand base (`on_demand_base_capacity`
+  instances that stay when spot is reclaimed), spot above it. An ASG does not
+  switch a failed spot request to on-demand; the base is the floor, and many
+  instance types per pool keep spot obtainable.
+
+Changing a pool's instance types or AMI rolls a new launch template version;
+instances are replaced by ECS draining, not in place.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from components.errors import ArgsError
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
+CAPACITY_TYPES = ("on-demand", "spot", "spot-with-on-demand-fallback")
+SPOT_STRATEGIES = ("price-capacity-optimized", "capacity-optimized", "capacity-optimized-prioritized", "lowest-price")
+INSIGHTS = ("enabled", "enhanced")
+ROOT_DEVICE = "/dev/xvda"  # root device of the Amazon Linux 2023 ECS AMIs
+
+
+@dataclass(frozen=True)
+class EcsCapacityPool:
+    name: str
+    instance_types: tuple[str, ...]
+    # GPUs of the smallest instance type in the pool (what a task can count on).
+    gpus_per_instance: int
+    capacity_type: Literal["on-demand", "spot", "spot-with-on-demand-fallback"]
+    min_size: int
+    max_size: int
+    desired_size: int
+    root_volume_gib: int = 500
+    on_demand_base_capacity: int = 1
+    spot_allocation_strategy: str = "price-capacity-optimized"
+
+
+@dataclass(frozen=True)
+class EcsGpuClusterArgs:
+    cluster_name: str
+    vpc_id: pulumi.Input[str]
+    subnet_ids: Sequence[pulumi.Input[str]]
+    pools: tuple[EcsCapacityPool, ...]
+    ami_parameter: str = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
+    container_insights: str = "enhanced"
+    target_capacity_percent: int = 100
+    instance_warmup_seconds: int = 300
+    stop_timeout_seconds: int = 120
+    protect: bool = True
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def validate_ecs_gpu_cluster_args(args: EcsGpuClusterArgs) -> None:
+    problems = []
+    if not DNS_LABEL.match(args.cluster_name):
+        problems.append(f"cluster_name: got {args.cluster_name!r}; must be a DNS label")
+    if not args.pools:
+        problems.append("pools: got none; a GPU cluster needs at least one pool")
+    names = [p.name for p in args.pools]
+    for n in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"pools: pool name {n!r} repeats")
+    for p in args.pools:
+        where = f"pools[{p.name}]"
+        if not DNS_LABEL.match(p.name):
+            problems.append(f"{where}.name: got {p.name!r}; must be a DNS label")
+        if not p.instance_types:
+            problems.append(f"{where}.instance_types: got none; list at least one GPU instance type")
+        for t in p.instance_types:
+            if not INSTANCE_TYPE.match(t):
+                problems.append(f"{where}.instance_types: got {t!r}; not an EC2 instance type name such as g5.12xlarge")
+        if p.gpus_per_instance < 1:
+            problems.append(f"{where}.gpus_per_instance: got {p.gpus_per_instance}; GPU pools have at least 1 GPU")
+        if p.capacity_type not in CAPACITY_TYPES:
+            problems.append(f"{where}.capacity_type: got {p.capacity_type!r}; allowed: {', '.join(CAPACITY_TYPES)}")
+        if not 0 <= p.min_size <= p.desired_size <= p.max_size:
+            problems.append(f"{where}: sizes min {p.min_size} <= desired {p.desired_size} <= max {p.max_size} do not hold")
+        if p.max_size < 1:
+            problems.append(f"{where}.max_size: got {p.max_size}; must be at least 1")
+        if p.on_demand_base_capacity < 0 or p.on_demand_base_capacity > p.max_size:
+            problems.append(f"{where}.on_demand_base_capacity: got {p.on_demand_base_capacity}; allowed 0-{p.max_size}")
+        if p.spot_allocation_strategy not in SPOT_STRATEGIES:
+            problems.append(f"{where}.spot_allocation_strategy: got {p.spot_allocation_strategy!r}; "
+                            f"allowed: {', '.join(SPOT_STRATEGIES)}")
+        if not 30 <= p.root_volume_gib <= 16384:
+            problems.append(f"{where}.root_volume_gib: got {p.root_volume_gib}; allowed 30-16384")
+    if not args.ami_parameter.startswith("/aws/service/ecs/optimized-ami/") or "/gpu/" not in args.ami_parameter:
+        problems.append(f"ami_parameter: got {args.ami_parameter!r}; must be an ECS-optimized GPU AMI parameter")
+    if args.container_insights not in INSIGHTS:
+        problems.append(f"container_insights: got {args.container_insights!r}; allowed: {', '.join(INSIGHTS)}")
+    if not 1 <= args.target_capacity_percent <= 100:
+        problems.append(f"target_capacity_percent: got {args.target_capacity_percent}; allowed 1-100")
+    if len(args.subnet_ids) < 1:
+        problems.append("subnet_ids: got none")
+    if problems:
+        raise ArgsError("EcsGpuCluster", problems)
+
+
+def instances_distribution(pool: EcsCapacityPool) -> dict:
+    if pool.capacity_type == "on-demand":
+        base, above = 0, 100
+    elif pool.capacity_type == "spot":
+        base, above = 0, 0
+    else:
+        base, above = pool.on_demand_base_capacity, 0
+    return {"on_demand_base_capacity": base, "on_demand_percentage_above_base_capacity": above,
+            "spot_allocation_strategy": pool.spot_allocation_strategy}
+
+
+def user_data(cluster_name: str, stop_timeout_seconds: int) -> str:
+    script = "\n".join([
+        "#!/bin/bash",
+        "cat >> /etc/ecs/ecs.config <<'EOF'",
+        f"ECS_CLUSTER={cluster_name}",
+        "ECS_ENABLE_GPU_SUPPORT=true",
+        "ECS_ENABLE_SPOT_INSTANCE_DRAINING=true",
+        "ECS_AWSVPC_BLOCK_IMDS=true",
+        f"ECS_CONTAINER_STOP_TIMEOUT={stop_timeout_seconds}s",
+        "EOF",
+        "",
+    ])
+    return base64.b64encode(script.encode()).decode()
+
+
+class EcsGpuCluster(pulumi.ComponentResource):
+    def __init__(self, name: str, args: EcsGpuClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        validate_ecs_gpu_cluster_args(args)
+        super().__init__("llmserving:ecs_gpu_cluster:EcsGpuCluster", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = dict(args.tags)
+
+        cluster = aws.ecs.Cluster(f"{name}-cluster", name=args.cluster_name,
+                                  settings=[{"name": "containerInsights", "value": args.container_insights}],
+                                  tags=tags, opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
+
+        role = aws.iam.Role(f"{name}-instance", name=f"{args.cluster_name}-gpu-instance"[:64],
+                            assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
+                                "Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+                                "Action": "sts:AssumeRole"}]}, sort_keys=True),
+                            tags=tags, opts=child)
+        for short, arn in (("ecs", "arn:aws:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role"),
+                           ("ssm", "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore")):
+            aws.iam.RolePolicyAttachment(f"{name}-instance-{short}", role=role.name, policy_arn=arn, opts=child)
+        profile = aws.iam.InstanceProfile(f"{name}-instance", name=f"{args.cluster_name}-gpu-instance"[:128],
+                                          role=role.name, tags=tags, opts=child)
+        sg = aws.ec2.SecurityGroup(
+            f"{name}-instances", name=f"{args.cluster_name}-gpu-instances", vpc_id=args.vpc_id,
+            description="ECS GPU container instances: no inbound; tasks use their own ENIs",
+            egress=[{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": ["0.0.0.0/0"],
+                     "description": "ECS, ECR, SSM, S3 and model hub endpoints"}],
+            tags={**tags, "Name": f"{args.cluster_name}-gpu-instances"}, opts=child)
+
+        ami = aws.ssm.get_parameter_output(name=args.ami_parameter)
+        providers: dict[str, aws.ecs.CapacityProvider] = {}
+        self.auto_scaling_groups: dict[str, aws.autoscaling.Group] = {}
+        for pool in args.pools:
+            pool_tags = {**tags, "pool": pool.name}
+            lt = aws.ec2.LaunchTemplate(
+                f"{name}-{pool.name}", name=f"{args.cluster_name}-{pool.name}", image_id=ami.value,
+                iam_instance_profile={"arn": profile.arn}, vpc_security_group_ids=[sg.id],
+                metadata_options={"http_endpoint": "enabled", "http_tokens": "required",
+                                  "http_put_response_hop_limit": 1, "instance_metadata_tags": "disabled"},
+                block_device_mappings=[{"device_name": ROOT_DEVICE, "ebs": {
+                    "volume_size": pool.root_volume_gib, "volume_type": "gp3", "encrypted": "true",
+                    "delete_on_termination": "true"}}],
+                monitoring={"enabled": True}, user_data=user_data(args.cluster_name, args.stop_timeout_seconds),
+                update_default_version=True,
+                tag_specifications=[{"resource_type": kind, "tags": {**pool_tags, "Name": f"{args.cluster_name}-{pool.name}"}}
+                                    for kind in ("instance", "volume")],
+                tags=pool_tags, opts=child)
+            asg_tags = [{"key": k, "value": v, "propagate_at_launch": True} for k, v in sorted(pool_tags.items())]
+            # ECS requires this tag on groups it scales.
+            asg_tags.append({"key": "AmazonECSManaged", "value": "true", "propagate_at_launch": True})
+            asg = aws.autoscaling.Group(
+                f"{name}-{pool.name}", name=f"{args.cluster_name}-{pool.name}",
+                vpc_zone_identifiers=list(args.subnet_ids), min_size=pool.min_size, max_size=pool.max_size,
+                desired_capacity=pool.desired_size, protect_from_scale_in=True,
+                capacity_rebalance=pool.capacity_type != "on-demand",
+                default_instance_warmup=args.instance_warmup_seconds,
+                mixed_instances_policy={
+                    "instances_distribution": instances_distribution(pool),
+                    "launch_template": {
+                        "launch_template_specification": {"launch_template_id": lt.id, "version": "$Latest"},
+                        "overrides": [{"instance_type": t} for t in pool.instance_types],
+                    },
+                },
+                tags=asg_tags,
+                # ECS managed scaling owns the desired capacity after creation.
+                opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"]))
+            self.auto_scaling_groups[pool.name] = asg
+            providers[pool.name] = aws.ecs.CapacityProvider(
+                f"{name}-{pool.name}", name=f"{args.cluster_name}-{pool.name}",
+                auto_scaling_group_provider={
+                    "auto_scaling_group_arn": asg.arn,
+                    "managed_termination_protection": "ENABLED",
+                    "managed_draining": "ENABLED",
+                    "managed_scaling": {"status": "ENABLED", "target_capacity": args.target_capacity_percent,
+                                        "minimum_scaling_step_size": 1, "maximum_scaling_step_size": 10,
+                                        "instance_warmup_period": args.instance_warmup_seconds},
+                },
+                tags=pool_tags, opts=child)
+
+        # Services that name a capacity provider must wait for this association.
+        self.providers_attached = aws.ecs.ClusterCapacityProviders(
+            f"{name}-providers", cluster_name=cluster.name,
+            capacity_providers=[p.name for p in providers.values()],
+            default_capacity_provider_strategies=[{"capacity_provider": providers[args.pools[0].name].name,
+                                                   "weight": 1, "base": 0}],
+            opts=child)
+
+        self.cluster_arn = cluster.arn
+        self.cluster_name = cluster.name
+        self.instance_role_arn = role.arn
+        self.capacity_providers = {n: p.name for n, p in providers.items()}
+        self.register_outputs({"clusterArn": self.cluster_arn, "clusterName": self.cluster_name,
+                               "capacityProviders": self.capacity_providers})

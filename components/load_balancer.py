@@ -1,0 +1,225 @@
+"""Load balancer: a public ALB in front of the vLLM replicas (ECS tasks or EKS pods).
+
+- HTTPS listener with an ACM certificate and a TLS 1.2+ policy; HTTP only
+  redirects to HTTPS. A stack that must serve TLS (prod) cannot build
+  without a certificate (`require_tls`).
+- One IP target group per model with `/health` checks; targets are ECS tasks
+  (awsvpc) or pods registered by a TargetGroupBinding (components/alb_bindings.py).
+- Routing by model: a listener rule per model matches the request header
+  `x-llm-model: <model>`. The OpenAI API names the model in the JSON body,
+  which an ALB cannot read, and a path prefix would change the `/v1/...`
+  paths clients and SDKs use; a header keeps the OpenAI paths and is easy to
+  set in every SDK (`default_headers`). A LoRA adapter is served by its base
+  model, so the header names the deployment (the base model) and the body's
+  `"model"` picks the adapter. Unknown or missing header: 404 with a JSON
+  message, never a silent default.
+- Access logs to S3, invalid headers dropped, deletion protection (prod),
+  WAF web ACL with a per-client-IP rate-based rule and AWS's known-bad-inputs
+  rules (not the common rule set: its 8 KB body limit would block prompts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from components.errors import ArgsError
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+ACM_ARN = re.compile(r"^arn:aws[a-z-]*:acm:([a-z0-9-]+):\d{12}:certificate/[0-9a-f-]{36}$")
+# ELB security policies that allow only TLS 1.2 and 1.3 (AWS ELB docs, 2025-10).
+TLS12_PLUS_POLICIES = (
+    "ELBSecurityPolicy-TLS13-1-2-2021-06", "ELBSecurityPolicy-TLS13-1-2-Res-2021-06",
+    "ELBSecurityPolicy-TLS13-1-2-Ext1-2021-06", "ELBSecurityPolicy-TLS13-1-2-Ext2-2021-06",
+    "ELBSecurityPolicy-TLS13-1-3-2021-06", "ELBSecurityPolicy-TLS13-1-2-FIPS-2023-04",
+)
+ROUTING_HEADER = "x-llm-model"
+# Listener rule priorities 1..50000; ALB allows 100 rules per listener by default.
+MAX_MODELS = 100
+
+
+def aws_name(*parts: str, limit: int = 32) -> str:
+    """Deterministic AWS resource name within `limit` characters (ELB names: 32)."""
+    name = "-".join(parts)
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:6]
+    return f"{name[: limit - 7].rstrip('-')}-{digest}"
+
+
+@dataclass(frozen=True)
+class LoadBalancerArgs:
+    name_prefix: str
+    region: str
+    vpc_id: pulumi.Input[str]
+    vpc_cidr: str
+    public_subnet_ids: Sequence[pulumi.Input[str]]
+    models: tuple[str, ...]
+    certificate_arn: Optional[str]
+    require_tls: bool
+    deletion_protection: bool
+    waf_rate_limit_per_5_min: int
+    tls_policy: str = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    access_log_bucket: Optional[pulumi.Input[str]] = None
+    access_log_prefix: str = "alb"
+    allowed_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
+    target_port: int = 8000
+    health_check_path: str = "/health"
+    idle_timeout_seconds: int = 300
+    deregistration_delay_seconds: int = 120
+    health_check_interval_seconds: int = 15
+    healthy_threshold: int = 2
+    unhealthy_threshold: int = 3
+    tags: dict[str, str] = field(default_factory=dict)
+    # Resources the ALB must wait for (the log bucket's policy).
+    depends_on: tuple[pulumi.Resource, ...] = ()
+
+
+def validate_load_balancer_args(args: LoadBalancerArgs) -> None:
+    problems = []
+    if not DNS_LABEL.match(args.name_prefix):
+        problems.append(f"name_prefix: got {args.name_prefix!r}; must be a DNS label")
+    if not args.models:
+        problems.append("models: got none; the ALB routes to at least one model")
+    if len(args.models) > MAX_MODELS:
+        problems.append(f"models: got {len(args.models)}; at most {MAX_MODELS} listener rules per listener")
+    for m in args.models:
+        if not DNS_LABEL.match(m):
+            problems.append(f"models: got {m!r}; model names are DNS labels (they are header values and target group names)")
+    dupes = sorted({m for m in args.models if args.models.count(m) > 1})
+    if dupes:
+        problems.append(f"models: {', '.join(dupes)} repeat")
+    if args.certificate_arn is None:
+        if args.require_tls:
+            problems.append("certificate_arn: got None; this load balancer must serve HTTPS (require_tls), so give "
+                            "an ACM certificate ARN such as arn:aws:acm:<region>:<account>:certificate/<uuid>")
+    else:
+        match = ACM_ARN.match(args.certificate_arn)
+        if not match:
+            problems.append(f"certificate_arn: got {args.certificate_arn!r}; must be an ACM certificate ARN")
+        elif match.group(1) != args.region:
+            problems.append(f"certificate_arn: got {args.certificate_arn!r}; the certificate must be in {args.region}")
+    if args.tls_policy not in TLS12_PLUS_POLICIES:
+        problems.append(f"tls_policy: got {args.tls_policy!r}; allowed (TLS 1.2+): {', '.join(TLS12_PLUS_POLICIES)}")
+    if not 10 <= args.waf_rate_limit_per_5_min <= 2_000_000_000:
+        problems.append(f"waf_rate_limit_per_5_min: got {args.waf_rate_limit_per_5_min}; AWS WAF allows 10-2000000000")
+    if len(args.public_subnet_ids) < 2:
+        problems.append(f"public_subnet_ids: got {len(args.public_subnet_ids)}; an ALB needs subnets in at least 2 zones")
+    if not 1 <= args.target_port <= 65535:
+        problems.append(f"target_port: got {args.target_port}; allowed 1-65535")
+    if not args.health_check_path.startswith("/"):
+        problems.append(f"health_check_path: got {args.health_check_path!r}; must start with '/'")
+    if not 1 <= args.idle_timeout_seconds <= 4000:
+        problems.append(f"idle_timeout_seconds: got {args.idle_timeout_seconds}; ALB allows 1-4000")
+    if not 0 <= args.deregistration_delay_seconds <= 3600:
+        problems.append(f"deregistration_delay_seconds: got {args.deregistration_delay_seconds}; allowed 0-3600")
+    if problems:
+        raise ArgsError("ModelLoadBalancer", problems)
+
+
+def not_found_body(models: Sequence[str]) -> str:
+    return json.dumps({"error": {"message": f"set the {ROUTING_HEADER} header to one of: {', '.join(models)}",
+                                 "type": "invalid_request_error", "code": "model_not_found"}}, sort_keys=True)
+
+
+class ModelLoadBalancer(pulumi.ComponentResource):
+    def __init__(self, name: str, args: LoadBalancerArgs, opts: pulumi.ResourceOptions | None = None):
+        validate_load_balancer_args(args)
+        super().__init__("llmserving:load_balancer:ModelLoadBalancer", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = dict(args.tags)
+
+        sg = aws.ec2.SecurityGroup(
+            f"{name}-alb", name=aws_name(args.name_prefix, "alb", limit=255), vpc_id=args.vpc_id,
+            description="ALB: HTTPS (and HTTP redirect) in, model servers out",
+            ingress=[{"protocol": "tcp", "from_port": port, "to_port": port, "cidr_blocks": list(args.allowed_cidrs),
+                      "description": desc} for port, desc in ((443, "HTTPS"), (80, "HTTP, redirected to HTTPS"))],
+            egress=[{"protocol": "tcp", "from_port": args.target_port, "to_port": args.target_port,
+                     "cidr_blocks": [args.vpc_cidr], "description": "vLLM servers"}],
+            tags={**tags, "Name": f"{args.name_prefix}-alb"}, opts=child)
+
+        access_logs = ({"bucket": args.access_log_bucket, "prefix": args.access_log_prefix, "enabled": True}
+                       if args.access_log_bucket is not None else None)
+        lb = aws.lb.LoadBalancer(
+            f"{name}-alb", name=aws_name(args.name_prefix), load_balancer_type="application", internal=False,
+            subnets=list(args.public_subnet_ids), security_groups=[sg.id], drop_invalid_header_fields=True,
+            enable_deletion_protection=args.deletion_protection, idle_timeout=args.idle_timeout_seconds,
+            desync_mitigation_mode="defensive", access_logs=access_logs, tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)))
+
+        target_groups: dict[str, aws.lb.TargetGroup] = {}
+        for model in args.models:
+            target_groups[model] = aws.lb.TargetGroup(
+                f"{name}-{model}", name=aws_name(args.name_prefix, model), vpc_id=args.vpc_id, target_type="ip",
+                protocol="HTTP", port=args.target_port, deregistration_delay=args.deregistration_delay_seconds,
+                load_balancing_algorithm_type="least_outstanding_requests",
+                health_check={"enabled": True, "path": args.health_check_path, "protocol": "HTTP",
+                              "port": "traffic-port", "matcher": "200",
+                              "interval": args.health_check_interval_seconds, "timeout": 5,
+                              "healthy_threshold": args.healthy_threshold,
+                              "unhealthy_threshold": args.unhealthy_threshold},
+                tags={**tags, "model": model}, opts=child)
+
+        not_found = {"type": "fixed-response", "fixed_response": {
+            "content_type": "application/json", "status_code": "404", "message_body": not_found_body(args.models)}}
+        if args.certificate_arn is not None:
+            serving = aws.lb.Listener(f"{name}-https", load_balancer_arn=lb.arn, port=443, protocol="HTTPS",
+                                      ssl_policy=args.tls_policy, certificate_arn=args.certificate_arn,
+                                      default_actions=[not_found], tags=tags, opts=child)
+            aws.lb.Listener(f"{name}-http", load_balancer_arn=lb.arn, port=80, protocol="HTTP",
+                            default_actions=[{"type": "redirect", "redirect": {
+                                "port": "443", "protocol": "HTTPS", "status_code": "HTTP_301"}}],
+                            tags=tags, opts=child)
+        else:
+            # Only where require_tls is false (a dev stack without a domain).
+            pulumi.log.warn(f"{name}: no certificate; the ALB serves plain HTTP (never allowed where TLS is required)",
+                            resource=self)
+            serving = aws.lb.Listener(f"{name}-http", load_balancer_arn=lb.arn, port=80, protocol="HTTP",
+                                      default_actions=[not_found], tags=tags, opts=child)
+
+        for priority, model in enumerate(args.models, start=1):
+            aws.lb.ListenerRule(
+                f"{name}-{model}", listener_arn=serving.arn, priority=priority,
+                conditions=[{"http_header": {"http_header_name": ROUTING_HEADER, "values": [model]}}],
+                actions=[{"type": "forward", "target_group_arn": target_groups[model].arn}],
+                tags={**tags, "model": model}, opts=child)
+
+        acl_name = aws_name(args.name_prefix, "alb", limit=128)
+        acl = aws.wafv2.WebAcl(
+            f"{name}-waf", name=acl_name, scope="REGIONAL", default_action={"allow": {}},
+            description="Per-client rate limit and known bad inputs for the LLM API",
+            rules=[
+                {"name": "per-client-rate-limit", "priority": 0, "action": {"block": {}},
+                 "statement": {"rate_based_statement": {"limit": args.waf_rate_limit_per_5_min,
+                                                        "aggregate_key_type": "IP", "evaluation_window_sec": 300}},
+                 "visibility_config": {"cloudwatch_metrics_enabled": True, "sampled_requests_enabled": True,
+                                       "metric_name": f"{acl_name}-rate"}},
+                {"name": "aws-known-bad-inputs", "priority": 1, "override_action": {"none": {}},
+                 "statement": {"managed_rule_group_statement": {"name": "AWSManagedRulesKnownBadInputsRuleSet",
+                                                                "vendor_name": "AWS"}},
+                 "visibility_config": {"cloudwatch_metrics_enabled": True, "sampled_requests_enabled": True,
+                                       "metric_name": f"{acl_name}-bad-inputs"}},
+            ],
+            visibility_config={"cloudwatch_metrics_enabled": True, "sampled_requests_enabled": True,
+                               "metric_name": acl_name},
+            tags=tags, opts=child)
+        aws.wafv2.WebAclAssociation(f"{name}-waf", resource_arn=lb.arn, web_acl_arn=acl.arn, opts=child)
+
+        self.arn = lb.arn
+        self.arn_suffix = lb.arn_suffix
+        self.dns_name = lb.dns_name
+        self.security_group_id = sg.id
+        self.listener_arn = serving.arn
+        self.web_acl_arn = acl.arn
+        self.target_group_arns = {m: tg.arn for m, tg in target_groups.items()}
+        self.target_group_arn_suffixes = {m: tg.arn_suffix for m, tg in target_groups.items()}
+        self.register_outputs({
+            "arn": self.arn, "dnsName": self.dns_name, "securityGroupId": self.security_group_id,
+            "targetGroupArns": self.target_group_arns, "webAclArn": self.web_acl_arn,
+        })

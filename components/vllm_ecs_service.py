@@ -1,0 +1,268 @@
+"""vLLM on ECS: one service per model, its GPU task definition and its autoscaling.
+
+The task runs `vllm serve` (pinned image) with:
+- GPU `resourceRequirements` (tensor-parallel size); validated against the
+  GPUs of the pool's smallest instance so a task that could never be placed
+  is refused before anything exists;
+- a memory-backed /dev/shm (`linuxParameters.sharedMemorySize`) for NCCL,
+  memlock/nofile ulimits;
+- a container health check on /health whose startPeriod (ECS maximum 300 s)
+  covers the start, while the service's `healthCheckGracePeriodSeconds` keeps
+  the ALB from killing a task that is still loading weights;
+- logs to CloudWatch (awslogs), secrets (HF token, vLLM API key) injected by
+  ECS from Secrets Manager or SSM Parameter Store, never in the task definition;
+- stopTimeout and the target group's deregistration delay to drain streams.
+
+The service spreads tasks across zones (then binpacks), uses the pool's
+capacity provider, rolls back a failed deployment (circuit breaker), and
+Application Auto Scaling tracks ALB requests per target.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Sequence
+
+import pulumi
+import pulumi_aws as aws
+
+from components.errors import ArgsError
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+PINNED_IMAGE = re.compile(r"^[a-z0-9./_-]+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$")
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+CONTAINER = "vllm"
+# Flags that carry secrets must come from `secrets`, never from the command line.
+SECRET_FLAGS = ("--api-key", "--hf-token")
+
+
+@dataclass(frozen=True)
+class VllmEcsServiceArgs:
+    service_name: str
+    # Account-unique prefix for the task family, roles, security group and log group (e.g. the cluster name).
+    name_prefix: str
+    cluster_name: pulumi.Input[str]
+    cluster_arn: pulumi.Input[str]
+    capacity_provider: pulumi.Input[str]
+    account_id: str
+    region: str
+    image: str
+    # Arguments after `vllm serve` (model first).
+    command: tuple[str, ...]
+    gpus_per_task: int
+    instance_gpus: int
+    instance_memory_mib: int
+    instance_vcpus: int
+    vpc_id: pulumi.Input[str]
+    subnet_ids: Sequence[pulumi.Input[str]]
+    alb_security_group_id: pulumi.Input[str]
+    target_group_arn: pulumi.Input[str]
+    # "app/<lb>/<id>/targetgroup/<tg>/<id>" pieces for ALBRequestCountPerTarget.
+    alb_arn_suffix: pulumi.Input[str]
+    target_group_arn_suffix: pulumi.Input[str]
+    desired_count: int
+    min_count: int
+    max_count: int
+    requests_per_target_per_minute: int
+    # Env var name -> ARN of a Secrets Manager secret or SSM parameter.
+    secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    environment: Mapping[str, str] = field(default_factory=dict)
+    task_role_arn: Optional[pulumi.Input[str]] = None
+    port: int = 8000
+    resource_share: float = 0.85
+    shared_memory_mib_per_gpu: int = 4096
+    health_check_start_period_seconds: int = 300
+    health_check_interval_seconds: int = 30
+    health_check_retries: int = 3
+    load_grace_period_seconds: int = 1200
+    stop_timeout_seconds: int = 120
+    scale_in_cooldown_seconds: int = 900
+    scale_out_cooldown_seconds: int = 120
+    log_retention_days: int = 30
+    tags: dict[str, str] = field(default_factory=dict)
+    depends_on: tuple[pulumi.Resource, ...] = ()
+
+
+def tasks_per_instance(args: VllmEcsServiceArgs) -> int:
+    return max(args.instance_gpus // max(args.gpus_per_task, 1), 1)
+
+
+def task_resources(args: VllmEcsServiceArgs) -> tuple[int, int, int]:
+    """(cpu units, memory reservation MiB, shared memory MiB) for one task."""
+    per = tasks_per_instance(args)
+    cpu = int(args.instance_vcpus * 1024 * args.resource_share // per)
+    memory = int(args.instance_memory_mib * args.resource_share // per)
+    shm = args.shared_memory_mib_per_gpu * args.gpus_per_task
+    return cpu, memory, shm
+
+
+def validate_vllm_ecs_service_args(args: VllmEcsServiceArgs) -> None:
+    problems = []
+    if not DNS_LABEL.match(args.service_name):
+        problems.append(f"service_name: got {args.service_name!r}; must be a DNS label")
+    if not re.match(r"^[a-z0-9][a-z0-9-]{0,38}$", args.name_prefix):
+        problems.append(f"name_prefix: got {args.name_prefix!r}; lowercase letters, digits and '-', at most 39 characters")
+    if not PINNED_IMAGE.match(args.image) or args.image.endswith(":latest"):
+        problems.append(f"image: got {args.image!r}; pin a tag or digest (never :latest)")
+    if not args.command:
+        problems.append("command: got none; give the model and vLLM flags")
+    for flag in SECRET_FLAGS:
+        if any(a == flag or a.startswith(f"{flag}=") for a in args.command):
+            problems.append(f"command: contains {flag}; pass it through secrets (e.g. VLLM_API_KEY), not the command line")
+    if args.gpus_per_task < 1:
+        problems.append(f"gpus_per_task: got {args.gpus_per_task}; a vLLM task needs at least 1 GPU")
+    elif args.gpus_per_task > args.instance_gpus:
+        problems.append(f"gpus_per_task: got {args.gpus_per_task}; the pool's instances have {args.instance_gpus} "
+                        f"GPUs, so the task could never be placed (at most {args.instance_gpus})")
+    if not 0 <= args.min_count <= args.desired_count <= args.max_count:
+        problems.append(f"counts: min {args.min_count} <= desired {args.desired_count} <= max {args.max_count} do not hold")
+    if not 0 <= args.health_check_start_period_seconds <= 300:
+        problems.append(f"health_check_start_period_seconds: got {args.health_check_start_period_seconds}; ECS allows "
+                        f"0-300 (use load_grace_period_seconds for longer model loads)")
+    if not 5 <= args.health_check_interval_seconds <= 300:
+        problems.append(f"health_check_interval_seconds: got {args.health_check_interval_seconds}; ECS allows 5-300")
+    if not 1 <= args.health_check_retries <= 10:
+        problems.append(f"health_check_retries: got {args.health_check_retries}; ECS allows 1-10")
+    if not 2 <= args.stop_timeout_seconds <= 120:
+        problems.append(f"stop_timeout_seconds: got {args.stop_timeout_seconds}; ECS allows up to 120")
+    if args.load_grace_period_seconds < args.health_check_start_period_seconds:
+        problems.append(f"load_grace_period_seconds: got {args.load_grace_period_seconds}; must cover the health "
+                        f"check start period {args.health_check_start_period_seconds}")
+    if not 0 < args.resource_share <= 1:
+        problems.append(f"resource_share: got {args.resource_share}; must be in (0, 1]")
+    for name in list(args.secrets) + list(args.environment):
+        if not ENV_NAME.match(name):
+            problems.append(f"secrets/environment: got {name!r}; environment names are UPPER_SNAKE_CASE")
+    if set(args.secrets) & set(args.environment):
+        problems.append(f"environment: {', '.join(sorted(set(args.secrets) & set(args.environment)))} also in secrets")
+    if args.requests_per_target_per_minute < 1:
+        problems.append(f"requests_per_target_per_minute: got {args.requests_per_target_per_minute}; must be >= 1")
+    if not problems:
+        cpu, memory, shm = task_resources(args)
+        if shm >= memory:
+            problems.append(f"shared_memory_mib_per_gpu: {shm} MiB of /dev/shm does not fit the task's {memory} MiB")
+    if problems:
+        raise ArgsError("VllmEcsService", problems)
+
+
+def container_definition(args: VllmEcsServiceArgs, log_group: str, secrets: Mapping[str, str]) -> dict:
+    cpu, memory, shm = task_resources(args)
+    probe = (f"python3 -c \"import urllib.request; "
+             f"urllib.request.urlopen('http://localhost:{args.port}/health', timeout=4)\" || exit 1")
+    return {
+        "name": CONTAINER,
+        "image": args.image,
+        "essential": True,
+        "entryPoint": ["vllm", "serve"],
+        "command": list(args.command),
+        "portMappings": [{"name": "http", "containerPort": args.port, "hostPort": args.port, "protocol": "tcp"}],
+        "resourceRequirements": [{"type": "GPU", "value": str(args.gpus_per_task)}],
+        "cpu": cpu,
+        "memoryReservation": memory,
+        "linuxParameters": {"sharedMemorySize": shm, "initProcessEnabled": True},
+        "ulimits": [{"name": "memlock", "softLimit": -1, "hardLimit": -1},
+                    {"name": "nofile", "softLimit": 65536, "hardLimit": 65536}],
+        "healthCheck": {"command": ["CMD-SHELL", probe], "interval": args.health_check_interval_seconds,
+                        "timeout": 5, "retries": args.health_check_retries,
+                        "startPeriod": args.health_check_start_period_seconds},
+        "stopTimeout": args.stop_timeout_seconds,
+        "environment": [{"name": k, "value": v} for k, v in sorted(args.environment.items())],
+        "secrets": [{"name": k, "valueFrom": v} for k, v in sorted(secrets.items())],
+        "logConfiguration": {"logDriver": "awslogs", "options": {
+            "awslogs-group": log_group, "awslogs-region": args.region, "awslogs-stream-prefix": args.service_name,
+            "mode": "non-blocking", "max-buffer-size": "25m"}},
+    }
+
+
+class VllmEcsService(pulumi.ComponentResource):
+    def __init__(self, name: str, args: VllmEcsServiceArgs, opts: pulumi.ResourceOptions | None = None):
+        validate_vllm_ecs_service_args(args)
+        super().__init__("llmserving:vllm_ecs_service:VllmEcsService", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = dict(args.tags)
+
+        full = f"{args.name_prefix}-{args.service_name}"
+        log_group = aws.cloudwatch.LogGroup(f"{name}-logs", name=f"/llmserving/ecs/{args.name_prefix}/{args.service_name}",
+            retention_in_days=args.log_retention_days, tags=tags, opts=child)
+
+        trust = json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": args.account_id}}}]}, sort_keys=True)
+        execution = aws.iam.Role(f"{name}-execution", name=f"{full}-exec"[:64], assume_role_policy=trust, tags=tags,
+                                 description=f"ECS agent for {args.service_name}: pull image, write logs, read its secrets",
+                                 opts=child)
+        aws.iam.RolePolicyAttachment(
+            f"{name}-execution", role=execution.name,
+            policy_arn="arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy", opts=child)
+        if args.secrets:
+            arns = list(args.secrets.values())
+            aws.iam.RolePolicy(f"{name}-execution-secrets", role=execution.id, policy=pulumi.Output.all(*arns).apply(
+                lambda resolved: json.dumps({"Version": "2012-10-17", "Statement": [
+                    {"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue", "ssm:GetParameters"],
+                     "Resource": sorted(resolved)}]}, sort_keys=True)), opts=child)
+        task_role_arn = args.task_role_arn
+        if task_role_arn is None:
+            task_role_arn = aws.iam.Role(f"{name}-task", name=f"{full}-task"[:64], assume_role_policy=trust, tags=tags,
+                                         description=f"vLLM task {args.service_name} (no AWS permissions)",
+                                         opts=child).arn
+
+        task_sg = aws.ec2.SecurityGroup(
+            f"{name}-tasks", name=f"{full}-tasks", vpc_id=args.vpc_id, description=f"vLLM tasks of {args.service_name}: ALB in, HTTPS out",
+            ingress=[{"protocol": "tcp", "from_port": args.port, "to_port": args.port,
+                      "security_groups": [args.alb_security_group_id], "description": "ALB"}],
+            egress=[{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": ["0.0.0.0/0"],
+                     "description": "model hub, S3, ECR, Secrets Manager"}],
+            tags=tags, opts=child)
+
+        secret_names = sorted(args.secrets)
+        definitions = pulumi.Output.all(log_group.name, *[args.secrets[k] for k in secret_names]).apply(
+            lambda vals: json.dumps([container_definition(args, vals[0], dict(zip(secret_names, vals[1:])))],
+                                    sort_keys=True))
+        task = aws.ecs.TaskDefinition(
+            f"{name}-task", family=full, network_mode="awsvpc", requires_compatibilities=["EC2"],
+            execution_role_arn=execution.arn, task_role_arn=task_role_arn, container_definitions=definitions,
+            tags=tags, opts=child)
+
+        service = aws.ecs.Service(
+            f"{name}-service", name=args.service_name, cluster=args.cluster_arn, task_definition=task.arn,
+            desired_count=args.desired_count,
+            capacity_provider_strategies=[{"capacity_provider": args.capacity_provider, "weight": 1, "base": 0}],
+            deployment_circuit_breaker={"enable": True, "rollback": True},
+            deployment_minimum_healthy_percent=100, deployment_maximum_percent=200,
+            health_check_grace_period_seconds=args.load_grace_period_seconds,
+            load_balancers=[{"target_group_arn": args.target_group_arn, "container_name": CONTAINER,
+                             "container_port": args.port}],
+            network_configuration={"subnets": list(args.subnet_ids), "security_groups": [task_sg.id],
+                                   "assign_public_ip": False},
+            ordered_placement_strategies=[{"type": "spread", "field": "attribute:ecs.availability-zone"},
+                                          {"type": "binpack", "field": "memory"}],
+            availability_zone_rebalancing="ENABLED", propagate_tags="SERVICE", enable_ecs_managed_tags=True,
+            tags=tags,
+            # Application Auto Scaling owns the task count after creation.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on),
+                                        ignore_changes=["desiredCount"]))
+
+        target = aws.appautoscaling.Target(
+            f"{name}-scaling", service_namespace="ecs", scalable_dimension="ecs:service:DesiredCount",
+            resource_id=pulumi.Output.concat("service/", args.cluster_name, "/", service.name),
+            min_capacity=args.min_count, max_capacity=args.max_count, tags=tags, opts=child)
+        aws.appautoscaling.Policy(
+            f"{name}-requests-per-target", policy_type="TargetTrackingScaling",
+            service_namespace=target.service_namespace, scalable_dimension=target.scalable_dimension,
+            resource_id=target.resource_id,
+            target_tracking_scaling_policy_configuration={
+                "predefined_metric_specification": {
+                    "predefined_metric_type": "ALBRequestCountPerTarget",
+                    "resource_label": pulumi.Output.concat(args.alb_arn_suffix, "/", args.target_group_arn_suffix)},
+                "target_value": float(args.requests_per_target_per_minute),
+                "scale_in_cooldown": args.scale_in_cooldown_seconds,
+                "scale_out_cooldown": args.scale_out_cooldown_seconds,
+            }, opts=child)
+
+        self.service_name = service.name
+        self.task_definition_arn = task.arn
+        self.log_group_name = log_group.name
+        self.register_outputs({"serviceName": self.service_name, "taskDefinitionArn": self.task_definition_arn,
+                               "logGroupName": self.log_group_name})

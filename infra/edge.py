@@ -1,0 +1,130 @@
+"""Edge of a stack, for both orchestrators: log archive, adapter store, ALB (+ WAF), budget.
+
+Only this module (and infra/stack.py) maps stack settings onto the edge
+components' typed args; the components know nothing of stacks or tiers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+import pulumi
+import pulumi_aws as aws
+
+from components.adapter_store import AdapterStore, AdapterStoreArgs
+from components.budget import StackBudget, StackBudgetArgs
+from components.load_balancer import LoadBalancerArgs, ModelLoadBalancer
+from components.log_archive import LogArchive, LogArchiveArgs
+from infra import edge_catalog as ec
+from infra.config import Settings
+
+# Namespace the serving workloads run in on EKS (infra/serving.py).
+SERVING_NAMESPACE = "llmserving"
+
+
+@dataclass
+class Edge:
+    account_id: str
+    log_archive: LogArchive
+    adapter_store: AdapterStore
+    load_balancer: ModelLoadBalancer
+    budget: StackBudget
+
+
+def account_id() -> str:
+    return aws.get_caller_identity().account_id
+
+
+def _prefix(settings: Settings) -> str:
+    return f"{settings.project}-{settings.stack}"
+
+
+def build_log_archive(settings: Settings, tags: dict[str, str], *, account: str) -> LogArchive:
+    elb_accounts: dict = ec.ELB_LOG_ACCOUNTS.value  # type: ignore[assignment]
+    return LogArchive(f"{_prefix(settings)}-logs", LogArchiveArgs(
+        bucket_name=f"{_prefix(settings)}-logs-{account}-{settings.region}", account_id=account,
+        region=settings.region, elb_log_account_id=elb_accounts.get(settings.region),
+        retention_days=settings.config.ingress.access_log_retention_days,
+        protect=settings.config.environment == "prod", tags=tags))
+
+
+def build_adapter_store(settings: Settings, tags: dict[str, str], *, log_archive: LogArchive,
+                        account: str) -> AdapterStore:
+    c = settings.config
+    d = ec.ADAPTER_STORE_DEFAULTS
+    return AdapterStore(f"{_prefix(settings)}-adapters", AdapterStoreArgs(
+        bucket_name=f"{_prefix(settings)}-adapters-{account}-{settings.region}", account_id=account,
+        region=settings.region, log_bucket_name=log_archive.bucket_name,
+        tenant_ids=tuple(t.id for t in c.lora.tenants),
+        writer_principal_arns=tuple(c.adapter_store.writer_principal_arns),
+        noncurrent_version_days=c.adapter_store.noncurrent_version_days,
+        abort_incomplete_upload_days=int(d["abort_incomplete_upload_days"].value),  # type: ignore[arg-type]
+        kms_deletion_window_days=int(d["kms_deletion_window_days"].value),  # type: ignore[arg-type]
+        protect=True, tags=tags))
+
+
+def build_load_balancer(settings: Settings, network, tags: dict[str, str], *,
+                        log_archive: Optional[LogArchive]) -> ModelLoadBalancer:
+    c = settings.config
+    ing = c.ingress
+    a = ec.ALB_DEFAULTS
+    logs = log_archive if ing.access_logs else None
+    return ModelLoadBalancer(f"{_prefix(settings)}-edge", LoadBalancerArgs(
+        name_prefix=_prefix(settings), region=settings.region, vpc_id=network.vpc_id, vpc_cidr=network.vpc_cidr,
+        public_subnet_ids=network.public_subnet_ids, models=tuple(m.name for m in c.models),
+        certificate_arn=ing.certificate_arn, require_tls=c.environment == "prod",
+        deletion_protection=ing.deletion_protection if ing.deletion_protection is not None else c.environment == "prod",
+        waf_rate_limit_per_5_min=ing.waf_rate_limit_per_5_min, tls_policy=str(ec.TLS_POLICY.value),
+        access_log_bucket=logs.bucket_name if logs else None,
+        access_log_prefix=logs.alb_prefix if logs else "alb", allowed_cidrs=tuple(ing.allowed_cidrs),
+        target_port=int(ec.ECS_DEFAULTS["vllm_port"].value),  # type: ignore[arg-type]
+        idle_timeout_seconds=ing.idle_timeout_seconds,
+        deregistration_delay_seconds=int(a["deregistration_delay_seconds"].value),  # type: ignore[arg-type]
+        health_check_interval_seconds=int(a["health_check_interval_seconds"].value),  # type: ignore[arg-type]
+        healthy_threshold=int(a["healthy_threshold"].value),  # type: ignore[arg-type]
+        unhealthy_threshold=int(a["unhealthy_threshold"].value),  # type: ignore[arg-type]
+        tags=tags, depends_on=(logs.policy,) if logs else ()))
+
+
+def build_budget(settings: Settings, tags: dict[str, str]) -> StackBudget:
+    b = settings.config.budget
+    return StackBudget(f"{_prefix(settings)}-budget", StackBudgetArgs(
+        budget_name=_prefix(settings), monthly_limit_usd=b.monthly_usd,
+        alert_thresholds_percent=tuple(b.alert_thresholds_percent), notify_emails=tuple(b.notify_emails),
+        cost_filter_tag=("stack", settings.stack), tags=tags))
+
+
+def build(settings: Settings, network, tags: dict[str, str]) -> Edge:
+    account = account_id()
+    logs = build_log_archive(settings, tags, account=account)
+    store = build_adapter_store(settings, tags, log_archive=logs, account=account)
+    lb = build_load_balancer(settings, network, tags, log_archive=logs)
+    budget = build_budget(settings, tags)
+    pulumi.export("endpoint", lb.dns_name)
+    pulumi.export("routingHeader", "x-llm-model")
+    pulumi.export("adapterBucket", store.bucket_name)
+    return Edge(account_id=account, log_archive=logs, adapter_store=store, load_balancer=lb, budget=budget)
+
+
+def build_eks_bindings(settings: Settings, edge: Edge, *, k8s_provider, cluster_name, vpc_id,
+                       service_names: Optional[Mapping[str, str]] = None, namespace: str = SERVING_NAMESPACE,
+                       tags: Optional[dict[str, str]] = None):
+    """EKS: the AWS Load Balancer Controller and a TargetGroupBinding per model.
+
+    `service_names` maps model -> Kubernetes Service (default: the model name)
+    in `namespace`; the Service must expose the vLLM port.
+    """
+    from components.alb_bindings import AlbBindings, AlbBindingsArgs, ServiceTarget
+
+    chart: dict = ec.ALB_CONTROLLER_CHART.value  # type: ignore[assignment]
+    port = int(ec.ECS_DEFAULTS["vllm_port"].value)  # type: ignore[arg-type]
+    names = dict(service_names or {})
+    lb = edge.load_balancer
+    return AlbBindings(f"{_prefix(settings)}-alb-bindings", AlbBindingsArgs(
+        cluster_name=cluster_name, vpc_id=vpc_id, region=settings.region, account_id=edge.account_id,
+        k8s_provider=k8s_provider, namespace=namespace,
+        targets={m: ServiceTarget(target_group_arn=arn, service_name=names.get(m, m), port=port)
+                 for m, arn in lb.target_group_arns.items()},
+        alb_security_group_id=lb.security_group_id, chart=chart["chart"], chart_version=chart["version"],
+        chart_repo=chart["repo"], tags=dict(tags or {})))

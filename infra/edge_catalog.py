@@ -1,0 +1,86 @@
+"""Data tables for the ECS path and the edge (ALB, WAF, adapter store, budgets).
+
+Every figure carries its source and the date it was taken, like
+infra/catalog.py. Stack config overrides the ones that make sense per stack
+(`llmserving:ecs`, `llmserving:ingress`, `llmserving:adapterStore`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Figure:
+    value: object
+    source: str
+    as_of: str
+
+
+# --- images and charts ------------------------------------------------------
+VLLM_IMAGE = Figure("vllm/vllm-openai:v0.11.1", "FACTS.md (pin image tags; vLLM v0.11 flags)", "2025-10")
+# The AWS Load Balancer Controller chart and app share one version since v3.
+ALB_CONTROLLER_CHART = Figure(
+    {"chart": "aws-load-balancer-controller", "version": "3.5.0", "repo": "https://aws.github.io/eks-charts"},
+    "kubernetes-sigs/aws-load-balancer-controller helm/aws-load-balancer-controller/Chart.yaml (v3.5.0); "
+    "matches ../shared/crds TargetGroupBinding v3.5.0", "2026-08")
+
+# --- ECS --------------------------------------------------------------------
+ECS_GPU_AMI_PARAMETER = Figure(
+    "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id",
+    "FACTS.md (ECS GPU AMI; AL2 ECS AMIs reach end of life 2026-06-30)", "2025-10")
+ECS_DEFAULTS: dict[str, Figure] = {
+    # ECS caps a container health check startPeriod at 300 s; the service's
+    # ALB grace period covers longer model loads.
+    "health_check_start_period_seconds": Figure(300, "ECS API HealthCheck.startPeriod (0-300 s)", "2025-10"),
+    "health_check_interval_seconds": Figure(30, "ECS API HealthCheck.interval default", "2025-10"),
+    "health_check_retries": Figure(3, "ECS API HealthCheck.retries default", "2025-10"),
+    # Seconds the ALB ignores failing health checks after a task starts:
+    # weights download + load of a 70B model takes minutes.
+    "load_grace_period_seconds": Figure(1200, "FACTS.md (model loading takes minutes; longer for 70B+)", "2025-10"),
+    # ECS gives a container at most 120 s between SIGTERM and SIGKILL.
+    "stop_timeout_seconds": Figure(120, "ECS API ContainerDefinition.stopTimeout (max 120 s on EC2)", "2025-10"),
+    # /dev/shm for NCCL with tensor parallelism.
+    "shared_memory_mib_per_gpu": Figure(4096, "FACTS.md (TP needs a memory-backed /dev/shm of several GiB)", "2025-10"),
+    # Share of the instance's memory and vCPUs the tasks may reserve; the rest
+    # is left to the ECS agent, Docker and the OS.
+    "instance_resource_share": Figure(0.85, "project planning assumption (ECS agent + OS headroom)", "2025-10"),
+    # ALB requests per target per minute before Application Auto Scaling adds
+    # a task; LLM requests stream for seconds, so this stays low.
+    "requests_per_target_per_minute": Figure(120, "project planning assumption (40 tok/s streams, ~30 s responses, 64 concurrent)", "2025-10"),
+    "scale_in_cooldown_seconds": Figure(900, "project planning assumption (warm replicas are expensive to rebuild)", "2025-10"),
+    "scale_out_cooldown_seconds": Figure(120, "project planning assumption", "2025-10"),
+    # Managed scaling keeps the ASG this full (100 = no idle GPU instances).
+    "target_capacity_percent": Figure(100, "ECS capacity provider managed scaling", "2025-10"),
+    "vllm_port": Figure(8000, "vLLM OpenAI server default --port", "2025-10"),
+}
+
+# --- ALB / WAF ----------------------------------------------------------------
+TLS_POLICY = Figure("ELBSecurityPolicy-TLS13-1-2-2021-06", "AWS ELB docs: security policies (TLS 1.3 + 1.2)", "2025-10")
+ALB_DEFAULTS: dict[str, Figure] = {
+    # Streaming completions hold a connection for minutes.
+    "idle_timeout_seconds": Figure(300, "project planning assumption (long streaming responses)", "2025-10"),
+    "deregistration_delay_seconds": Figure(120, "matches ECS stopTimeout so in-flight streams drain", "2025-10"),
+    "health_check_interval_seconds": Figure(15, "ELB API HealthCheckIntervalSeconds (5-300)", "2025-10"),
+    "healthy_threshold": Figure(2, "ELB API HealthyThresholdCount (2-10)", "2025-10"),
+    "unhealthy_threshold": Figure(3, "ELB API UnhealthyThresholdCount (2-10)", "2025-10"),
+    "waf_rate_limit_per_5_min": Figure(2000, "AWS WAF rate-based rule (evaluation window 300 s, minimum limit 10)", "2025-10"),
+}
+# Accounts that write ALB access logs in Regions opened before August 2022;
+# newer Regions use the logdelivery.elasticloadbalancing.amazonaws.com principal.
+ELB_LOG_ACCOUNTS = Figure({
+    "us-east-1": "127311923021", "us-east-2": "033677994240", "us-west-1": "027434742980",
+    "us-west-2": "797873946194", "ca-central-1": "985666609251", "eu-west-1": "156460612806",
+    "eu-west-2": "652711504416", "eu-west-3": "009996457667", "eu-central-1": "054676820928",
+    "eu-north-1": "897822967062", "ap-northeast-1": "582318560864", "ap-northeast-2": "600734575887",
+    "ap-southeast-1": "114774131450", "ap-southeast-2": "783225319266", "ap-south-1": "718504428378",
+    "sa-east-1": "507241528517",
+}, "AWS ELB docs: Enable access logs for your Application Load Balancer (bucket permissions)", "2025-10")
+
+# --- adapter store ----------------------------------------------------------
+ADAPTER_STORE_DEFAULTS: dict[str, Figure] = {
+    "noncurrent_version_days": Figure(30, "project retention assumption (roll back a bad adapter upload)", "2025-10"),
+    "abort_incomplete_upload_days": Figure(7, "S3 lifecycle best practice", "2025-10"),
+    "access_log_days": Figure(365, "project retention assumption (audit trail of adapter reads and writes)", "2025-10"),
+    "kms_deletion_window_days": Figure(30, "KMS ScheduleKeyDeletion maximum window", "2025-10"),
+}
