@@ -12,7 +12,9 @@
   set in every SDK (`default_headers`). A LoRA adapter is served by its base
   model, so the header names the deployment (the base model) and the body's
   `"model"` picks the adapter. Unknown or missing header: 404 with a JSON
-  message, never a silent default.
+  message, never a silent default -- unless a `default_target` is given
+  (EKS: the model-aware router, which reads `"model"` from the body, so plain
+  OpenAI clients need no header at all; the header rules stay a fast path).
 - Access logs to S3, invalid headers dropped, deletion protection (prod),
   WAF web ACL with a per-client-IP rate-based rule and AWS's known-bad-inputs
   rules (not the common rule set: its 8 KB body limit would block prompts).
@@ -77,6 +79,9 @@ class LoadBalancerArgs:
     healthy_threshold: int = 2
     unhealthy_threshold: int = 3
     tags: dict[str, str] = field(default_factory=dict)
+    # Name of an extra target group that takes requests without a known
+    # routing header (a model-aware router); None answers them with a 404.
+    default_target: Optional[str] = None
     # Resources the ALB must wait for (the log bucket's policy).
     depends_on: tuple[pulumi.Resource, ...] = ()
 
@@ -95,6 +100,8 @@ def validate_load_balancer_args(args: LoadBalancerArgs) -> None:
     dupes = sorted({m for m in args.models if args.models.count(m) > 1})
     if dupes:
         problems.append(f"models: {', '.join(dupes)} repeat")
+    if args.default_target is not None and (not DNS_LABEL.match(args.default_target) or args.default_target in args.models):
+        problems.append(f"default_target: got {args.default_target!r}; must be a DNS label that is not a model name")
     if args.certificate_arn is None:
         if args.require_tls:
             problems.append("certificate_arn: got None; this load balancer must serve HTTPS (require_tls), so give "
@@ -154,7 +161,7 @@ class ModelLoadBalancer(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)))
 
         target_groups: dict[str, aws.lb.TargetGroup] = {}
-        for model in args.models:
+        for model in args.models + ((args.default_target,) if args.default_target else ()):
             target_groups[model] = aws.lb.TargetGroup(
                 f"{name}-{model}", name=aws_name(args.name_prefix, model), vpc_id=args.vpc_id, target_type="ip",
                 protocol="HTTP", port=args.target_port, deregistration_delay=args.deregistration_delay_seconds,
@@ -168,6 +175,8 @@ class ModelLoadBalancer(pulumi.ComponentResource):
 
         not_found = {"type": "fixed-response", "fixed_response": {
             "content_type": "application/json", "status_code": "404", "message_body": not_found_body(args.models)}}
+        if args.default_target:
+            not_found = {"type": "forward", "target_group_arn": target_groups[args.default_target].arn}
         if args.certificate_arn is not None:
             serving = aws.lb.Listener(f"{name}-https", load_balancer_arn=lb.arn, port=443, protocol="HTTPS",
                                       ssl_policy=args.tls_policy, certificate_arn=args.certificate_arn,
@@ -217,8 +226,9 @@ class ModelLoadBalancer(pulumi.ComponentResource):
         self.security_group_id = sg.id
         self.listener_arn = serving.arn
         self.web_acl_arn = acl.arn
-        self.target_group_arns = {m: tg.arn for m, tg in target_groups.items()}
-        self.target_group_arn_suffixes = {m: tg.arn_suffix for m, tg in target_groups.items()}
+        self.target_group_arns = {m: tg.arn for m, tg in target_groups.items() if m in args.models}
+        self.target_group_arn_suffixes = {m: tg.arn_suffix for m, tg in target_groups.items() if m in args.models}
+        self.default_target_group_arn = target_groups[args.default_target].arn if args.default_target else None
         self.register_outputs({
             "arn": self.arn, "dnsName": self.dns_name, "securityGroupId": self.security_group_id,
             "targetGroupArns": self.target_group_arns, "webAclArn": self.web_acl_arn,

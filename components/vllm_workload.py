@@ -118,6 +118,9 @@ class VllmWorkloadArgs:
     autoscaling: Optional[Autoscaling]
     gateway_pod_labels: dict[str, str]
     prometheus_namespace: Optional[str]
+    # Subnets of a load balancer that targets the pods directly (ALB IP
+    # targets through a TargetGroupBinding); empty: only the gateway pods.
+    load_balancer_cidrs: tuple[str, ...] = ()
     hf_token_secret: Optional[str] = None
     api_key_secret: Optional[str] = None
     adapters: Optional[AdapterStore] = None
@@ -317,6 +320,7 @@ def render(args: VllmWorkloadArgs) -> list[dict]:
     peers: list[dict] = [{"podSelector": {"matchLabels": dict(args.gateway_pod_labels)}}]
     if args.prometheus_namespace:
         peers.append({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": args.prometheus_namespace}}})
+    peers += [{"ipBlock": {"cidr": cidr}} for cidr in args.load_balancer_cidrs]
     ingress = [{"from": peers, "ports": [{"protocol": "TCP", "port": port}]}]
     if multinode:
         # Ray and NCCL between the pods of one group (any port).

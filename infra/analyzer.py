@@ -210,6 +210,9 @@ def run_policy_pack(pack_dir: Path, registrations: list[Registration], *, policy
     # Stack config reaches the pack through ConfigureStack, as from the CLI
     # (an environment variable would overflow with thousands of tenants).
     env.update({"PULUMI_PROJECT": project, "PULUMI_STACK": stack, "PULUMI_DRY_RUN": "true"})
+    # URN order: the engine's registration order varies with async scheduling,
+    # and stack-level messages list resources in the order they arrive.
+    registrations = sorted(registrations, key=lambda r: r.urn)
     with PolicyPackProcess(pack_dir, python=python, env=env) as pack:
         info = pack.info()
         effective = pack.configure(info, policy_config)

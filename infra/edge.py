@@ -21,6 +21,8 @@ from infra.config import Settings
 
 # Namespace the serving workloads run in on EKS (infra/serving.py).
 SERVING_NAMESPACE = "llmserving"
+# Target group of the model-aware router on EKS (no or unknown routing header).
+ROUTER_TARGET = "router"
 
 
 @dataclass
@@ -46,7 +48,7 @@ def build_log_archive(settings: Settings, tags: dict[str, str], *, account: str)
         bucket_name=f"{_prefix(settings)}-logs-{account}-{settings.region}", account_id=account,
         region=settings.region, elb_log_account_id=elb_accounts.get(settings.region),
         retention_days=settings.config.ingress.access_log_retention_days,
-        protect=settings.config.environment == "prod", tags=tags))
+        protect=True, tags=tags))  # access logs are the audit trail
 
 
 def build_adapter_store(settings: Settings, tags: dict[str, str], *, log_archive: LogArchive,
@@ -65,7 +67,7 @@ def build_adapter_store(settings: Settings, tags: dict[str, str], *, log_archive
 
 
 def build_load_balancer(settings: Settings, network, tags: dict[str, str], *,
-                        log_archive: Optional[LogArchive]) -> ModelLoadBalancer:
+                        log_archive: Optional[LogArchive], default_target: Optional[str] = None) -> ModelLoadBalancer:
     c = settings.config
     ing = c.ingress
     a = ec.ALB_DEFAULTS
@@ -84,7 +86,7 @@ def build_load_balancer(settings: Settings, network, tags: dict[str, str], *,
         health_check_interval_seconds=int(a["health_check_interval_seconds"].value),  # type: ignore[arg-type]
         healthy_threshold=int(a["healthy_threshold"].value),  # type: ignore[arg-type]
         unhealthy_threshold=int(a["unhealthy_threshold"].value),  # type: ignore[arg-type]
-        tags=tags, depends_on=(logs.policy,) if logs else ()))
+        default_target=default_target, tags=tags, depends_on=(logs.policy,) if logs else ()))
 
 
 def build_budget(settings: Settings, tags: dict[str, str]) -> StackBudget:
@@ -99,7 +101,9 @@ def build(settings: Settings, network, tags: dict[str, str]) -> Edge:
     account = account_id()
     logs = build_log_archive(settings, tags, account=account)
     store = build_adapter_store(settings, tags, log_archive=logs, account=account)
-    lb = build_load_balancer(settings, network, tags, log_archive=logs)
+    # On EKS requests without a routing header go to the model-aware router.
+    lb = build_load_balancer(settings, network, tags, log_archive=logs,
+                             default_target=ROUTER_TARGET if settings.config.orchestrator == "eks" else None)
     budget = build_budget(settings, tags)
     pulumi.export("endpoint", lb.dns_name)
     pulumi.export("routingHeader", "x-llm-model")
@@ -109,7 +113,7 @@ def build(settings: Settings, network, tags: dict[str, str]) -> Edge:
 
 def build_eks_bindings(settings: Settings, edge: Edge, *, k8s_provider, cluster_name, vpc_id,
                        service_names: Optional[Mapping[str, str]] = None, namespace: str = SERVING_NAMESPACE,
-                       tags: Optional[dict[str, str]] = None):
+                       router: Optional[tuple[str, int]] = None, tags: Optional[dict[str, str]] = None):
     """EKS: the AWS Load Balancer Controller and a TargetGroupBinding per model.
 
     `service_names` maps model -> Kubernetes Service (default: the model name)
@@ -124,7 +128,10 @@ def build_eks_bindings(settings: Settings, edge: Edge, *, k8s_provider, cluster_
     return AlbBindings(f"{_prefix(settings)}-alb-bindings", AlbBindingsArgs(
         cluster_name=cluster_name, vpc_id=vpc_id, region=settings.region, account_id=edge.account_id,
         k8s_provider=k8s_provider, namespace=namespace,
-        targets={m: ServiceTarget(target_group_arn=arn, service_name=names.get(m, m), port=port)
-                 for m, arn in lb.target_group_arns.items()},
+        targets={**{m: ServiceTarget(target_group_arn=arn, service_name=names.get(m, m), port=port)
+                    for m, arn in lb.target_group_arns.items()},
+                 **({ROUTER_TARGET: ServiceTarget(target_group_arn=lb.default_target_group_arn,
+                                                  service_name=router[0], port=router[1])}
+                    if router and lb.default_target_group_arn is not None else {})},
         alb_security_group_id=lb.security_group_id, chart=chart["chart"], chart_version=chart["version"],
         chart_repo=chart["repo"], tags=dict(tags or {})))

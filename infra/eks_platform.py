@@ -112,24 +112,20 @@ def validate(settings: Settings, plan: capacity.Plan) -> None:
         p.append(f"{k('network.apiPublicCidrs')}: got {c.network.api_public_cidrs}; prod clusters use a private "
                  f"API endpoint only; reach it through the VPC (VPN, bastion via SSM)")
     plans = {pp.pool: pp for pp in plan.pools}
-    total = 0
+    # Totals at max size are the policy pack's to judge (gpu-max-total,
+    # gpu-max-per-pool): limits live in one place and show up in previews.
     for i, pool in enumerate(c.gpu_pools):
         prov = settings.provisioner(pool)
         pp = plans.get(pool.name)
         if pp and pp.gpus > c.gpu_limits.max_gpus_per_pool:
             p.append(f"{k('gpuLimits.maxGpusPerPool')}: got {c.gpu_limits.max_gpus_per_pool}; pool {pool.name!r} "
                      f"is planned at {pp.gpus} GPUs ({pp.nodes} x {pp.instance_type})")
-        total += gpu_limit(settings, pool) if prov == "karpenter" else pool.max_nodes * max(
-            settings.catalog.instance(t).gpu_count for t in pool.instance_types)
         if pool_needs_efa(settings, pool) and prov == "karpenter":
             p.append(f"{k(f'gpuPools[{i}].provisioner')}: got 'karpenter'; pool {pool.name!r} serves a model split "
                      f"across nodes and needs EFA interfaces and a cluster placement group; use 'managed-node-group'")
         if prov == "managed-node-group" and pool.capacity_type == "spot-with-on-demand-fallback":
             p.append(f"{k(f'gpuPools[{i}].capacityType')}: got 'spot-with-on-demand-fallback'; a managed node group "
                      f"has one capacity type (spot or on-demand); use provisioner 'karpenter' for fallback")
-    if total > c.gpu_limits.max_gpus_total:
-        p.append(f"{k('gpuLimits.maxGpusTotal')}: got {c.gpu_limits.max_gpus_total}; the pools can reach {total} GPUs "
-                 f"(managed groups at maxNodes, Karpenter pools at their GPU limit); lower maxNodes or raise the cap")
     if p:
         raise ConfigError(p)
 

@@ -290,17 +290,18 @@ async def _stack_exports(root: Any) -> dict[str, Any]:
     return resolved
 
 
-def plain(value: Any) -> Any:
-    """Engine property values as plain JSON: secrets masked, resource refs as URNs, 4.0 as 4."""
+def plain(value: Any, *, reveal_secrets: bool = False) -> Any:
+    """Engine property values as plain JSON: secrets masked (or revealed, for
+    schema checks of placeholder values), resource refs as URNs, 4.0 as 4."""
     if isinstance(value, dict):
         sig = value.get(SIG_KEY)
         if sig == SECRET_SIG:
-            return "[secret]"
+            return plain(value.get("value"), reveal_secrets=True) if reveal_secrets else "[secret]"
         if sig == RESOURCE_SIG:
             return value.get("urn")
-        return {k: plain(v) for k, v in value.items()}
+        return {k: plain(v, reveal_secrets=reveal_secrets) for k, v in value.items()}
     if isinstance(value, list):
-        return [plain(v) for v in value]
+        return [plain(v, reveal_secrets=reveal_secrets) for v in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if value == UNKNOWN:

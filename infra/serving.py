@@ -77,7 +77,8 @@ def _scheduling(pool_scheduling: dict, pool: str) -> tuple[dict, list]:
 
 
 def workload_args(settings: Settings, plan: capacity.Plan, model: ModelConfig, pool_scheduling: dict, *,
-                  hf_token_secret: Optional[str], api_key_secret: Optional[str]) -> VllmWorkloadArgs:
+                  hf_token_secret: Optional[str], api_key_secret: Optional[str],
+                  load_balancer_cidrs: tuple[str, ...] = ()) -> VllmWorkloadArgs:
     """The component args of one model: plan + catalog + config, no resources."""
     c = settings.catalog
     mp = next(p for p in plan.models if p.model == model.name)
@@ -137,7 +138,7 @@ def workload_args(settings: Settings, plan: capacity.Plan, model: ModelConfig, p
                                 polling_seconds=int(figure(settings, "keda_polling_seconds")),
                                 cooldown_seconds=int(figure(settings, "keda_cooldown_seconds"))),
         gateway_pod_labels=dict(ROUTER_LABELS), prometheus_namespace=settings.config.serving.prometheus_namespace,
-        hf_token_secret=hf_token_secret, api_key_secret=api_key_secret, adapters=adapters,
+        load_balancer_cidrs=tuple(load_balancer_cidrs), hf_token_secret=hf_token_secret, api_key_secret=api_key_secret, adapters=adapters,
         labels={"llmserving.io/stack": settings.stack})
 
 
@@ -274,8 +275,8 @@ def charts_needed(settings: Settings) -> list[str]:
 
 
 def build(settings: Settings, plan: capacity.Plan, *, k8s_provider: k8s.Provider, cluster_name: Any,
-          pool_scheduling: dict, adapter_bucket_name: Any, adapter_bucket_arn: Any, tags: dict[str, str],
-          vpc_cidr: Optional[str] = None) -> Serving:
+          pool_scheduling: dict, adapter_bucket_name: Any, adapter_reader_role_arn: Any, tags: dict[str, str],
+          vpc_cidr: Optional[str] = None, load_balancer_cidrs: tuple[str, ...] = ()) -> Serving:
     prov = pulumi.ResourceOptions(provider=k8s_provider)
     prefix = f"{settings.project}-{settings.stack}"
     ns = k8s.core.v1.Namespace("llmserving", metadata={"name": NAMESPACE, "labels": {"app.kubernetes.io/part-of": "llmserving"}},
@@ -308,27 +309,16 @@ def build(settings: Settings, plan: capacity.Plan, *, k8s_provider: k8s.Provider
                                         automount_service_account_token=False, opts=in_ns)
         cm = k8s.core.v1.ConfigMap("tenant-adapters", metadata={"name": TENANT_CONFIG_MAP, "namespace": NAMESPACE},
                                    data=tenant_mapping(settings, adapter_bucket_name), opts=in_ns)
-        role = aws.iam.Role(f"{prefix}-adapter-reader", assume_role_policy=json.dumps({
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
-                           "Action": ["sts:AssumeRole", "sts:TagSession"]}]}), tags=tags)
-        aws.iam.RolePolicy(f"{prefix}-adapter-reader", role=role.id, policy=pulumi.Output.all(
-            adapter_bucket_arn, settings.region).apply(lambda a: json.dumps({
-                "Version": "2012-10-17",
-                "Statement": [
-                    {"Sid": "ReadTenantAdapters", "Effect": "Allow", "Action": ["s3:GetObject"],
-                     "Resource": [f"{a[0]}/tenants/*"]},
-                    {"Sid": "ListTenantPrefixes", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [a[0]],
-                     "Condition": {"StringLike": {"s3:prefix": ["tenants/*"]}}},
-                    {"Sid": "DecryptViaS3", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": ["*"],
-                     "Condition": {"StringEquals": {"kms:ViaService": f"s3.{a[1]}.amazonaws.com"}}}]})))
+        # The adapter store's read-only role (tenants/ prefix, its KMS key only),
+        # bound to the serving service account through Pod Identity.
         aws.eks.PodIdentityAssociation(f"{prefix}-adapter-reader", cluster_name=cluster_name, namespace=NAMESPACE,
-                                       service_account=LORA_SERVICE_ACCOUNT, role_arn=role.arn, tags=tags)
+                                       service_account=LORA_SERVICE_ACCOUNT, role_arn=adapter_reader_role_arn, tags=tags)
         deps += [sa, cm]
 
     workloads: dict[str, VllmWorkload] = {}
     for m in settings.config.models:
-        args = workload_args(settings, plan, m, pool_scheduling, hf_token_secret=hf_secret, api_key_secret=api_key_secret)
+        args = workload_args(settings, plan, m, pool_scheduling, hf_token_secret=hf_secret, api_key_secret=api_key_secret,
+                             load_balancer_cidrs=load_balancer_cidrs)
         workloads[m.name] = VllmWorkload(m.name, args, opts=pulumi.ResourceOptions(
             providers={"kubernetes": k8s_provider}, depends_on=deps))
 

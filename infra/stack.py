@@ -10,9 +10,8 @@ import pulumi
 import pulumi_aws as aws
 from pulumi.runtime import config as runtime_config
 
-from components.network import Network, NetworkArgs
-from infra import capacity
-from infra import ecs_platform
+from components.network import Network, NetworkArgs, subnet_cidrs
+from infra import capacity, ecs_platform, serving
 from infra import edge as edge_mod
 from infra.config import ConfigError, Settings, load_settings
 
@@ -62,14 +61,22 @@ def build(settings: Settings, plan: capacity.Plan) -> None:
         cluster_names=cluster_names, flow_log_retention_days=settings.config.observability.log_retention_days,
         tags=tags))
 
+    # Edge for both orchestrators: log archive, adapter store, ALB + WAF, budget.
+    edge = edge_mod.build(settings, network, tags)
     if settings.config.orchestrator == "eks":
         platform = eks_platform.build(settings, plan, network, tags)
+        store = edge.adapter_store
+        workloads = serving.build(
+            settings, plan, k8s_provider=platform.k8s_provider, cluster_name=platform.cluster_name,
+            pool_scheduling=platform.pool_scheduling, adapter_bucket_name=store.configured_bucket_name,
+            adapter_reader_role_arn=store.reader_role_arn, tags=tags, vpc_cidr=network.vpc_cidr,
+            load_balancer_cidrs=tuple(subnet_cidrs(network.vpc_cidr, len(zones))[1]))
+        edge_mod.build_eks_bindings(
+            settings, edge, k8s_provider=platform.k8s_provider, cluster_name=platform.cluster_name,
+            vpc_id=network.vpc_id, namespace=workloads.namespace,
+            router=(workloads.router_service, workloads.router_port), tags=tags)
         pulumi.export("clusterName", platform.cluster_name)
-
-    # Orchestrator platforms, edge (load balancing, adapter store, budget) and
-    # the serving workloads are assembled here; see the modules named below.
-    edge = edge_mod.build(settings, network, tags)
-    if settings.config.orchestrator == "ecs":
+    else:
         ecs_platform.build(settings, plan, network, tags, load_balancer=edge.load_balancer,
                            adapter_store=edge.adapter_store, account_id=edge.account_id)
 

@@ -73,8 +73,9 @@ def of_type(run: ProgramRun, typ: str) -> list[Registration]:
     return [r for r in run.registrations if r.type == typ]
 
 
-def inputs(reg: Registration) -> dict:
-    return plain(reg.inputs)
+def inputs(reg: Registration, *, reveal_secrets: bool = False) -> dict:
+    """Recorded inputs as plain JSON; secrets masked unless revealed (they hold offline placeholders)."""
+    return plain(reg.inputs, reveal_secrets=reveal_secrets)
 
 
 def one(run: ProgramRun, typ: str, name: Optional[str] = None) -> Registration:

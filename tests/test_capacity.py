@@ -40,11 +40,12 @@ def make_settings(models: list[dict], pools: list[dict], scale: dict, *, catalog
     config = {
         "aws:region": "us-east-1",
         "llmserving:environment": "dev",
-        "llmserving:orchestrator": "ecs",
+        "llmserving:orchestrator": "eks",
         "llmserving:scale": json.dumps(scale),
         "llmserving:models": json.dumps(models),
         "llmserving:gpuPools": json.dumps(pools),
-        "llmserving:budget": json.dumps({"hourlyUsd": 5000, "monthlyUsd": 4_000_000}),
+        "llmserving:budget": json.dumps({"hourlyUsd": 5000, "monthlyUsd": 4_000_000,
+                                          "notifyEmails": ["finops@example.com"]}),
         "llmserving:gpuLimits": json.dumps({"maxGpusTotal": 10_000, "maxGpusPerPool": 10_000,
                                             "allowedFamilies": list(families)}),
     }

@@ -65,7 +65,7 @@ def test_dev_cluster_public_endpoint_is_cidr_restricted(dev):
 
 def test_dev_dcgm_exporter_is_off(dev):
     names = sorted(inputs(r)["name"] for r in of_type(dev, "kubernetes:helm.sh/v3:Release"))
-    assert names == ["karpenter", "nvidia-device-plugin"]
+    assert "dcgm-exporter" not in names and {"karpenter", "nvidia-device-plugin"} <= set(names)
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
@@ -108,7 +108,8 @@ def test_prod_cluster_is_private_and_g5_pool_is_karpenter_with_limit(prod):
     assert pool["metadata"]["name"] == "g5-lora"
     assert pool["spec"]["limits"] == {"nvidia.com/gpu": 48}  # min(maxGpusPerPool 64, 12 nodes x 4 GPUs)
     names = sorted(inputs(r)["name"] for r in of_type(prod, "kubernetes:helm.sh/v3:Release"))
-    assert names == ["dcgm-exporter", "karpenter", "nvidia-device-plugin"]
+    assert names == ["aws-load-balancer-controller", "dcgm-exporter", "karpenter", "keda", "kube-prometheus-stack",
+                     "nvidia-device-plugin"]
 
 
 # --- every rendered object and every AWS name -----------------------------------------
@@ -116,9 +117,11 @@ def test_prod_cluster_is_private_and_g5_pool_is_karpenter_with_limit(prod):
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_every_kubernetes_object_validates(stack, dev, prod):
     run = {"dev": dev, "prod": prod}[stack]
-    objects = [inputs(r) for r in run.registrations
+    objects = [inputs(r, reveal_secrets=True) for r in run.registrations
                if r.type.startswith("kubernetes:") and r.type != "kubernetes:helm.sh/v3:Release"]
-    assert {o["kind"] for o in objects} >= {"NodePool", "EC2NodeClass"}
+    # The platform's and the serving layer's kinds, all in one stack.
+    assert {o["kind"] for o in objects} >= {"NodePool", "EC2NodeClass", "Deployment", "Service", "ScaledObject",
+                                            "PodMonitor", "NetworkPolicy", "PodDisruptionBudget", "TargetGroupBinding"}
     for obj in objects:
         validate_object(obj)
 

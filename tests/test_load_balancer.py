@@ -150,8 +150,28 @@ def test_prod_stack_builds_the_edge_with_deletion_protection():
     lb = inputs(one(run, "aws:lb/loadBalancer:LoadBalancer"))
     assert lb["enableDeletionProtection"] is True
     assert lb["accessLogs"]["bucket"] == "llmserving-prod-logs-123456789012-us-east-1"
-    assert len(of_type(run, "aws:lb/targetGroup:TargetGroup")) == 2
+    # One target group per model, plus the model-aware router's (EKS: requests without the header).
+    names = sorted(inputs(r)["name"] for r in of_type(run, "aws:lb/targetGroup:TargetGroup"))
+    assert names == ["llmserving-prod-llama-3-1-70b", "llmserving-prod-llama-3-1-8b", "llmserving-prod-router"]
+    https = next(inputs(r) for r in of_type(run, "aws:lb/listener:Listener") if inputs(r)["port"] == 443)
+    assert https["defaultActions"][0]["type"] == "forward"
+    bindings = {inputs(r)["spec"]["serviceRef"]["name"]: inputs(r)["spec"]
+                for r in of_type(run, "kubernetes:elbv2.k8s.aws/v1beta1:TargetGroupBinding")}
+    assert sorted(bindings) == ["llama-3-1-70b", "llama-3-1-8b", "llm-router"]
     assert run.outputs["endpoint"].endswith(".us-east-1.elb.amazonaws.com")
+
+
+def test_without_a_default_target_unknown_models_get_a_json_404():
+    run = run_component(lambda: ModelLoadBalancer("lb", _args()))
+    listener = next(inputs(r) for r in of_type(run, "aws:lb/listener:Listener") if inputs(r)["port"] == 443)
+    action = listener["defaultActions"][0]
+    assert action["type"] == "fixed-response" and action["fixedResponse"]["statusCode"] == "404"
+
+
+def test_default_target_must_not_shadow_a_model():
+    with pytest.raises(ArgsError) as e:
+        validate_load_balancer_args(_args(default_target="llama-3-1-8b"))
+    assert "default_target: got 'llama-3-1-8b'; must be a DNS label that is not a model name" in str(e.value)
 
 
 # --- EKS: AWS Load Balancer Controller + TargetGroupBinding ---------------------------------------

@@ -18,7 +18,7 @@ from infra import preview
 from infra.mockcloud import run_callable
 from tests.harness import ROOT
 
-PLACEHOLDER_MARKERS = ("offline-placeholder", "REPLACE-WITH", "v1:")
+PLACEHOLDER_MARKERS = ("offline-placeholder", "REPLACE-WITH", "v1:REPLACE")
 
 SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -210,11 +210,11 @@ def test_mandatory_violation_document(mandatory_run):
     code, doc = mandatory_run
     jsonschema.validate(doc, SCHEMA)
     assert code == 1
-    assert doc["policy"]["violations"] == [{
-        "policy": "min-availability-zones", "level": "mandatory", "urn": None,
-        # the SDK puts the policy's description first, as `pulumi preview` prints it
-        "message": "Private (node) subnets span at least `minZones` availability zones.\n"
-                   "private subnets span 2 zone(s) (us-east-1a, us-east-1b); at least 3 are required"}]
+    # the SDK puts the policy's description first, as `pulumi preview` prints it
+    assert {"policy": "min-availability-zones", "level": "mandatory", "urn": None,
+            "message": "Private (node) subnets span at least `minZones` availability zones (3 in prod).\n"
+                       "private subnets span 2 zone(s) (us-east-1a, us-east-1b); at least 3 are required",
+            } in doc["policy"]["violations"]
 
 
 # --- exit codes -----------------------------------------------------------------------------------
@@ -373,12 +373,18 @@ def test_tree_shows_violations(tmp_path, mandatory_run):
 
 
 def test_diff_documents(prod_doc):
+    from infra.diff import diff_documents
+
     head = json.loads(json.dumps(prod_doc))
     vpc = next(r for r in head["resources"] if r["type"] == "aws:ec2/vpc:Vpc")
     vpc["inputs"]["cidrBlock"] = "10.60.0.0/16"
-    removed = head["resources"].pop()
+    removed = next(r for r in head["resources"] if r["type"] == "aws:ec2/routeTableAssociation:RouteTableAssociation")
+    head["resources"].remove(removed)
     head["cost"]["hourly_usd"] += 10
-    d = preview.diff_documents(prod_doc, head)
-    assert d["removed"] == [removed["urn"]] and d["added"] == []
-    assert d["changed"] == [{"urn": vpc["urn"], "keys": ["cidrBlock"]}]
-    assert d["hourly_usd_delta"] == 10
+    d = diff_documents(prod_doc, head)
+    by_urn = {c.urn: c for c in d.resources}
+    assert set(by_urn) == {vpc["urn"], removed["urn"]}
+    assert by_urn[removed["urn"]].action == "delete"
+    assert by_urn[vpc["urn"]].action == "replace"
+    assert [p.path for p in by_urn[vpc["urn"]].properties] == ["cidrBlock"]
+    assert d.cost["hourly_usd"]["delta"] == 10

@@ -466,10 +466,17 @@ waf_rate_limit = resource_policy(
 # --- containers ------------------------------------------------------------------------
 
 def _k8s_and_ecs_containers(r: Res, *, servers_only: bool = False) -> list[tuple[str, dict, bool]]:
-    """(label, container, is_ecs); servers_only leaves out LeaderWorkerSet workers (Ray members, no HTTP)."""
+    """(label, container, is_ecs); servers_only leaves out LeaderWorkerSet workers (Ray members, no HTTP)
+    and init containers that run to completion (a weights download in the vLLM image serves nothing)."""
     if r.type == ECS_TASK:
         return [(f"ECS task '{r.name}'", c, True) for c in ecs_containers(r)]
-    return [(workload_label(r), c, False) for role, _, c in all_containers(r) if not (servers_only and role == "worker")]
+    out = []
+    for role, spec, c in all_containers(r):
+        one_shot_init = any(c is i for i in as_list(spec.get("initContainers"))) and c.get("restartPolicy") != "Always"
+        if servers_only and (role == "worker" or one_shot_init):
+            continue
+        out.append((workload_label(r), c, False))
+    return out
 
 
 def _api_key(r: Res, cfg: dict, report) -> None:
