@@ -20,7 +20,7 @@ from typing import Any, Iterable, Optional
 import grpc
 import jsonschema
 from google.protobuf import empty_pb2, json_format, struct_pb2
-from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc, plugin_pb2
+from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
 
 from infra.mockcloud import Registration
 

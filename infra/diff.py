@@ -548,7 +548,7 @@ def _policy_md(head: dict, diff: Optional[StackDiff]) -> list[str]:
                        f"| {tag} |")
         out.append("")
     if diff is not None and diff.policy["resolved"]:
-        out += [f"Resolved since base: " + "; ".join(f"{v.get('policy')} ({_short_urn(v['urn']) if v.get('urn') else 'stack'})"
+        out += ["Resolved since base: " + "; ".join(f"{v.get('policy')} ({_short_urn(v['urn']) if v.get('urn') else 'stack'})"
                                                      for v in diff.policy["resolved"]), ""]
     return out
 
@@ -663,7 +663,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     c.add_argument("reports", nargs="+", metavar="REPORT.md")
     c.add_argument("--header", default="", help="a line under the title (e.g. the commit)")
     c.add_argument("--out", required=True, metavar="FILE")
-    t = sub.add_parser("rules", help="print the replace-on-change table as Markdown")
+    sub.add_parser("rules", help="print the replace-on-change table as Markdown")
     args = parser.parse_args(argv)
     if args.cmd == "comment":
         parts = [Path(p).read_text() if Path(p).is_file() else f"### `{p}`\n\n_No report (the preview did not run; "

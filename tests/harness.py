@@ -8,6 +8,7 @@ mocks as the offline preview.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 from pathlib import Path
@@ -63,6 +64,24 @@ def run_stack(stack: str, changes: Optional[dict[str, Any]] = None, remove: tupl
                            secret_keys=secrets, region=region)
     finally:
         os.chdir(cwd)
+
+
+@functools.lru_cache(maxsize=None)
+def shipped_run(stack: str) -> ProgramRun:
+    """`run_stack` of a shipped stack, once per test process; treat it as read-only."""
+    return run_stack(stack)
+
+
+@functools.lru_cache(maxsize=None)
+def _shipped_preview_json(stack: str) -> str:
+    from infra.preview import preview
+
+    return json.dumps(preview(stack))
+
+
+def shipped_preview(stack: str) -> dict:
+    """The offline preview document of a shipped stack, computed once per test process (a fresh copy each call)."""
+    return json.loads(_shipped_preview_json(stack))
 
 
 def run_component(build: Callable[[], Any], *, region: str = "us-east-1") -> ProgramRun:

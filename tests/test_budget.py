@@ -10,7 +10,7 @@ from components.budget import StackBudget, StackBudgetArgs, validate_stack_budge
 from components.errors import ArgsError
 from infra.config import ConfigError
 from tests.aws_models import enum
-from tests.harness import inputs, one, run_component, run_stack, settings_for, stack_value
+from tests.harness import inputs, one, run_component, run_stack, shipped_run, settings_for, stack_value
 
 def taggable_types() -> frozenset[str]:
     """The cost policy's list of taggable types, read from the pack (it runs as its own top-level package)."""
@@ -51,7 +51,7 @@ def test_budget_alerts_at_each_threshold_and_on_forecast():
 
 
 def test_stack_budget_comes_from_config():
-    run = run_stack("prod")
+    run = shipped_run("prod")
     b = inputs(one(run, "aws:budgets/budget:Budget"))
     assert b["name"] == "llmserving-prod" and b["limitAmount"] == "240000.00"
     assert b["notifications"][0]["subscriberEmailAddresses"] == ["platform-team@example.com", "finops@example.com"]

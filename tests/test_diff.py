@@ -15,7 +15,7 @@ import yaml
 from infra import diff as D
 from infra import pr_ack
 from infra import preview as P
-from tests.harness import ROOT, stack_value
+from tests.harness import ROOT, shipped_preview, stack_value
 
 NET = "llmserving:network:Network"
 
@@ -39,7 +39,7 @@ def dev_docs(tmp_path_factory):
     models = stack_value("dev", "llmserving:models")
     models[0]["minReplicas"] = 6  # llama-3-1-8b: more replicas -> more GPUs -> more $
     changed = write_stack_file(tmp, "dev", {"llmserving:network": network, "llmserving:models": models})
-    return {"base": P.preview("dev"), "again": P.preview("dev"), "changed": P.preview("dev", stack_file=changed)}
+    return {"base": shipped_preview("dev"), "again": P.preview("dev"), "changed": P.preview("dev", stack_file=changed)}
 
 
 def test_identical_configs_give_a_clean_diff(dev_docs):

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
-import pulumi
 import pytest
 
 from components.eks_cluster import LOG_TYPES, REQUIRED_ADDONS, EksCluster, EksClusterArgs, validate_eks_cluster_args
 from components.errors import ArgsError
 from components.gpu_node_group import GpuNodeGroup, GpuNodeGroupArgs, validate_gpu_node_group_args
-from components.karpenter import INTERRUPTION_EVENTS, Karpenter, KarpenterArgs, validate_karpenter_args
+from components.karpenter import Karpenter, KarpenterArgs, validate_karpenter_args
 from components.karpenter_gpu_pool import KarpenterGpuPool, KarpenterGpuPoolArgs, validate_karpenter_gpu_pool_args
 from components.nvidia_runtime import HelmChart, NvidiaRuntime, NvidiaRuntimeArgs, validate_nvidia_runtime_args
 from tests.harness import inputs, of_type, one, run_component

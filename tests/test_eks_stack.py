@@ -13,7 +13,7 @@ import pytest
 
 from infra import capacity
 from infra import eks_catalog as ec
-from tests.harness import inputs, of_type, one, run_stack, settings_for, stack_value
+from tests.harness import inputs, of_type, one, shipped_run, settings_for
 from tests.k8s_validation import validate_object
 
 NODEPOOL = "kubernetes:karpenter.sh/v1:NodePool"
@@ -23,12 +23,12 @@ NODEGROUP = "aws:eks/nodeGroup:NodeGroup"
 
 @pytest.fixture(scope="module")
 def dev():
-    return run_stack("dev")
+    return shipped_run("dev")
 
 
 @pytest.fixture(scope="module")
 def prod():
-    return run_stack("prod")
+    return shipped_run("prod")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
@@ -14,7 +13,7 @@ from components.load_balancer import (LoadBalancerArgs, ModelLoadBalancer, ROUTI
                                       validate_load_balancer_args)
 from infra.config import ConfigError
 from tests.aws_models import enum
-from tests.harness import inputs, of_type, one, run_component, run_stack, settings_for
+from tests.harness import inputs, of_type, one, run_component, shipped_run, settings_for
 from tests.k8s_validation import validate_object
 
 CERT = "arn:aws:acm:us-east-1:123456789012:certificate/8f2c6e1a-4b7d-4e0f-9a3c-5d1e7b9f2a64"
@@ -146,7 +145,7 @@ def test_long_names_are_shortened_deterministically():
 
 
 def test_prod_stack_builds_the_edge_with_deletion_protection():
-    run = run_stack("prod")
+    run = shipped_run("prod")
     lb = inputs(one(run, "aws:lb/loadBalancer:LoadBalancer"))
     assert lb["enableDeletionProtection"] is True
     assert lb["accessLogs"]["bucket"] == "llmserving-prod-logs-123456789012-us-east-1"

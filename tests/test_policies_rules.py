@@ -229,7 +229,6 @@ def test_every_rule_has_a_case_and_there_are_at_least_40(pack):
 
 
 def test_levels_in_prod_are_mandatory_for_gpu_cost_and_security(pack):
-    from infra.analyzer import PolicyPackProcess  # noqa: F401  (the client's configure applies levels)
     effective = pack.proc.configure(pack.info, shipped_config("prod"))
     pack._configured = None
     advisory = sorted(n for n, c in effective.items() if c["enforcementLevel"] != "mandatory")

@@ -16,7 +16,7 @@ import yaml
 
 from infra import preview
 from infra.mockcloud import run_callable
-from tests.harness import ROOT
+from tests.harness import ROOT, shipped_preview
 
 PLACEHOLDER_MARKERS = ("offline-placeholder", "REPLACE-WITH", "v1:REPLACE")
 
@@ -143,7 +143,7 @@ def dev_run_subprocess(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def prod_doc():
-    return preview.preview("prod")
+    return shipped_preview("prod")
 
 
 @pytest.fixture(scope="module")

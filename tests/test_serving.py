@@ -6,7 +6,6 @@ import dataclasses
 import json
 import shlex
 
-import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 

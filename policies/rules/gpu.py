@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from rules.common import (GPU_RESOURCE, INSTANCE_TABLE_SCHEMA, LWS, NODEPOOL, Res, all_containers, as_list, container_args,
                           family, flag, fmt, gpu_pools, gpu_request, is_gpu_type, is_vllm, nodepool_instance_types,
-                          nodepool_is_gpu, num, of_type, pod_specs, resource_policy, stack_policy, tolerates_gpu_taint,
-                          workload_label, WORKLOAD_TYPES, get, UNKNOWN)
+                          nodepool_is_gpu, num, pod_specs, resource_policy, stack_policy, tolerates_gpu_taint,
+                          workload_label, WORKLOAD_TYPES, UNKNOWN)
 from rules.ecs import ECS_TASK, ecs_containers
 
 NODEGROUP = "aws:eks/nodeGroup:NodeGroup"
