@@ -19,7 +19,8 @@ from infra.mockcloud import ProgramRun, Registration, plain, run_callable, run_p
 from infra.preview import read_stack
 
 ROOT = Path(__file__).resolve().parent.parent
-CRDS = ROOT.parent / "shared" / "crds"
+# Upstream CRD schemas: ../shared/crds beside the checkout (as CI has it), or LLMSERVING_CRDS.
+CRDS = Path(os.environ.get("LLMSERVING_CRDS", ROOT.parent / "shared" / "crds"))
 
 
 def stack_config(stack: str, changes: Optional[dict[str, Any]] = None,
