@@ -123,7 +123,7 @@ class AlbBindings(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
 
-        role = aws.iam.Role(f"{name}-controller", description="AWS Load Balancer Controller (TargetGroupBinding only)",
+        role = aws.iam.Role(f"{name}-controller", name=f"{name}-controller"[:64], description="AWS Load Balancer Controller (TargetGroupBinding only)",
                             assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
                                 "Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
                                 "Action": ["sts:AssumeRole", "sts:TagSession"],

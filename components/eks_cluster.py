@@ -46,6 +46,7 @@ class EksClusterArgs:
     # controllers); GPU capacity is never declared here.
     system_instance_types: list[str] = field(default_factory=lambda: ["m6i.large"])
     system_nodes: int = 2
+    system_root_volume_gib: int = 50
     node_policy_arns: list[str] = field(default_factory=list)
     imds_hop_limit: int = 2
     protect: bool = True
@@ -77,6 +78,8 @@ def validate_eks_cluster_args(args: EksClusterArgs) -> None:
         p.append(f"public_access_cidrs: got {args.public_access_cidrs}; set endpoint_public_access to use them")
     if not 1 <= args.system_nodes <= 10:
         p.append(f"system_nodes: got {args.system_nodes}; allowed 1-10 (cluster services only)")
+    if not 20 <= args.system_root_volume_gib <= 1000:
+        p.append(f"system_root_volume_gib: got {args.system_root_volume_gib}; allowed 20-1000")
     if not args.system_instance_types:
         p.append("system_instance_types: got []; list at least one instance type for cluster services")
     if not args.node_policy_arns:
@@ -149,7 +152,7 @@ class EksCluster(pulumi.ComponentResource):
                     key="karpenter.sh/discovery", value=args.cluster_name, opts=child)
 
         ebs_role = aws.iam.Role(
-            f"{name}-ebs-csi",
+            f"{name}-ebs-csi", name=f"{args.cluster_name}-ebs-csi"[:64],
             assume_role_policy=_policy([{"Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
                                          "Action": ["sts:AssumeRole", "sts:TagSession"]}]),
             tags=args.tags, opts=child)
@@ -162,11 +165,15 @@ class EksCluster(pulumi.ComponentResource):
             extra = {}
             if addon == "aws-ebs-csi-driver":
                 extra["pod_identity_associations"] = [{"role_arn": ebs_role.arn, "service_account": EBS_CSI_SERVICE_ACCOUNT}]
+            if addon == "vpc-cni":
+                # The add-on ships with NetworkPolicy enforcement off; without it
+                # the serving NetworkPolicies would be decoration.
+                extra["configuration_values"] = json.dumps({"enableNetworkPolicy": "true"})
             aws.eks.Addon(f"{name}-{addon}", cluster_name=self.cluster_name, addon_name=addon,
                           addon_version=args.addon_versions[addon], resolve_conflicts_on_create="OVERWRITE",
                           resolve_conflicts_on_update="PRESERVE", tags=args.tags, opts=after_cluster, **extra)
 
-        node_role = aws.iam.Role(f"{name}-system-node", assume_role_policy=_policy([
+        node_role = aws.iam.Role(f"{name}-system-node", name=f"{args.cluster_name}-system-node"[:64], assume_role_policy=_policy([
             {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]),
             tags=args.tags, opts=child)
         attachments = [aws.iam.RolePolicyAttachment(f"{name}-system-node-{arn.rsplit('/', 1)[-1]}", role=node_role.name,
@@ -176,7 +183,7 @@ class EksCluster(pulumi.ComponentResource):
             metadata_options={"http_endpoint": "enabled", "http_tokens": "required",
                               "http_put_response_hop_limit": args.imds_hop_limit},
             block_device_mappings=[{"device_name": "/dev/xvda", "ebs": {
-                "volume_size": 50, "volume_type": "gp3", "encrypted": "true", "delete_on_termination": "true"}}],
+                "volume_size": args.system_root_volume_gib, "volume_type": "gp3", "encrypted": "true", "delete_on_termination": "true"}}],
             tag_specifications=[{"resource_type": t, "tags": {**args.tags, "Name": f"{args.cluster_name}-system"}}
                                 for t in ("instance", "volume")],
             tags=args.tags, opts=child)

@@ -90,7 +90,7 @@ class GpuNodeGroup(pulumi.ComponentResource):
         super().__init__("llmserving:eks:GpuNodeGroup", name, {}, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        role = aws.iam.Role(f"{name}-node", assume_role_policy=json.dumps({
+        role = aws.iam.Role(f"{name}-node", name=f"{name}-node"[:64], assume_role_policy=json.dumps({
             "Version": "2012-10-17",
             "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
             tags=args.tags, opts=child)

@@ -42,6 +42,9 @@ TLS12_PLUS_POLICIES = (
     "ELBSecurityPolicy-TLS13-1-3-2021-06", "ELBSecurityPolicy-TLS13-1-2-FIPS-2023-04",
 )
 ROUTING_HEADER = "x-llm-model"
+# vLLM's runtime adapter endpoints: an API key holder could load or unload any
+# tenant's adapter through them, so they never pass the load balancer.
+ADMIN_PATHS = ("/v1/load_lora_adapter", "/v1/unload_lora_adapter")
 # Listener rule priorities 1..50000; ALB allows 100 rules per listener by default.
 MAX_MODELS = 100
 
@@ -192,7 +195,14 @@ class ModelLoadBalancer(pulumi.ComponentResource):
             serving = aws.lb.Listener(f"{name}-http", load_balancer_arn=lb.arn, port=80, protocol="HTTP",
                                       default_actions=[not_found], tags=tags, opts=child)
 
-        for priority, model in enumerate(args.models, start=1):
+        aws.lb.ListenerRule(
+            f"{name}-deny-admin", listener_arn=serving.arn, priority=1,
+            conditions=[{"path_pattern": {"values": list(ADMIN_PATHS)}}],
+            actions=[{"type": "fixed-response", "fixed_response": {
+                "content_type": "application/json", "status_code": "403",
+                "message_body": json.dumps({"error": {"message": "adapter management is not exposed", "code": 403}})}}],
+            tags=tags, opts=child)
+        for priority, model in enumerate(args.models, start=2):
             aws.lb.ListenerRule(
                 f"{name}-{model}", listener_arn=serving.arn, priority=priority,
                 conditions=[{"http_header": {"http_header_name": ROUTING_HEADER, "values": [model]}}],

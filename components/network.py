@@ -118,7 +118,7 @@ class Network(pulumi.ComponentResource):
         # Flow logs: the record of who talked to the GPU nodes.
         log_group = aws.cloudwatch.LogGroup(f"{name}-flow-logs", name=f"/llmserving/{name}/vpc-flow-logs",
                                             retention_in_days=args.flow_log_retention_days, tags=tags({}), opts=child)
-        role = aws.iam.Role(f"{name}-flow-logs", assume_role_policy=pulumi.Output.json_dumps({
+        role = aws.iam.Role(f"{name}-flow-logs", name=f"{name}-flow-logs"[:64], assume_role_policy=pulumi.Output.json_dumps({
             "Version": "2012-10-17",
             "Statement": [{"Effect": "Allow", "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
                            "Action": "sts:AssumeRole"}]}), tags=tags({}), opts=child)

@@ -88,4 +88,5 @@ IMDS_HOP_LIMIT = Pin("2", "EKS best practices, Restrict access to the instance p
 SYSTEM_NODES = {
     "instance_types": Pin("m6i.large,m7i.large", "project assumption: 2 vCPU / 8 GiB per system node", "2025-10"),
     "count": Pin("2", "project assumption: survive one node loss", "2025-10"),
+    "root_volume_gib": Pin("50", "project assumption: OS + container images of cluster services", "2025-10"),
 }

@@ -146,7 +146,8 @@ def build(settings: Settings, plan: capacity.Plan, network: Network, tags: dict[
         public_access_cidrs=list(c.network.api_public_cidrs) if not prod else [],
         log_types=tuple(ec.EKS_LOG_TYPES.value.split(",")), admin_role_arns=list(c.eks.admin_role_arns),
         system_instance_types=ec.SYSTEM_NODES["instance_types"].value.split(","),
-        system_nodes=int(ec.SYSTEM_NODES["count"].value), node_policy_arns=node_policies,
+        system_nodes=int(ec.SYSTEM_NODES["count"].value),
+        system_root_volume_gib=int(ec.SYSTEM_NODES["root_volume_gib"].value), node_policy_arns=node_policies,
         imds_hop_limit=hop_limit, protect=True, tags=tags))
     k8s_opts = pulumi.ResourceOptions(providers=[cluster.provider])
 

@@ -19,8 +19,12 @@ from infra.mockcloud import ProgramRun, Registration, plain, run_callable, run_p
 from infra.preview import read_stack
 
 ROOT = Path(__file__).resolve().parent.parent
-# Upstream CRD schemas: ../shared/crds beside the checkout (as CI has it), or LLMSERVING_CRDS.
-CRDS = Path(os.environ.get("LLMSERVING_CRDS", ROOT.parent / "shared" / "crds"))
+# Upstream CRD schemas: LLMSERVING_CRDS, else ../shared/crds beside the checkout
+# (the team's source of truth), else the copy in tests/crds (a clone on its own,
+# e.g. GitHub Actions); test_crd_copy.py keeps the copy identical to shared/.
+SHARED_CRDS = ROOT.parent / "shared" / "crds"
+VENDORED_CRDS = ROOT / "tests" / "crds"
+CRDS = Path(os.environ.get("LLMSERVING_CRDS") or (SHARED_CRDS if SHARED_CRDS.is_dir() else VENDORED_CRDS))
 
 
 def stack_config(stack: str, changes: Optional[dict[str, Any]] = None,

@@ -75,11 +75,19 @@ def test_one_target_group_per_model_with_health_checks(run):
 def test_rules_route_by_model_header(run):
     tg_by_model = {inputs(r)["tags"]["model"]: r for r in of_type(run, "aws:lb/targetGroup:TargetGroup")}
     rules = sorted((inputs(r) for r in of_type(run, "aws:lb/listenerRule:ListenerRule")), key=lambda r: r["priority"])
-    assert [r["priority"] for r in rules] == [1, 2]
-    for rule, model in zip(rules, ("llama-3-1-70b", "llama-3-1-8b")):
+    assert [r["priority"] for r in rules] == [1, 2, 3]
+    for rule, model in zip(rules[1:], ("llama-3-1-70b", "llama-3-1-8b")):
         assert rule["conditions"] == [{"httpHeader": {"httpHeaderName": ROUTING_HEADER, "values": [model]}}]
         assert rule["actions"][0]["type"] == "forward"
         assert rule["actions"][0]["targetGroupArn"].endswith(f"/{inputs(tg_by_model[model])['name']}")
+
+
+def test_adapter_management_endpoints_are_refused_before_any_model_rule(run):
+    rule = min((inputs(r) for r in of_type(run, "aws:lb/listenerRule:ListenerRule")), key=lambda r: r["priority"])
+    assert rule["priority"] == 1
+    assert rule["conditions"] == [{"pathPattern": {"values": ["/v1/load_lora_adapter", "/v1/unload_lora_adapter"]}}]
+    action = rule["actions"][0]
+    assert action["type"] == "fixed-response" and action["fixedResponse"]["statusCode"] == "403"
 
 
 def test_waf_rate_limits_each_client_and_is_attached(run):
