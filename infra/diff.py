@@ -49,7 +49,10 @@ class GuardRule:
     `replace_on_change`: camelCase input paths whose change replaces the
     resource (delete + create). `replace_on_removal`: paths whose removal
     replaces it. `guard_delete`: deleting the resource loses data, capacity or
-    an endpoint and needs acknowledgement.
+    an endpoint and needs acknowledgement. `roll_on_change`: paths whose change
+    updates in place but replaces the instances built from it (a launch
+    template's new version rolls every node of the groups pinned to its latest
+    version), so it needs acknowledgement like a replacement.
     """
 
     type: str
@@ -60,6 +63,7 @@ class GuardRule:
     source: str
     as_of: str
     replace_on_removal: tuple[str, ...] = ()
+    roll_on_change: tuple[str, ...] = ()
 
 
 GUARD_RULES: tuple[GuardRule, ...] = (
@@ -82,7 +86,10 @@ GUARD_RULES: tuple[GuardRule, ...] = (
               _TF + "eks/node_group.go (ForceNew); ../shared/FACTS.md AWS safety defaults", _TF_AS_OF),
     GuardRule("aws:ec2/launchTemplate:LaunchTemplate", "disruptive", ("name", "namePrefix"), False,
               "other changes only add a template version; node groups pinned to it roll their nodes",
-              _TF + "ec2/ec2_launch_template.go (name, name_prefix ForceNew)", _TF_AS_OF),
+              _TF + "ec2/ec2_launch_template.go (name, name_prefix ForceNew); EKS managed node group update "
+              "with a new launch template version replaces its nodes (AWS EKS user guide)", _TF_AS_OF,
+              roll_on_change=("blockDeviceMappings", "imageId", "instanceType", "networkInterfaces", "userData",
+                              "metadataOptions", "placement", "iamInstanceProfile")),
     GuardRule("aws:autoscaling/group:Group", "expensive", ("name", "namePrefix"), True,
               "the group and its GPU instances are recreated",
               _TF + "autoscaling/group.go (name, name_prefix ForceNew)", _TF_AS_OF),
@@ -325,6 +332,11 @@ def _flags(changes: list[ResourceChange], ack: Acknowledgement) -> list[Flag]:
                 reason += f"; {rule.kind}: {rule.why}"
             if c.protect:
                 reason += " (resource is protected: the update will fail until `protect` is lifted)"
+        elif c.action == "update" and rule and rule.roll_on_change:
+            rolled = [p.path for p in c.properties if any(_covers(r, p.path) for r in rule.roll_on_change)]
+            if rolled:
+                reason = (f"rolls nodes: {', '.join(f'`{x}`' for x in rolled)} changes the template version "
+                          f"every node is built from; {rule.kind}: {rule.why}")
         elif c.action == "delete" and (c.protect or (rule and rule.guard_delete)):
             reason = "deleted"
             if rule and rule.guard_delete:
@@ -680,6 +692,8 @@ def rules_markdown() -> str:
         props = ", ".join(f"`{p}`" for p in r.replace_on_change)
         if r.replace_on_removal:
             props += "; removal of " + ", ".join(f"`{p}`" for p in r.replace_on_removal)
+        if r.roll_on_change:
+            props += "; rolls nodes on change of " + ", ".join(f"`{p}`" for p in r.roll_on_change)
         out.append(f"| `{r.type}` | {r.kind} | {props} | {'yes' if r.guard_delete else 'no'} | {r.source} ({r.as_of}) |")
     return "\n".join(out)
 

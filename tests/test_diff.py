@@ -345,7 +345,7 @@ def test_rules_cover_the_named_types_with_sources_and_real_property_names():
         assert rule.source and re.fullmatch(r"\d{4}-\d{2}-\d{2}", rule.as_of), rule.type
         if rule.type.startswith(("aws:", "eks:")):
             props = {n for n, v in vars(_args_class(rule.type)).items() if isinstance(v, property)}
-            for path in rule.replace_on_change + rule.replace_on_removal:
+            for path in rule.replace_on_change + rule.replace_on_removal + rule.roll_on_change:
                 top = path.split(".")[0]
                 assert _snake(top) in props, f"{rule.type}: {top} is not an input of the installed SDK"
     assert "| `aws:eks/nodeGroup:NodeGroup` | expensive | " in D.rules_markdown()
@@ -364,3 +364,14 @@ def test_preview_base_script_writes_base_documents(tmp_path):
     assert json.loads((tmp_path / "base-nosuch.json").read_text())["resources"] == []
     listed = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
     assert "preview-base." not in listed
+
+
+def test_bigger_gpu_root_volume_rolls_the_node_group_and_needs_acknowledgement(tmp_path):
+    doc = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())
+    doc["config"]["llmserving:gpuPools"][0]["rootVolumeGib"] = 1200
+    stack_file = tmp_path / "Pulumi.prod.yaml"
+    stack_file.write_text(yaml.safe_dump(doc))
+    d = D.diff_documents(shipped_preview("prod"), P.preview("prod", stack_file=stack_file))
+    [flag] = [f for f in d.flags if f.type == "aws:ec2/launchTemplate:LaunchTemplate"]
+    assert flag.action == "update" and flag.acknowledged_by is None
+    assert flag.reason.startswith("rolls nodes: `blockDeviceMappings[0].ebs.volumeSize` changes the template version")
