@@ -197,6 +197,19 @@ def replica_throughput(settings: Settings, model: ModelConfig, instance: cat.Ins
     return tps, basis, fp8_compute
 
 
+def _placement_problem(key: str, m: ModelConfig, instance: cat.InstanceType, tp: int, pp: int) -> str | None:
+    if tp > instance.gpu_count:
+        return (f"{key}.tensorParallel: got {tp}; {instance.name} has {instance.gpu_count} GPUs per node, "
+                f"so tensorParallel must be at most {instance.gpu_count}")
+    if pp > 1 and tp != instance.gpu_count:
+        return (f"{key}.tensorParallel: got {tp}; a model split across nodes (pipelineParallel {pp}) "
+                f"uses every GPU of each node, so tensorParallel must equal {instance.gpu_count} on {instance.name}")
+    if pp > 1 and not instance.efa:
+        return (f"{key}.pipelineParallel: got {pp}; {instance.name} has no EFA, and a model split across "
+                f"nodes needs it; use p4d, p4de or p5")
+    return None
+
+
 def plan(settings: Settings) -> Plan:
     """Builds the capacity plan or raises PlanError naming every problem."""
     c = settings.catalog
@@ -209,35 +222,37 @@ def plan(settings: Settings) -> Plan:
     for i, m in enumerate(cfg.models):
         key = f"{settings.project}:models[{i}]"
         pool = settings.pool(m.pool)
+        # Sized on the pool's first instance type; a replica may land on any
+        # of them, so parallelism and memory must work on every one.
         instance = c.instance(pool.instance_types[0])
         gpu = c.gpu_of(instance)
         tp, pp = m.tensor_parallel, m.pipeline_parallel
-        if tp > instance.gpu_count:
-            problems.append(f"{key}.tensorParallel: got {tp}; {instance.name} has {instance.gpu_count} GPUs per node, "
-                            f"so tensorParallel must be at most {instance.gpu_count}")
-            continue
-        if pp > 1 and tp != instance.gpu_count:
-            problems.append(f"{key}.tensorParallel: got {tp}; a model split across nodes (pipelineParallel {pp}) "
-                            f"uses every GPU of each node, so tensorParallel must equal {instance.gpu_count} on {instance.name}")
-            continue
-        if pp > 1 and not instance.efa:
-            problems.append(f"{key}.pipelineParallel: got {pp}; {instance.name} has no EFA, and a model split across "
-                            f"nodes needs it; use p4d, p4de or p5")
-            continue
-
         util = m.gpu_memory_utilization or c.assumption("default_gpu_memory_utilization")
         gpus_per_replica = tp * pp
-        usable = gpu.memory_gb * gpus_per_replica * util
         w = weights_gb(settings, m)
         min_seqs = int(c.assumption("kv_cache_min_sequences"))
         kv = kv_bytes_per_token(settings, m) * m.max_model_len * min_seqs / 1e9
-        if w + kv > usable:
-            problems.append(
-                f"model {m.name!r} does not fit: needs {w + kv:,.0f} GB (weights {w:,.0f} GB in {m.precision} + KV cache "
-                f"{kv:,.0f} GB for {min_seqs} x {m.max_model_len:,} tokens) but a replica of TP {tp} x PP {pp} on "
-                f"{instance.name} has {usable:,.0f} GB ({gpus_per_replica} x {gpu.memory_gb:g} GB {gpu.name} x {util:g} "
-                f"gpu memory utilization); use more or larger GPUs, a smaller precision or a shorter maxModelLen")
+        fits = True
+        for other_name in pool.instance_types:
+            other = c.instance(other_name)
+            problem = _placement_problem(key, m, other, tp, pp)
+            if problem is None:
+                other_gpu = c.gpu_of(other)
+                have = other_gpu.memory_gb * gpus_per_replica * util
+                if w + kv > have:
+                    problem = (
+                        f"model {m.name!r} does not fit: needs {w + kv:,.0f} GB (weights {w:,.0f} GB in {m.precision} + "
+                        f"KV cache {kv:,.0f} GB for {min_seqs} x {m.max_model_len:,} tokens) but a replica of TP {tp} x "
+                        f"PP {pp} on {other.name} has {have:,.0f} GB ({gpus_per_replica} x {other_gpu.memory_gb:g} GB "
+                        f"{other_gpu.name} x {util:g} gpu memory utilization); use more or larger GPUs, a smaller "
+                        f"precision or a shorter maxModelLen")
+            if problem:
+                problems.append(problem)
+                fits = False
+                break
+        if not fits:
             continue
+        usable = gpu.memory_gb * gpus_per_replica * util
 
         tps, basis, fp8_compute = replica_throughput(settings, m, instance)
         demand = required * (m.traffic_share if m.traffic_share is not None else even_share)
@@ -273,19 +288,23 @@ def plan(settings: Settings) -> Plan:
         nodes = max(pool.min_nodes, needed)
         on_demand = instance.on_demand_usd_per_hour
         spot = on_demand * (1 - instance.spot_discount)
+        # The worst case may run the dearest type the pool allows.
+        types = [c.instance(t) for t in pool.instance_types]
+        dearest_od = max(t.on_demand_usd_per_hour for t in types)
+        dearest_spot = max(t.on_demand_usd_per_hour * (1 - t.spot_discount) for t in types)
         if pool.capacity_type == "on-demand":
-            price, worst, basis = on_demand, on_demand, f"on-demand {on_demand:g} $/h ({instance.as_of})"
+            price, worst, basis = on_demand, dearest_od, f"on-demand {on_demand:g} $/h ({instance.as_of})"
         elif pool.capacity_type == "spot":
-            price, worst = spot, spot
+            price, worst = spot, dearest_spot
             basis = f"spot at {instance.spot_discount:.0%} off on-demand {on_demand:g} $/h"
         else:
             # Expected at spot prices; the worst case falls back to on-demand.
-            price, worst = spot, on_demand
+            price, worst = spot, dearest_od
             basis = f"spot at {instance.spot_discount:.0%} off {on_demand:g} $/h, worst case on-demand"
         pool_plans.append(PoolPlan(
             pool=pool.name, instance_type=instance.name, capacity_type=pool.capacity_type,
             gpus_per_node=instance.gpu_count, nodes=nodes, min_nodes=pool.min_nodes, max_nodes=pool.max_nodes,
-            gpus=nodes * instance.gpu_count, max_gpus=pool.max_nodes * instance.gpu_count,
+            gpus=nodes * instance.gpu_count, max_gpus=pool.max_nodes * max(t.gpu_count for t in types),
             usd_per_node_hour=price, hourly_usd=nodes * price, max_hourly_usd=pool.max_nodes * worst, price_basis=basis,
         ))
     if problems:
