@@ -13,6 +13,18 @@ The task runs `vllm serve` (pinned image) with:
   ECS from Secrets Manager or SSM Parameter Store, never in the task definition;
 - stopTimeout and the target group's deregistration delay to drain streams.
 
+The `vllm serve` arguments come from the typed `VllmServerSpec` through the
+canonical builder (components/vllm_server_args.py), the same one the EKS
+workloads use: same flags, same validation, no API key on the command line.
+
+LoRA (`adapter_sync`): a non-essential `adapter-sync` container (pinned
+aws-cli image, the task role = the adapter store's reader role) reads ONE
+manifest object (adapter<TAB>tenant per line; tenants are data, so 2,000
+tenants are one object, not 2,000 containers) and copies exactly the mapped
+`tenants/<tenant>/<adapter>/` prefixes into a task volume; the vLLM container
+mounts that volume read-only at the adapter directory and starts only after
+the copy exits 0 (`dependsOn` SUCCESS).
+
 The service spreads tasks across zones (then binpacks), uses the pool's
 capacity provider, rolls back a failed deployment (circuit breaker), and
 Application Auto Scaling tracks ALB requests per target.
@@ -29,13 +41,35 @@ import pulumi
 import pulumi_aws as aws
 
 from components.errors import ArgsError
+from components.vllm_server_args import VllmServerSpec, spec_problems, vllm_server_args
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 PINNED_IMAGE = re.compile(r"^[a-z0-9./_-]+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$")
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 CONTAINER = "vllm"
+SYNC_CONTAINER = "adapter-sync"
+ADAPTER_VOLUME = "adapters"
 # Flags that carry secrets must come from `secrets`, never from the command line.
 SECRET_FLAGS = ("--api-key", "--hf-token")
+
+
+@dataclass(frozen=True)
+class AdapterSync:
+    """Copies the mapped tenants' adapters from S3 into the task before vLLM starts."""
+
+    image: str
+    bucket: str
+    # Object with one `adapter<TAB>tenant` line per mapped adapter; adapters live
+    # under s3://<bucket>/tenants/<tenant>/<adapter>/.
+    manifest_key: str
+    # Where the task volume is mounted (vLLM read-only); --lora-modules paths point below it.
+    mount_path: str = "/adapters"
+    # vLLM resolves adapters by name from mount_path at request time
+    # (VLLM_ALLOW_RUNTIME_LORA_UPDATING + lora_filesystem_resolver) instead of --lora-modules.
+    runtime_loading: bool = False
+    cpu: int = 128
+    memory_reservation_mib: int = 256
+    memory_mib: int = 512
 
 
 @dataclass(frozen=True)
@@ -49,8 +83,8 @@ class VllmEcsServiceArgs:
     account_id: str
     region: str
     image: str
-    # Arguments after `vllm serve` (model first).
-    command: tuple[str, ...]
+    # What `vllm serve` runs; its arguments come from the canonical builder.
+    server: VllmServerSpec
     gpus_per_task: int
     instance_gpus: int
     instance_memory_mib: int
@@ -70,6 +104,7 @@ class VllmEcsServiceArgs:
     secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     environment: Mapping[str, str] = field(default_factory=dict)
     task_role_arn: Optional[pulumi.Input[str]] = None
+    adapter_sync: Optional[AdapterSync] = None
     port: int = 8000
     resource_share: float = 0.85
     shared_memory_mib_per_gpu: int = 4096
@@ -81,6 +116,8 @@ class VllmEcsServiceArgs:
     scale_in_cooldown_seconds: int = 900
     scale_out_cooldown_seconds: int = 120
     log_retention_days: int = 30
+    # ECS refuses larger task definitions (service quota).
+    task_definition_max_bytes: int = 65536
     tags: dict[str, str] = field(default_factory=dict)
     depends_on: tuple[pulumi.Resource, ...] = ()
 
@@ -106,11 +143,45 @@ def validate_vllm_ecs_service_args(args: VllmEcsServiceArgs) -> None:
         problems.append(f"name_prefix: got {args.name_prefix!r}; lowercase letters, digits and '-', at most 39 characters")
     if not PINNED_IMAGE.match(args.image) or args.image.endswith(":latest"):
         problems.append(f"image: got {args.image!r}; pin a tag or digest (never :latest)")
-    if not args.command:
-        problems.append("command: got none; give the model and vLLM flags")
-    for flag in SECRET_FLAGS:
-        if any(a == flag or a.startswith(f"{flag}=") for a in args.command):
-            problems.append(f"command: contains {flag}; pass it through secrets (e.g. VLLM_API_KEY), not the command line")
+    server_problems = spec_problems(args.server)
+    problems += [f"server.{x}" for x in server_problems]
+    if args.server.port != args.port:
+        problems.append(f"server.port: got {args.server.port}; must equal the container port {args.port}")
+    if args.server.pipeline_parallel != 1:
+        problems.append(f"server.pipeline_parallel: got {args.server.pipeline_parallel}; an ECS task runs on one "
+                        f"instance (use 1)")
+    if args.server.tensor_parallel != args.gpus_per_task:
+        problems.append(f"server.tensor_parallel: got {args.server.tensor_parallel}; must equal gpus_per_task "
+                        f"{args.gpus_per_task}")
+    lora = args.server.lora
+    sync = args.adapter_sync
+    if lora is not None and lora.modules and sync is None:
+        problems.append("adapter_sync: got none; --lora-modules names local paths but nothing copies adapters "
+                        "into the task")
+    if sync is not None:
+        if lora is None:
+            problems.append("adapter_sync: given, but the server has no LoRA settings (server.lora)")
+        if not PINNED_IMAGE.match(sync.image) or sync.image.endswith(":latest"):
+            problems.append(f"adapter_sync.image: got {sync.image!r}; pin a tag or digest (never :latest)")
+        if not re.match(r"^/[a-z0-9/_-]+$", sync.mount_path) or sync.mount_path.rstrip("/") in ("", "/tmp"):
+            problems.append(f"adapter_sync.mount_path: got {sync.mount_path!r}; an absolute path such as /adapters")
+        if not sync.manifest_key or sync.manifest_key.startswith("/"):
+            problems.append(f"adapter_sync.manifest_key: got {sync.manifest_key!r}; an S3 key without a leading '/'")
+        if not 0 < sync.memory_reservation_mib <= sync.memory_mib:
+            problems.append(f"adapter_sync: memory reservation {sync.memory_reservation_mib} MiB must be in "
+                            f"(0, memory {sync.memory_mib} MiB]")
+        if lora is not None:
+            root = sync.mount_path.rstrip("/") + "/"
+            for name, path in lora.modules:
+                if not path.startswith(root):
+                    problems.append(f"server.lora.modules: got {name}={path}; adapters are copied to {root}, "
+                                    f"so the path must be under it")
+    if not server_problems:
+        command = vllm_server_args(args.server)
+        for flag in SECRET_FLAGS:
+            if any(a == flag or a.startswith(f"{flag}=") for a in command):
+                problems.append(f"server: renders {flag}; pass it through secrets (e.g. VLLM_API_KEY), "
+                                f"not the command line")
     if args.gpus_per_task < 1:
         problems.append(f"gpus_per_task: got {args.gpus_per_task}; a vLLM task needs at least 1 GPU")
     elif args.gpus_per_task > args.instance_gpus:
@@ -143,20 +214,89 @@ def validate_vllm_ecs_service_args(args: VllmEcsServiceArgs) -> None:
         cpu, memory, shm = task_resources(args)
         if shm >= memory:
             problems.append(f"shared_memory_mib_per_gpu: {shm} MiB of /dev/shm does not fit the task's {memory} MiB")
+        # Secret ARNs are not known yet: count a generous 200 characters each.
+        size = len(json.dumps(container_definitions(args, log_group_name(args), {k: "a" * 200 for k in args.secrets}),
+                              sort_keys=True).encode())
+        if size > args.task_definition_max_bytes:
+            problems.append(f"server: the container definitions take {size} bytes; ECS allows at most "
+                            f"{args.task_definition_max_bytes} (name fewer --lora-modules or use runtime loading)")
     if problems:
         raise ArgsError("VllmEcsService", problems)
+
+
+def log_group_name(args: VllmEcsServiceArgs) -> str:
+    return f"/llmserving/ecs/{args.name_prefix}/{args.service_name}"
+
+
+def _logs(args: VllmEcsServiceArgs, log_group: str) -> dict:
+    return {"logDriver": "awslogs", "options": {
+        "awslogs-group": log_group, "awslogs-region": args.region, "awslogs-stream-prefix": args.service_name,
+        "mode": "non-blocking", "max-buffer-size": "25m"}}
+
+
+def sync_script(sync: AdapterSync) -> str:
+    """Shell run by the adapter-sync container: fetch the manifest, copy exactly its adapters, fail on any error."""
+    root = sync.mount_path.rstrip("/")
+    return ("set -euo pipefail; "
+            "aws s3 cp --only-show-errors \"s3://${LORA_ADAPTER_BUCKET}/${LORA_ADAPTER_MANIFEST}\" /tmp/adapters.tsv; "
+            "while IFS=$'\\t' read -r adapter tenant; do [ -n \"$adapter\" ] || continue; "
+            # Names come from validated config; refuse anything that could leave the tenant's prefix.
+            "case \"$adapter/$tenant\" in *[!a-z0-9/-]*|*/*/*|/*|*/) echo \"bad manifest line: $adapter\" >&2; exit 1;; esac; "
+            "aws s3 sync --only-show-errors --no-progress "
+            f"\"s3://${{LORA_ADAPTER_BUCKET}}/tenants/$tenant/$adapter/\" \"{root}/$adapter/\"; "
+            "done < /tmp/adapters.tsv")
+
+
+def sync_container_definition(args: VllmEcsServiceArgs, log_group: str) -> dict:
+    sync = args.adapter_sync
+    assert sync is not None
+    return {
+        "name": SYNC_CONTAINER,
+        "image": sync.image,
+        # It exits when the copy is done; the task keeps running (vLLM waits for SUCCESS).
+        "essential": False,
+        "entryPoint": ["/bin/bash", "-c"],
+        "command": [sync_script(sync)],
+        "cpu": sync.cpu,
+        "memoryReservation": sync.memory_reservation_mib,
+        "memory": sync.memory_mib,
+        "environment": [{"name": "LORA_ADAPTER_BUCKET", "value": sync.bucket},
+                        {"name": "LORA_ADAPTER_MANIFEST", "value": sync.manifest_key}],
+        "mountPoints": [{"sourceVolume": ADAPTER_VOLUME, "containerPath": sync.mount_path, "readOnly": False}],
+        "logConfiguration": _logs(args, log_group),
+    }
+
+
+def container_definitions(args: VllmEcsServiceArgs, log_group: str, secrets: Mapping[str, str]) -> list[dict]:
+    """The task's containers: adapter-sync first (when LoRA adapters are copied), then vLLM."""
+    out = []
+    if args.adapter_sync is not None:
+        out.append(sync_container_definition(args, log_group))
+    out.append(container_definition(args, log_group, secrets))
+    return out
 
 
 def container_definition(args: VllmEcsServiceArgs, log_group: str, secrets: Mapping[str, str]) -> dict:
     cpu, memory, shm = task_resources(args)
     probe = (f"python3 -c \"import urllib.request; "
              f"urllib.request.urlopen('http://localhost:{args.port}/health', timeout=4)\" || exit 1")
+    environment = dict(args.environment)
+    sync = args.adapter_sync
+    extra: dict = {}
+    if sync is not None:
+        extra = {"dependsOn": [{"containerName": SYNC_CONTAINER, "condition": "SUCCESS"}],
+                 "mountPoints": [{"sourceVolume": ADAPTER_VOLUME, "containerPath": sync.mount_path, "readOnly": True}]}
+        if sync.runtime_loading:
+            # Runtime loading only of adapters on local disk, i.e. those the manifest lists.
+            environment.update({"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_PLUGINS": "lora_filesystem_resolver",
+                                "VLLM_LORA_RESOLVER_CACHE_DIR": sync.mount_path})
     return {
         "name": CONTAINER,
         "image": args.image,
         "essential": True,
         "entryPoint": ["vllm", "serve"],
-        "command": list(args.command),
+        "command": vllm_server_args(args.server),
+        **extra,
         "portMappings": [{"name": "http", "containerPort": args.port, "hostPort": args.port, "protocol": "tcp"}],
         "resourceRequirements": [{"type": "GPU", "value": str(args.gpus_per_task)}],
         "cpu": cpu,
@@ -168,11 +308,9 @@ def container_definition(args: VllmEcsServiceArgs, log_group: str, secrets: Mapp
                         "timeout": 5, "retries": args.health_check_retries,
                         "startPeriod": args.health_check_start_period_seconds},
         "stopTimeout": args.stop_timeout_seconds,
-        "environment": [{"name": k, "value": v} for k, v in sorted(args.environment.items())],
+        "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
         "secrets": [{"name": k, "valueFrom": v} for k, v in sorted(secrets.items())],
-        "logConfiguration": {"logDriver": "awslogs", "options": {
-            "awslogs-group": log_group, "awslogs-region": args.region, "awslogs-stream-prefix": args.service_name,
-            "mode": "non-blocking", "max-buffer-size": "25m"}},
+        "logConfiguration": _logs(args, log_group),
     }
 
 
@@ -184,7 +322,7 @@ class VllmEcsService(pulumi.ComponentResource):
         tags = dict(args.tags)
 
         full = f"{args.name_prefix}-{args.service_name}"
-        log_group = aws.cloudwatch.LogGroup(f"{name}-logs", name=f"/llmserving/ecs/{args.name_prefix}/{args.service_name}",
+        log_group = aws.cloudwatch.LogGroup(f"{name}-logs", name=log_group_name(args),
             retention_in_days=args.log_retention_days, tags=tags, opts=child)
 
         trust = json.dumps({"Version": "2012-10-17", "Statement": [{
@@ -218,12 +356,14 @@ class VllmEcsService(pulumi.ComponentResource):
 
         secret_names = sorted(args.secrets)
         definitions = pulumi.Output.all(log_group.name, *[args.secrets[k] for k in secret_names]).apply(
-            lambda vals: json.dumps([container_definition(args, vals[0], dict(zip(secret_names, vals[1:])))],
+            lambda vals: json.dumps(container_definitions(args, vals[0], dict(zip(secret_names, vals[1:]))),
                                     sort_keys=True))
+        # Task-scoped scratch volume (Docker picks the host path; gone with the task).
+        volumes = [{"name": ADAPTER_VOLUME}] if args.adapter_sync is not None else None
         task = aws.ecs.TaskDefinition(
             f"{name}-task", family=full, network_mode="awsvpc", requires_compatibilities=["EC2"],
             execution_role_arn=execution.arn, task_role_arn=task_role_arn, container_definitions=definitions,
-            tags=tags, opts=child)
+            volumes=volumes, tags=tags, opts=child)
 
         service = aws.ecs.Service(
             f"{name}-service", name=args.service_name, cluster=args.cluster_arn, task_definition=task.arn,

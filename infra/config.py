@@ -674,4 +674,11 @@ def _edge_checks(c: StackConfig, region: str, k) -> list[str]:
             if m.pipeline_parallel > 1:
                 p.append(f"{k(f'models[{i}].pipelineParallel')}: got {m.pipeline_parallel}; a model split across "
                          f"nodes needs LeaderWorkerSet on EKS; on ECS a task runs on one instance (use 1)")
+        from infra.serving_catalog import SERVING_FIGURES
+        cap = int(c.serving.figures.get("maxStaticLoraModules", SERVING_FIGURES["max_static_lora_modules"].value))
+        named = sum(len(t.adapters) for t in c.lora.tenants)
+        if c.lora.enabled and not c.lora.runtime_loading and named > cap:
+            p.append(f"{k('lora.tenants')}: got {named} adapters; on ECS at most {cap} are named at start "
+                     f"(--lora-modules; an ECS task definition is at most 64 KiB); set {k('lora.runtimeLoading')}: "
+                     f"true to load them by name from the synced adapter directory")
     return p

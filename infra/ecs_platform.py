@@ -5,26 +5,42 @@ planned node count (ECS managed scaling takes over), a model's service at
 its planned replicas, each task holding tensorParallel GPUs, so e.g. a
 p4d.24xlarge (8 GPUs) runs 4 tasks of TP 2, a g5.12xlarge (4 GPUs) 4 tasks
 of TP 1, a p5.48xlarge one 8-GPU task of a 70B FP8 model.
+
+vLLM's arguments come from the canonical builder
+(components/vllm_server_args.py) through a typed `VllmServerSpec`, as on EKS.
+The LoRA base model's task copies its tenants' adapters from the adapter
+store before vLLM starts: the mapping (adapter -> tenant) is ONE S3 manifest
+object per model, so the resource count does not grow with tenants, and the
+task definition stays far below ECS's 64 KiB limit.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import pulumi
+import pulumi_aws as aws
 
 from components.adapter_store import AdapterStore
 from components.ecs_gpu_cluster import EcsCapacityPool, EcsGpuCluster, EcsGpuClusterArgs
 from components.load_balancer import ModelLoadBalancer
 from components.serving_secrets import ServingSecrets, ServingSecretsArgs
-from components.vllm_ecs_service import VllmEcsService, VllmEcsServiceArgs
+from components.vllm_ecs_service import AdapterSync, VllmEcsService, VllmEcsServiceArgs
+from components.vllm_server_args import LoraSpec, VllmServerSpec
 from infra import capacity
 from infra import edge_catalog as ec
+from infra import serving_catalog as sc
 from infra.config import ModelConfig, Settings
 
 # Stack secret config key -> environment variable the vLLM container reads.
 SECRET_ENV = {"hfToken": "HF_TOKEN", "vllmApiKey": "VLLM_API_KEY"}
+# Where the adapter-sync container copies adapters; vLLM mounts it read-only.
+ADAPTER_DIR = "/adapters"
+# Adapter-store prefix of the ECS adapter manifests (outside tenants/, which tenants write).
+MANIFEST_ROOT = "manifests/ecs/"
 
 
 @dataclass
@@ -33,37 +49,78 @@ class EcsPlatform:
     services: dict[str, VllmEcsService]
 
 
-def vllm_args(settings: Settings, model: ModelConfig) -> tuple[str, ...]:
-    """Arguments after `vllm serve` for one model (vLLM v0.11 flags, FACTS.md).
+def _figure(key: str) -> int:
+    return int(ec.ECS_DEFAULTS[key].value)  # type: ignore[arg-type]
 
-    Kept minimal; the EKS path's canonical builder (components/vllm_server_args.py,
-    branch serving) should replace this when merged.
-    """
-    port = int(ec.ECS_DEFAULTS["vllm_port"].value)  # type: ignore[arg-type]
-    args = [model.source, "--served-model-name", model.name, "--host", "0.0.0.0", "--port", str(port),
-            "--tensor-parallel-size", str(model.tensor_parallel), "--max-model-len", str(model.max_model_len)]
-    arch = settings.catalog.models.get(model.source)
-    checkpoint = arch.checkpoint_precision if arch else None
-    if model.precision == "fp8" and checkpoint != "fp8":
-        args += ["--quantization", "fp8"]  # dynamic FP8 of a 16-bit checkpoint
-    elif model.precision in ("fp16", "bf16"):
-        args += ["--dtype", "float16" if model.precision == "fp16" else "bfloat16"]
-    if model.kv_cache_dtype != "auto":
-        args += ["--kv-cache-dtype", model.kv_cache_dtype]
-    if model.gpu_memory_utilization is not None:
-        args += ["--gpu-memory-utilization", f"{model.gpu_memory_utilization:g}"]
-    b = model.batching
-    if b.max_num_seqs is not None:
-        args += ["--max-num-seqs", str(b.max_num_seqs)]
-    if b.max_num_batched_tokens is not None:
-        args += ["--max-num-batched-tokens", str(b.max_num_batched_tokens)]
-    args.append("--enable-prefix-caching" if b.enable_prefix_caching else "--no-enable-prefix-caching")
+
+def adapter_pairs(settings: Settings) -> list[tuple[str, str]]:
+    """(adapter, tenant) of every mapped adapter, in config order."""
+    return [(a, t.id) for t in settings.config.lora.tenants for a in t.adapters]
+
+
+def manifest_body(settings: Settings) -> str:
+    return "".join(f"{a}\t{t}\n" for a, t in adapter_pairs(settings))
+
+
+def manifest_key(settings: Settings, model: ModelConfig) -> str:
+    """Content-addressed, so a new mapping is a new task definition revision (a rollout) and a
+    rollback still finds the manifest its revision names (old objects are retained)."""
+    digest = hashlib.sha256(manifest_body(settings).encode()).hexdigest()[:16]
+    return f"{MANIFEST_ROOT}{settings.stack}/{model.name}/adapters-{digest}.tsv"
+
+
+def is_lora_base(settings: Settings, model: ModelConfig) -> bool:
     lora = settings.config.lora
-    if lora.enabled and lora.base_model == model.name:
-        args += ["--enable-lora", "--max-loras", str(lora.max_loras), "--max-lora-rank", str(lora.max_lora_rank)]
-        if lora.max_cpu_loras is not None:
-            args += ["--max-cpu-loras", str(lora.max_cpu_loras)]
-    return tuple(args)
+    return lora.enabled and lora.base_model == model.name
+
+
+def server_spec(settings: Settings, plan: capacity.Plan, model: ModelConfig) -> VllmServerSpec:
+    """The typed vLLM spec of one model on ECS (same semantics as infra/serving.py on EKS)."""
+    c = settings.catalog
+    mp = next(p for p in plan.models if p.model == model.name)
+    gpu = c.gpu_of(c.instance(mp.instance_type))
+    arch = c.models.get(model.source)
+    lora_cfg = settings.config.lora
+    lora = None
+    if is_lora_base(settings, model):
+        # Runtime loading resolves adapters by name from the adapter directory; otherwise each is named at start.
+        modules = () if lora_cfg.runtime_loading else tuple(
+            (a, f"{ADAPTER_DIR}/{a}") for a, _ in adapter_pairs(settings))
+        lora = LoraSpec(max_loras=lora_cfg.max_loras, max_lora_rank=lora_cfg.max_lora_rank,
+                        max_cpu_loras=lora_cfg.max_cpu_loras, modules=modules)
+    return VllmServerSpec(
+        # ECS tasks download the weights from the Hub at start (HF_TOKEN from Secrets Manager).
+        served_model_name=model.name, model=model.source, precision=model.precision,
+        checkpoint_precision=arch.checkpoint_precision if arch is not None else "bf16",
+        tensor_parallel=model.tensor_parallel, pipeline_parallel=model.pipeline_parallel,
+        max_model_len=model.max_model_len,
+        gpu_memory_utilization=model.gpu_memory_utilization or c.assumption("default_gpu_memory_utilization"),
+        gpu_compute_capability=gpu.compute_capability, enable_prefix_caching=model.batching.enable_prefix_caching,
+        kv_cache_dtype=model.kv_cache_dtype, max_num_seqs=model.batching.max_num_seqs,
+        max_num_batched_tokens=model.batching.max_num_batched_tokens, lora=lora, port=_figure("vllm_port"))
+
+
+def _manifest_reader(settings: Settings, store: AdapterStore, prefix: str) -> None:
+    """The reader role (tenants/* already) may also read this stack's ECS manifests, nothing else."""
+    aws.iam.RolePolicy(f"{prefix}-adapter-manifests", name="ecs-adapter-manifests", role=store.reader_role_name,
+                       policy=store.bucket_arn.apply(lambda arn: json.dumps({"Version": "2012-10-17", "Statement": [{
+                           "Sid": "ReadEcsAdapterManifests", "Effect": "Allow", "Action": "s3:GetObject",
+                           "Resource": f"{arn}/{MANIFEST_ROOT}{settings.stack}/*"}]}, sort_keys=True)))
+
+
+def _adapter_sync(settings: Settings, model: ModelConfig, store: AdapterStore, prefix: str,
+                  tags: dict[str, str]) -> AdapterSync:
+    key = manifest_key(settings, model)
+    aws.s3.BucketObjectv2(
+        f"{prefix}-{model.name}-adapter-manifest", bucket=store.bucket_name, key=key, content=manifest_body(settings),
+        content_type="text/tab-separated-values", server_side_encryption="aws:kms", kms_key_id=store.kms_key_arn,
+        bucket_key_enabled=True, tags={**tags, "model": model.name},
+        opts=pulumi.ResourceOptions(retain_on_delete=True))
+    return AdapterSync(image=sc.IMAGES["aws-cli"].ref, bucket=store.configured_bucket_name, manifest_key=key,
+                       mount_path=ADAPTER_DIR, runtime_loading=settings.config.lora.runtime_loading,
+                       cpu=_figure("adapter_sync_cpu_units"),
+                       memory_reservation_mib=_figure("adapter_sync_memory_reservation_mib"),
+                       memory_mib=_figure("adapter_sync_memory_mib"))
 
 
 def _pool(settings: Settings, plan: capacity.Plan, name: str) -> EcsCapacityPool:
@@ -101,18 +158,27 @@ def build(settings: Settings, plan: capacity.Plan, network, tags: dict[str, str]
         secret_arns = secrets.arns
 
     services: dict[str, VllmEcsService] = {}
+    manifests_readable = False
     for mp in plan.models:
         model = next(m for m in c.models if m.name == mp.model)
         pool_cfg = settings.pool(model.pool)
         smallest = min((settings.catalog.instance(t) for t in pool_cfg.instance_types),
                        key=lambda i: (i.gpu_count, i.memory_gib, i.vcpus))
         env = {"VLLM_NO_USAGE_STATS": "1"}
-        if adapter_store is not None and c.lora.enabled and c.lora.base_model == model.name:
-            env["LORA_ADAPTER_BUCKET"] = adapter_store.configured_bucket_name
+        sync = None
+        task_role: Any = None  # the component's own role, no AWS permissions
+        if is_lora_base(settings, model):
+            if adapter_store is None:
+                raise ValueError(f"model {model.name} serves LoRA adapters but the stack has no adapter store")
+            if not manifests_readable:
+                _manifest_reader(settings, adapter_store, prefix)
+                manifests_readable = True
+            sync = _adapter_sync(settings, model, adapter_store, prefix, tags)
+            task_role = adapter_store.reader_role_arn
         services[model.name] = VllmEcsService(f"{prefix}-{model.name}", VllmEcsServiceArgs(
             service_name=model.name, name_prefix=prefix, cluster_name=cluster.cluster_name, cluster_arn=cluster.cluster_arn,
             capacity_provider=cluster.capacity_providers[model.pool], account_id=account_id, region=settings.region,
-            image=c.ecs.vllm_image, command=vllm_args(settings, model), gpus_per_task=mp.gpus_per_replica,
+            image=c.ecs.vllm_image, server=server_spec(settings, plan, model), gpus_per_task=mp.gpus_per_replica,
             instance_gpus=smallest.gpu_count, instance_memory_mib=int(smallest.memory_gib * 1024),
             instance_vcpus=smallest.vcpus, vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids,
             alb_security_group_id=load_balancer.security_group_id,
@@ -122,7 +188,7 @@ def build(settings: Settings, plan: capacity.Plan, network, tags: dict[str, str]
             desired_count=mp.replicas, min_count=min(model.min_replicas, mp.replicas), max_count=model.max_replicas,
             requests_per_target_per_minute=c.ecs.requests_per_target_per_minute,
             secrets=secret_arns, environment=env,
-            task_role_arn=adapter_store.reader_role_arn if adapter_store is not None else None,
+            task_role_arn=task_role, adapter_sync=sync,
             port=int(d["vllm_port"].value),  # type: ignore[arg-type]
             resource_share=float(d["instance_resource_share"].value),  # type: ignore[arg-type]
             shared_memory_mib_per_gpu=int(d["shared_memory_mib_per_gpu"].value),  # type: ignore[arg-type]
@@ -131,6 +197,7 @@ def build(settings: Settings, plan: capacity.Plan, network, tags: dict[str, str]
             health_check_retries=int(d["health_check_retries"].value),  # type: ignore[arg-type]
             load_grace_period_seconds=c.ecs.load_grace_period_seconds,
             stop_timeout_seconds=int(d["stop_timeout_seconds"].value),  # type: ignore[arg-type]
+            task_definition_max_bytes=_figure("task_definition_max_bytes"),
             scale_in_cooldown_seconds=int(d["scale_in_cooldown_seconds"].value),  # type: ignore[arg-type]
             scale_out_cooldown_seconds=int(d["scale_out_cooldown_seconds"].value),  # type: ignore[arg-type]
             log_retention_days=c.observability.log_retention_days,

@@ -53,6 +53,12 @@ ECS_DEFAULTS: dict[str, Figure] = {
     # Managed scaling keeps the ASG this full (100 = no idle GPU instances).
     "target_capacity_percent": Figure(100, "ECS capacity provider managed scaling", "2025-10"),
     "vllm_port": Figure(8000, "vLLM OpenAI server default --port", "2025-10"),
+    # adapter-sync container (aws-cli copying LoRA adapters before vLLM starts).
+    "adapter_sync_cpu_units": Figure(128, "project assumption (aws s3 sync is I/O bound)", "2025-10"),
+    "adapter_sync_memory_reservation_mib": Figure(256, "project assumption (aws-cli s3 sync working set)", "2025-10"),
+    "adapter_sync_memory_mib": Figure(512, "project assumption (hard limit, 2x the reservation)", "2025-10"),
+    # ECS rejects a task definition above 64 KiB; --lora-modules grows it per adapter.
+    "task_definition_max_bytes": Figure(65536, "Amazon ECS service quotas: task definition size 64 KiB", "2025-10"),
 }
 
 # --- ALB / WAF ----------------------------------------------------------------

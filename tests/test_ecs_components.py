@@ -9,10 +9,13 @@ import pytest
 
 from components.ecs_gpu_cluster import EcsCapacityPool, EcsGpuCluster, EcsGpuClusterArgs, validate_ecs_gpu_cluster_args
 from components.errors import ArgsError
-from components.vllm_ecs_service import VllmEcsService, VllmEcsServiceArgs, validate_vllm_ecs_service_args
+from components.vllm_ecs_service import (AdapterSync, VllmEcsService, VllmEcsServiceArgs, sync_script,
+                                        validate_vllm_ecs_service_args)
+from components.vllm_server_args import LoraSpec, VllmServerSpec
 from infra.mockcloud import _digest
 from tests.aws_models import enum, instance_types
 from tests.harness import inputs, of_type, one, run_component
+from tests.test_vllm_server_args import assert_real_flags
 
 TAGS = {"project": "llmserving", "stack": "test", "environment": "dev", "tier": "small"}
 AMI_PARAM = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
@@ -114,12 +117,20 @@ def test_bad_cluster_args_are_listed_before_anything_exists():
 
 # --- vLLM ECS service ------------------------------------------------------------------------------
 
+def _server(**over) -> VllmServerSpec:
+    base = dict(served_model_name="llama-3-1-8b", model="meta-llama/Llama-3.1-8B-Instruct", precision="bf16",
+                checkpoint_precision="bf16", tensor_parallel=2, pipeline_parallel=1, max_model_len=8192,
+                gpu_memory_utilization=0.9, gpu_compute_capability=8.0)
+    base.update(over)
+    return VllmServerSpec(**base)
+
+
 def _service_args(**over) -> VllmEcsServiceArgs:
     base = dict(
         service_name="llama-3-1-8b", name_prefix="llmserving-test", cluster_name="llmserving-test",
         cluster_arn="arn:aws:ecs:us-east-1:123456789012:cluster/llmserving-test", capacity_provider="llmserving-test-p4d",
         account_id="123456789012", region="us-east-1", image="vllm/vllm-openai:v0.11.1",
-        command=("meta-llama/Llama-3.1-8B-Instruct", "--served-model-name", "llama-3-1-8b", "--tensor-parallel-size", "2"),
+        server=_server(),
         gpus_per_task=2, instance_gpus=8, instance_memory_mib=1152 * 1024, instance_vcpus=96, vpc_id="vpc-1",
         subnet_ids=["subnet-a", "subnet-b", "subnet-c"], alb_security_group_id="sg-alb",
         target_group_arn="arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/t/1",
@@ -166,6 +177,17 @@ def test_task_definition_reserves_gpus_shm_and_checks_health(service_run):
     assert c["stopTimeout"] == 120
 
 
+def test_task_runs_the_canonical_vllm_arguments(service_run):
+    c = _container(service_run)
+    assert_real_flags(c["command"])
+    a = c["command"]
+    assert a[0] == "meta-llama/Llama-3.1-8B-Instruct"
+    assert [a[a.index(f) + 1] for f in ("--served-model-name", "--port", "--tensor-parallel-size", "--dtype")] == [
+        "llama-3-1-8b", "8000", "2", "bfloat16"]
+    assert "--enable-lora" not in a and "dependsOn" not in c and "mountPoints" not in c
+    assert inputs(one(service_run, "aws:ecs/taskDefinition:TaskDefinition")).get("volumes") in (None, [])
+
+
 def test_service_rolls_back_spreads_zones_and_waits_for_model_load(service_run):
     svc = one(service_run, "aws:ecs/service:Service")
     s = inputs(svc)
@@ -206,7 +228,7 @@ def test_execution_role_reads_only_its_secrets(service_run):
 
 def test_task_asking_more_gpus_than_its_instance_has_is_rejected():
     with pytest.raises(ArgsError) as e:
-        validate_vllm_ecs_service_args(_service_args(gpus_per_task=8, instance_gpus=4))
+        validate_vllm_ecs_service_args(_service_args(gpus_per_task=8, instance_gpus=4, server=_server(tensor_parallel=8)))
     assert e.value.problems == ["gpus_per_task: got 8; the pool's instances have 4 GPUs, so the task could never "
                                 "be placed (at most 4)"]
 
@@ -214,11 +236,97 @@ def test_task_asking_more_gpus_than_its_instance_has_is_rejected():
 def test_other_bad_service_args_are_listed_together():
     with pytest.raises(ArgsError) as e:
         validate_vllm_ecs_service_args(_service_args(
-            image="vllm/vllm-openai:latest", command=("m", "--api-key", "x"), health_check_start_period_seconds=600,
-            min_count=5))
+            image="vllm/vllm-openai:latest", server=_server(kv_cache_dtype="float8", tensor_parallel=4),
+            health_check_start_period_seconds=600, min_count=5))
     assert e.value.problems == [
         "image: got 'vllm/vllm-openai:latest'; pin a tag or digest (never :latest)",
-        "command: contains --api-key; pass it through secrets (e.g. VLLM_API_KEY), not the command line",
+        "server.kv_cache_dtype: got 'float8'; allowed: auto, fp8, fp8_e4m3, fp8_e5m2",
+        "server.tensor_parallel: got 4; must equal gpus_per_task 2",
         "counts: min 5 <= desired 4 <= max 8 do not hold",
         "health_check_start_period_seconds: got 600; ECS allows 0-300 (use load_grace_period_seconds for longer model loads)",
     ]
+
+
+# --- LoRA adapters copied into the task ----------------------------------------------------------
+
+SYNC = AdapterSync(image="amazon/aws-cli:2.31.18", bucket="llmserving-test-adapters",
+                   manifest_key="manifests/ecs/test/llama-3-1-8b/adapters-0123456789abcdef.tsv")
+LORA = LoraSpec(max_loras=8, max_lora_rank=64, max_cpu_loras=32,
+                modules=(("acme-support", "/adapters/acme-support"), ("globex-sql", "/adapters/globex-sql")))
+
+
+@pytest.fixture(scope="module")
+def lora_run():
+    return run_component(lambda: VllmEcsService("svc", _service_args(server=_server(lora=LORA), adapter_sync=SYNC,
+                                                                      task_role_arn="arn:aws:iam::123456789012:role/reader")))
+
+
+def test_adapter_sync_runs_before_vllm_in_the_same_task(lora_run):
+    td = inputs(one(lora_run, "aws:ecs/taskDefinition:TaskDefinition"))
+    sync, vllm = json.loads(td["containerDefinitions"])
+    assert td["volumes"] == [{"name": "adapters"}] and td["taskRoleArn"] == "arn:aws:iam::123456789012:role/reader"
+    assert (sync["name"], sync["essential"], sync["image"]) == ("adapter-sync", False, "amazon/aws-cli:2.31.18")
+    assert sync["mountPoints"] == [{"sourceVolume": "adapters", "containerPath": "/adapters", "readOnly": False}]
+    assert {e["name"]: e["value"] for e in sync["environment"]} == {
+        "LORA_ADAPTER_BUCKET": "llmserving-test-adapters",
+        "LORA_ADAPTER_MANIFEST": "manifests/ecs/test/llama-3-1-8b/adapters-0123456789abcdef.tsv"}
+    assert sync["memoryReservation"] <= sync["memory"] and "secrets" not in sync and "portMappings" not in sync
+    assert vllm["name"] == "vllm" and vllm["essential"] is True
+    assert vllm["dependsOn"] == [{"containerName": "adapter-sync", "condition": "SUCCESS"}]
+    assert vllm["dependsOn"][0]["condition"] in enum("ecs", "ContainerCondition")
+    assert vllm["mountPoints"] == [{"sourceVolume": "adapters", "containerPath": "/adapters", "readOnly": True}]
+    a = vllm["command"]
+    assert_real_flags(a)
+    assert [a[a.index(f) + 1] for f in ("--max-loras", "--max-lora-rank", "--max-cpu-loras")] == ["8", "64", "32"]
+    i = a.index("--lora-modules")
+    assert a[i + 1:i + 3] == ["acme-support=/adapters/acme-support", "globex-sql=/adapters/globex-sql"]
+    env = {e["name"] for e in vllm["environment"]}
+    assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in env
+
+
+def test_adapter_sync_script_copies_only_manifest_prefixes_and_fails_closed():
+    script = sync_script(SYNC)
+    assert script.startswith("set -euo pipefail; ")
+    assert '"s3://${LORA_ADAPTER_BUCKET}/tenants/$tenant/$adapter/" "/adapters/$adapter/"' in script
+    assert "aws s3 sync" in script and "--delete" not in script and "s3 cp --only-show-errors" in script
+    import subprocess
+
+    subprocess.run(["bash", "-n", "-c", script], check=True)
+
+
+def test_runtime_loading_names_no_modules_and_enables_the_resolver():
+    from components.vllm_ecs_service import container_definitions
+
+    args = _service_args(server=_server(lora=LoraSpec(max_loras=4, max_lora_rank=16)),
+                         adapter_sync=AdapterSync(**{**SYNC.__dict__, "runtime_loading": True}))
+    validate_vllm_ecs_service_args(args)
+    _, vllm = container_definitions(args, "/logs", {})
+    assert "--lora-modules" not in vllm["command"] and "--enable-lora" in vllm["command"]
+    env = {e["name"]: e["value"] for e in vllm["environment"]}
+    assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True" and env["VLLM_PLUGINS"] == "lora_filesystem_resolver"
+    assert env["VLLM_LORA_RESOLVER_CACHE_DIR"] == "/adapters"
+
+
+def test_lora_without_adapter_sync_or_outside_the_volume_is_rejected():
+    with pytest.raises(ArgsError) as e:
+        validate_vllm_ecs_service_args(_service_args(server=_server(lora=LORA)))
+    assert e.value.problems == ["adapter_sync: got none; --lora-modules names local paths but nothing copies "
+                                "adapters into the task"]
+    with pytest.raises(ArgsError) as e:
+        validate_vllm_ecs_service_args(_service_args(
+            server=_server(lora=LoraSpec(max_loras=8, max_lora_rank=48, modules=(("a", "/models/a"),))),
+            adapter_sync=AdapterSync(**{**SYNC.__dict__, "image": "amazon/aws-cli:latest"})))
+    assert e.value.problems == [
+        "server.lora.max_lora_rank: got 48; vLLM allows only 1, 8, 16, 32, 64, 128, 256, 320, 512",
+        "adapter_sync.image: got 'amazon/aws-cli:latest'; pin a tag or digest (never :latest)",
+        "server.lora.modules: got a=/models/a; adapters are copied to /adapters/, so the path must be under it",
+    ]
+
+
+def test_task_definition_over_the_ecs_size_limit_is_rejected():
+    modules = tuple((f"tenant-adapter-{i:04d}", f"/adapters/tenant-adapter-{i:04d}") for i in range(2000))
+    with pytest.raises(ArgsError) as e:
+        validate_vllm_ecs_service_args(_service_args(
+            server=_server(lora=LoraSpec(max_loras=8, max_lora_rank=64, modules=modules)), adapter_sync=SYNC))
+    (problem,) = e.value.problems
+    assert problem.startswith("server: the container definitions take ") and "ECS allows at most 65536" in problem

@@ -16,7 +16,9 @@ import pytest
 
 from infra import capacity
 from tests.aws_models import instance_types
-from tests.harness import inputs, of_type, one, run_stack, settings_for
+from infra.config import ConfigError
+from tests.harness import inputs, of_type, one, run_stack, settings_for, stack_value
+from tests.test_vllm_server_args import assert_real_flags
 
 LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"
 LLAMA_70B_FP8 = "RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8"
@@ -104,6 +106,7 @@ def test_ecs_stack_matches_the_plan(tier):
     (container,) = json.loads(inputs(one(run, "aws:ecs/taskDefinition:TaskDefinition"))["containerDefinitions"])
     assert container["resourceRequirements"] == [{"type": "GPU", "value": str(gpus)}]
     assert container["command"][container["command"].index("--tensor-parallel-size") + 1] == str(gpus)
+    assert_real_flags(container["command"])
     # Tasks and instances span the stack's zones; the ALB fronts them from the public subnets.
     zones = len(run.outputs["zones"])
     assert len(service["networkConfiguration"]["subnets"]) == zones == len(asg["vpcZoneIdentifiers"])
@@ -123,17 +126,110 @@ def test_fp8_checkpoint_is_not_quantized_again_and_70b_uses_fp8_kv_cache():
     run = _run("medium-p5")
     (container,) = json.loads(inputs(one(run, "aws:ecs/taskDefinition:TaskDefinition"))["containerDefinitions"])
     args = container["command"]
-    assert args[0] == LLAMA_70B_FP8 and "--quantization" not in args and "--dtype" not in args
+    assert_real_flags(args)
+    assert args[0] == LLAMA_70B_FP8 and "--quantization" not in args and args[args.index("--dtype") + 1] == "auto"
     assert args[args.index("--kv-cache-dtype") + 1] == "fp8"
     assert container["linuxParameters"]["sharedMemorySize"] == 8 * 4096
 
 
 def test_pipeline_parallel_on_ecs_is_a_config_error():
-    from infra.config import ConfigError
-
     base, changes = TIERS["large-p5"]
     model = dict(changes["llmserving:models"][0], pipelineParallel=2)
     with pytest.raises(ConfigError) as e:
         settings_for(base, {**changes, "llmserving:models": [model]})
     assert ("llmserving:models[0].pipelineParallel: got 2; a model split across nodes needs LeaderWorkerSet on EKS; "
             "on ECS a task runs on one instance (use 1)") in str(e.value)
+
+
+def test_bf16_tier_gets_the_canonical_dtype_and_prefix_caching_flags():
+    (container,) = json.loads(inputs(one(_run("small-g5"), "aws:ecs/taskDefinition:TaskDefinition"))["containerDefinitions"])
+    a = container["command"]
+    assert a[:3] == [LLAMA_8B, "--served-model-name", "llama-3-1-8b"]
+    assert a[a.index("--dtype") + 1] == "bfloat16" and a[a.index("--gpu-memory-utilization") + 1] == "0.9"
+    assert "--enable-prefix-caching" in a and "--api-key" not in " ".join(a)
+
+
+# --- the prod models on ECS, with the LoRA base model serving tenants' adapters ---------------------
+
+def _lora_ecs(tenants: list[dict], *, runtime_loading: bool = False) -> dict:
+    pools = [{**p, "provisioner": "auto-scaling-group"} for p in stack_value("prod", "llmserving:gpuPools")]
+    lora = {**stack_value("prod", "llmserving:lora"), "tenants": tenants, "runtimeLoading": runtime_loading}
+    return {"llmserving:orchestrator": "ecs", "llmserving:gpuPools": pools, "llmserving:lora": lora}
+
+
+PROD_TENANTS = [{"id": "acme", "adapters": ["acme-support"]}, {"id": "globex", "adapters": ["globex-legal", "globex-sql"]}]
+_LORA_RUNS: dict = {}
+
+
+def _lora_run(n_tenants: int = 0, runtime_loading: bool = False):
+    key = (n_tenants, runtime_loading)
+    if key not in _LORA_RUNS:
+        tenants = PROD_TENANTS if not n_tenants else [{"id": f"tenant-{i:04d}", "adapters": [f"adapter-{i:04d}"]}
+                                                      for i in range(n_tenants)]
+        _LORA_RUNS[key] = run_stack("prod", _lora_ecs(tenants, runtime_loading=runtime_loading))
+    return _LORA_RUNS[key]
+
+
+def _task(run, model: str) -> tuple[dict, list[dict]]:
+    (td,) = [inputs(r) for r in of_type(run, "aws:ecs/taskDefinition:TaskDefinition")
+             if inputs(r)["family"].endswith(f"-{model}")]
+    return td, json.loads(td["containerDefinitions"])
+
+
+def test_lora_task_copies_the_mapped_adapters_before_vllm_starts():
+    run = _lora_run()
+    td, (sync, vllm) = _task(run, "llama-3-1-8b")
+    assert td["volumes"] == [{"name": "adapters"}]
+    assert sync["name"] == "adapter-sync" and sync["essential"] is False and sync["image"] == "amazon/aws-cli:2.31.18"
+    assert vllm["dependsOn"] == [{"containerName": "adapter-sync", "condition": "SUCCESS"}]
+    assert sync["mountPoints"][0]["sourceVolume"] == vllm["mountPoints"][0]["sourceVolume"] == "adapters"
+    assert vllm["mountPoints"][0]["readOnly"] is True and sync["mountPoints"][0]["readOnly"] is False
+    a = vllm["command"]
+    assert_real_flags(a)
+    assert [a[a.index(f) + 1] for f in ("--max-loras", "--max-lora-rank", "--max-cpu-loras")] == ["8", "64", "32"]
+    i = a.index("--lora-modules")
+    assert a[i + 1:] == ["acme-support=/adapters/acme-support", "globex-legal=/adapters/globex-legal",
+                         "globex-sql=/adapters/globex-sql"]
+    # The mapping is one manifest object in the adapter store, outside the tenants' prefixes.
+    env = {e["name"]: e["value"] for e in sync["environment"]}
+    manifest = inputs(one(run, "aws:s3/bucketObjectv2:BucketObjectv2"))
+    assert manifest["key"] == env["LORA_ADAPTER_MANIFEST"] and manifest["key"].startswith("manifests/ecs/prod/llama-3-1-8b/")
+    assert manifest["content"] == "acme-support\tacme\nglobex-legal\tglobex\nglobex-sql\tglobex\n"
+    assert manifest["serverSideEncryption"] == "aws:kms" and env["LORA_ADAPTER_BUCKET"] == manifest["bucket"]
+    # The LoRA task runs as the adapter store's reader role; the 70B task gets no adapter access and no sync.
+    (reader,) = [inputs(r)["name"] for r in of_type(run, "aws:iam/role:Role") if inputs(r).get("name", "").endswith("-reader")]
+    assert td["taskRoleArn"].endswith(f":role/{reader}")
+    td70, (only,) = _task(run, "llama-3-1-70b")
+    assert only["name"] == "vllm" and "--enable-lora" not in only["command"] and "dependsOn" not in only
+    assert td70["taskRoleArn"] != td["taskRoleArn"]
+    assert_real_flags(only["command"])
+
+
+def test_reader_role_may_read_only_this_stacks_manifests_besides_tenants():
+    run = _lora_run()
+    (extra,) = [json.loads(inputs(r)["policy"]) for r in of_type(run, "aws:iam/rolePolicy:RolePolicy")
+                if inputs(r).get("name") == "ecs-adapter-manifests"]
+    (stmt,) = extra["Statement"]
+    assert stmt["Action"] == "s3:GetObject" and stmt["Resource"].endswith("/manifests/ecs/prod/*")
+
+
+def test_two_thousand_tenants_register_as_many_resources_as_two():
+    small, large = _lora_run(2, runtime_loading=True), _lora_run(2000, runtime_loading=True)
+    assert sorted(r.type for r in large.registrations) == sorted(r.type for r in small.registrations)
+    td, (sync, vllm) = _task(large, "llama-3-1-8b")
+    # Runtime loading: no --lora-modules; vLLM resolves adapters by name from the synced directory.
+    assert "--lora-modules" not in vllm["command"] and "--enable-lora" in vllm["command"]
+    env = {e["name"]: e["value"] for e in vllm["environment"]}
+    assert env["VLLM_LORA_RESOLVER_CACHE_DIR"] == "/adapters" and env["VLLM_PLUGINS"] == "lora_filesystem_resolver"
+    assert len(td["containerDefinitions"].encode()) < 16 * 1024
+    manifest = inputs(one(large, "aws:s3/bucketObjectv2:BucketObjectv2"))["content"]
+    assert manifest.count("\n") == 2000 and "adapter-1999\ttenant-1999\n" in manifest
+
+
+def test_too_many_named_adapters_on_ecs_is_a_config_error():
+    tenants = [{"id": f"tenant-{i:04d}", "adapters": [f"adapter-{i:04d}"]} for i in range(65)]
+    with pytest.raises(ConfigError) as e:
+        settings_for("prod", _lora_ecs(tenants))
+    assert ("llmserving:lora.tenants: got 65 adapters; on ECS at most 64 are named at start (--lora-modules; an ECS "
+            "task definition is at most 64 KiB); set llmserving:lora.runtimeLoading: true to load them by name from "
+            "the synced adapter directory") in str(e.value)
