@@ -100,7 +100,7 @@ def good_world() -> list[Registration]:
     add(reg("eks:index:Cluster", "eks", {
         "endpointPrivateAccess": True, "endpointPublicAccess": True, "publicAccessCidrs": ["198.51.100.0/24"],
         "enabledClusterLogTypes": ["api", "audit", "authenticator", "controllerManager", "scheduler"],
-        "encryptionConfigKeyArn": key_arn}, protect=True, custom=False))
+        "encryptionConfigKeyArn": key_arn, "tags": TAGS}, protect=True, custom=False))
     gpu_lt = reg("aws:ec2/launchTemplate:LaunchTemplate", "p5-lt", {
         "metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 2, "httpEndpoint": "enabled"},
         "blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"encrypted": "true", "volumeSize": 1000}}],
@@ -135,17 +135,23 @@ def good_world() -> list[Registration]:
         "instanceType": "g5.12xlarge", "metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 1},
         "tags": TAGS})
     add(ecs_lt)
+    # As components/ecs_gpu_cluster.py declares it: instance types as mixed-instances overrides, on-demand.
     add(reg("aws:autoscaling/group:Group", "ecs-gpu", {
-        "maxSize": 1, "minSize": 0, "launchTemplate": {"id": "lt-ecs", "version": "$Latest"},
+        "maxSize": 1, "minSize": 0,
+        "mixedInstancesPolicy": {
+            "instancesDistribution": {"onDemandBaseCapacity": 0, "onDemandPercentageAboveBaseCapacity": 100,
+                                      "spotAllocationStrategy": "price-capacity-optimized"},
+            "launchTemplate": {"launchTemplateSpecification": {"launchTemplateId": "lt-ecs", "version": "$Latest"},
+                               "overrides": [{"instanceType": "g5.12xlarge"}]}},
         "tags": [{"key": k, "value": v, "propagateAtLaunch": True} for k, v in TAGS.items()]},
-        deps={"launchTemplate": [ecs_lt.urn]}))
+        deps={"mixedInstancesPolicy": [ecs_lt.urn]}))
     add(reg("aws:ecs/taskDefinition:TaskDefinition", "vllm-task", {"family": "vllm", "tags": TAGS, "containerDefinitions": json.dumps([{
         "name": "vllm", "image": "vllm/vllm-openai:v0.11.1",
-        "command": ["--model", "meta-llama/Llama-3.1-8B-Instruct", "--tensor-parallel-size", "4"],
+        "entryPoint": ["vllm", "serve"], "command": ["meta-llama/Llama-3.1-8B-Instruct", "--tensor-parallel-size", "4"],
         "resourceRequirements": [{"type": "GPU", "value": "4"}],
         "secrets": [{"name": "VLLM_API_KEY", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:vllm"}],
         "healthCheck": {"command": ["CMD-SHELL", "curl -f http://localhost:8000/health || exit 1"]},
-        "privileged": False}])}))
+        "linuxParameters": {"sharedMemorySize": 16384}, "privileged": False}])}))
     add(reg("aws:ecs/service:Service", "vllm-svc", {
         "deploymentCircuitBreaker": {"enable": True, "rollback": True}, "tags": TAGS}))
     add(reg("aws:budgets/budget:Budget", "gpu-budget", {
@@ -188,11 +194,11 @@ def good_world() -> list[Registration]:
     add(reg("aws:lb/listener:Listener", "https", {
         "port": 443, "protocol": "HTTPS", "sslPolicy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
         "certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/x",
-        "defaultActions": [{"type": "forward", "targetGroupArn": "arn:tg"}]}, deps={"loadBalancerArn": [lb.urn]}))
+        "defaultActions": [{"type": "forward", "targetGroupArn": "arn:tg"}], "tags": TAGS}, deps={"loadBalancerArn": [lb.urn]}))
     add(reg("aws:lb/listener:Listener", "http", {
         "port": 80, "protocol": "HTTP",
-        "defaultActions": [{"type": "redirect", "redirect": {"protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"}}]},
-        deps={"loadBalancerArn": [lb.urn]}))
+        "defaultActions": [{"type": "redirect", "redirect": {"protocol": "HTTPS", "port": "443", "statusCode": "HTTP_301"}}],
+        "tags": TAGS}, deps={"loadBalancerArn": [lb.urn]}))
     acl = reg("aws:wafv2/webAcl:WebAcl", "waf", {
         "scope": "REGIONAL", "defaultAction": {"allow": {}}, "tags": TAGS,
         "rules": [{"name": "rate", "priority": 1, "action": {"block": {}},
@@ -268,17 +274,22 @@ def _set(obj: Any, path: tuple, value: Any) -> None:
         obj[path[-1]] = value
 
 
-def stack_policy_names() -> set[str]:
-    """Names of the pack's stack-level (AnalyzeStack) policies, read from the pack's own modules."""
+def pack_policies() -> list:
+    """The pack's policy objects, imported from its own modules (as policies/__main__.py lists them)."""
     import sys
-
-    from pulumi_policy import StackValidationPolicy
 
     if str(PACK) not in sys.path:
         sys.path.insert(0, str(PACK))
     from rules import cost, gpu, reliability, security
 
-    return {p.name for m in (gpu, cost, security, reliability) for p in m.POLICIES if isinstance(p, StackValidationPolicy)}
+    return [p for m in (gpu, cost, security, reliability) for p in m.POLICIES]
+
+
+def stack_policy_names() -> set[str]:
+    """Names of the pack's stack-level (AnalyzeStack) policies, read from the pack's own modules."""
+    from pulumi_policy import StackValidationPolicy
+
+    return {p.name for p in pack_policies() if isinstance(p, StackValidationPolicy)}
 
 
 class PackClient:

@@ -1,4 +1,5 @@
-"""The offline preview with the real pack: shipped stacks pass; broken stack files exit 1 naming the rule."""
+"""The offline preview with the real pack: shipped stacks pass; broken stack files (too many GPUs, over budget)
+and a public adapter bucket exit 1 naming the rule."""
 
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ from infra.preview import main
 from tests.harness import shipped_preview
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
 
 
 def _broken(tmp_path: Path, stack: str, edit) -> Path:
@@ -73,3 +72,48 @@ def test_over_budget_exits_1_naming_the_rule(tmp_path):
     assert code == 1
     assert [p for p, _ in _mandatory(doc)] == ["cost-max-hourly-within-budget"]
     assert _mandatory(doc)[0][1].endswith("the stack budget is $320/hour")
+
+
+class _Proxy:
+    """A module stand-in that overrides some attributes and forwards the rest."""
+
+    def __init__(self, real, **overrides):
+        self._real, self._overrides = real, overrides
+
+    def __getattr__(self, name):
+        return self._overrides[name] if name in self._overrides else getattr(self._real, name)
+
+
+def test_public_adapter_bucket_exits_1_naming_the_rules(tmp_path, monkeypatch):
+    # No stack-config knob makes the adapter bucket public, on purpose: a switch whose only use is to
+    # weaken a customer-data store would be a foot-gun. So the "public bucket" mistake is injected into
+    # the component itself (Block Public Access flags off, an Allow for "*" in the bucket policy), and
+    # the full offline preview runs in-process: the real program under mocks, the real pack over gRPC.
+    from components import adapter_store
+
+    real_aws, real_policy = adapter_store.aws, adapter_store.bucket_policy
+
+    def open_block(name, **kwargs):
+        kwargs.update(block_public_acls=False, block_public_policy=False, ignore_public_acls=False,
+                      restrict_public_buckets=False)
+        return real_aws.s3.BucketPublicAccessBlock(name, **kwargs)
+
+    def public_read(bucket_arn, account_id):
+        doc = real_policy(bucket_arn, account_id)
+        doc["Statement"].append({"Sid": "PublicRead", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                                 "Resource": f"{bucket_arn}/*"})
+        return doc
+
+    monkeypatch.setattr(adapter_store, "aws", _Proxy(real_aws, s3=_Proxy(real_aws.s3, BucketPublicAccessBlock=open_block)))
+    monkeypatch.setattr(adapter_store, "bucket_policy", public_read)
+    out = tmp_path / "doc.json"
+    assert main(["--stack", "dev", "--quiet", "--json", str(out)]) == 1
+    doc = json.loads(out.read_text())
+    assert sorted(_mandatory(doc)) == [
+        ("s3-block-public-access", "bucket 'llmserving-dev-adapters-123456789012-us-east-1' public access block leaves "
+         "off: blockPublicAcls, blockPublicPolicy, ignorePublicAcls, restrictPublicBuckets (CKV2_AWS_6)"),
+        ("s3-no-wildcard-principal", "bucket policy 'llmserving-dev-adapters-policy' allows s3:GetObject to any "
+         "principal (\"*\") (CKV_AWS_70)"),
+    ]
+    urns = sorted(v["urn"].rsplit("::", 1)[1] for v in doc["policy"]["violations"])
+    assert urns == ["llmserving-dev-adapters-bucket", "llmserving-dev-adapters-policy"]

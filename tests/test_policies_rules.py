@@ -16,6 +16,7 @@ DEP = "kubernetes:apps/v1:Deployment"
 C0 = ("spec", "template", "spec", "containers", 0)
 LWS_T = ("spec", "leaderWorkerTemplate")
 NP_REQ = ("spec", "template", "spec", "requirements")
+ASG_ON_DEMAND_PCT = ("mixedInstancesPolicy", "instancesDistribution", "onDemandPercentageAboveBaseCapacity")
 D = "llama-3-1-8b"
 
 
@@ -30,6 +31,9 @@ def _world(kind: str):
     regs = good_world()
     if kind == "dev-nodepool":
         return [r for r in regs if r.name == "g5-lora"], "dev"
+    if kind == "dev-asg":  # an ECS GPU pool that may launch spot above its on-demand base
+        regs = mutate(regs, "ecs-gpu", ASG_ON_DEMAND_PCT, 0)
+        return [r for r in regs if r.name == "ecs-gpu"], "dev"
     return regs, "prod"
 
 
@@ -76,6 +80,9 @@ CASES = [
     ("cost-spot-required", "dev-nodepool", "g5-lora", NP_REQ + (1, "values"), ["on-demand"],
      ["GPU NodePool 'g5-lora' cannot launch spot capacity (karpenter.sh/capacity-type: on-demand); this stack requires "
       "spot for GPU pools"]),
+    ("cost-spot-required", "dev-asg", "ecs-gpu", ASG_ON_DEMAND_PCT, 100,
+     ["GPU auto scaling group 'ecs-gpu' launches only on-demand capacity (mixedInstancesPolicy "
+      "onDemandPercentageAboveBaseCapacity 100); this stack requires spot for GPU pools"]),
     ("cost-budget-exists", "prod", "gpu-budget", ("budgetType",), "USAGE",
      ["the stack runs GPU capacity but has no AWS Budgets cost budget (aws:budgets/budget:Budget, budgetType COST)"]),
     ("cost-budget-alerts", "prod", "gpu-budget", ("notifications", 0, "subscriberEmailAddresses"), [],
@@ -174,6 +181,9 @@ CASES = [
     ("vllm-shared-memory", "prod", D, C0 + ("volumeMounts",), [],
      ["Deployment llmserving/llama-3-1-8b container 'vllm' runs tensor/pipeline parallel without a memory-backed /dev/shm "
       "(emptyDir medium: Memory); NCCL fails"]),
+    ("vllm-shared-memory", "prod", "vllm-task", ("containerDefinitions", 0, "linuxParameters"), DELETE,
+     ["ECS task 'vllm-task' container 'vllm' runs tensor/pipeline parallel without linuxParameters.sharedMemorySize "
+      "(Docker's 64 MB /dev/shm); NCCL fails"]),
     ("lws-recreate-group-on-restart", "prod", "llama-3-1-70b", LWS_T + ("restartPolicy",), "None",
      ["LeaderWorkerSet llmserving/llama-3-1-70b has restartPolicy None; a multi-node vLLM group must use "
       "RecreateGroupOnPodRestart"]),

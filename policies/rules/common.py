@@ -169,18 +169,23 @@ def resource_policy(name: str, description: str, validate: Callable[[Res, dict, 
             return
         validate(res_of(args), config_of(args), report)
 
-    return ResourceValidationPolicy(name=name, description=description, enforcement_level=level, validate=run,
-                                    config_schema=PolicyConfigSchema(properties=schema) if schema else None)
+    policy = ResourceValidationPolicy(name=name, description=description, enforcement_level=level, validate=run,
+                                      config_schema=PolicyConfigSchema(properties=schema) if schema else None)
+    policy.scope_types = wanted  # the resource types the rule judges (None: every type)
+    return policy
 
 
 def stack_policy(name: str, description: str, validate: Callable[[list[Res], dict, ReportViolation], None], *,
                  level: EnforcementLevel = EnforcementLevel.MANDATORY,
-                 schema: Optional[dict] = None) -> StackValidationPolicy:
+                 schema: Optional[dict] = None, types: Iterable[str] = ()) -> StackValidationPolicy:
+    """`types`: the resource types the rule judges (documentation and the coverage test; the rule sees all)."""
     def run(args: StackValidationArgs, report: ReportViolation) -> None:
         validate(stack_resources(args), config_of(args), report)
 
-    return StackValidationPolicy(name=name, description=description, enforcement_level=level, validate=run,
-                                 config_schema=PolicyConfigSchema(properties=schema) if schema else None)
+    policy = StackValidationPolicy(name=name, description=description, enforcement_level=level, validate=run,
+                                   config_schema=PolicyConfigSchema(properties=schema) if schema else None)
+    policy.scope_types = frozenset(types)
+    return policy
 
 
 # --- instance types -------------------------------------------------------------
@@ -226,6 +231,10 @@ LWS = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
 NODEPOOL = "kubernetes:karpenter.sh/v1:NodePool"
 EC2NODECLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
 GPU_RESOURCE = "nvidia.com/gpu"
+# Where GPU capacity is declared: EKS managed node groups, Auto Scaling groups (ECS) with their launch
+# templates, Karpenter NodePools.
+GPU_POOL_TYPES = ("aws:eks/nodeGroup:NodeGroup", "aws:autoscaling/group:Group", "aws:ec2/launchTemplate:LaunchTemplate",
+                  NODEPOOL)
 
 
 def pod_specs(res: Res) -> list[tuple[str, dict]]:
@@ -276,7 +285,9 @@ def workload_label(res: Res) -> str:
 
 
 def container_args(c: dict) -> list[str]:
-    return [str(a) for a in as_list(c.get("command")) + as_list(c.get("args")) if isinstance(a, (str, int, float))]
+    """The command line: Kubernetes command + args; ECS entryPoint + command."""
+    words = as_list(c.get("entryPoint")) + as_list(c.get("command")) + as_list(c.get("args"))
+    return [str(a) for a in words if isinstance(a, (str, int, float))]
 
 
 def is_vllm(c: dict) -> bool:

@@ -8,11 +8,12 @@ stack's catalog overrides and budget belong in its policy config.
 
 from __future__ import annotations
 
-from rules.common import (INSTANCE_TABLE_SCHEMA, NODEPOOL, Res, UNKNOWN, as_list, fmt, gpu_pools, has_gpu_capacity,
+from rules.common import (GPU_POOL_TYPES, INSTANCE_TABLE_SCHEMA, NODEPOOL, Res, UNKNOWN, as_list, fmt, gpu_pools, has_gpu_capacity,
                           is_gpu_type, nodepool_capacity_types, nodepool_is_gpu, num, of_type, resource_policy,
                           stack_policy)
 
-# AWS resource types this project creates that take `tags` (cost allocation).
+# AWS resource types this project creates that take `tags` (cost allocation), checked against what the
+# shipped EKS and ECS stacks register (tests/test_policies_coverage.py).
 TAGGABLE_TYPES = frozenset({
     "aws:ec2/vpc:Vpc", "aws:ec2/subnet:Subnet", "aws:ec2/internetGateway:InternetGateway",
     "aws:ec2/natGateway:NatGateway", "aws:ec2/eip:Eip", "aws:ec2/routeTable:RouteTable",
@@ -24,6 +25,10 @@ TAGGABLE_TYPES = frozenset({
     "aws:autoscaling/group:Group", "aws:sqs/queue:Queue", "aws:cloudwatch/eventRule:EventRule",
     "aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2", "aws:lb/loadBalancer:LoadBalancer",
     "aws:lb/targetGroup:TargetGroup", "aws:wafv2/webAcl:WebAcl", "aws:budgets/budget:Budget",
+    "aws:lb/listener:Listener", "aws:lb/listenerRule:ListenerRule", "aws:eks/accessEntry:AccessEntry",
+    "aws:eks/podIdentityAssociation:PodIdentityAssociation", "aws:ecs/capacityProvider:CapacityProvider",
+    "aws:iam/instanceProfile:InstanceProfile", "aws:secretsmanager/secret:Secret", "aws:appautoscaling/target:Target",
+    "eks:index:Cluster",  # the pulumi_eks component: its `tags` reach the control plane
 })
 DEFAULT_REQUIRED_TAGS = ["project", "stack", "environment", "tier"]
 NODEGROUP = "aws:eks/nodeGroup:NodeGroup"
@@ -49,7 +54,7 @@ def _tags(r: Res, cfg: dict, report) -> None:
 cost_allocation_tags = resource_policy(
     "cost-allocation-tags",
     "Taggable AWS resources carry the cost-allocation tags (project, stack, environment, tier) so spend is "
-    "attributable (Checkov CKV_AWS_153-style tagging; no exact ID).",
+    "attributable (no exact Checkov/Trivy ID).",
     _tags, types=TAGGABLE_TYPES,
     schema={"requiredTags": {"type": "array", "items": {"type": "string"}, "default": DEFAULT_REQUIRED_TAGS}})
 
@@ -75,8 +80,13 @@ max_hourly = stack_policy(
     "cost-max-hourly-within-budget",
     "The worst-case hourly cost of all GPU capacity (every pool at max size, dearest allowed instance type, "
     "on-demand unless spot-only), priced from the catalog, stays within maxHourlyUsd.",
-    _max_hourly,
+    _max_hourly, types=GPU_POOL_TYPES,
     schema={"maxHourlyUsd": {"type": "number", "exclusiveMinimum": 0}, "instanceTypes": INSTANCE_TABLE_SCHEMA})
+
+
+def _asg_types(r: Res) -> list[str]:
+    overrides = r.get("mixedInstancesPolicy", "launchTemplate", "overrides", default=[])
+    return [o.get("instanceType") for o in as_list(overrides) if isinstance(o, dict) and isinstance(o.get("instanceType"), str)]
 
 
 def _spot(r: Res, cfg: dict, report) -> None:
@@ -92,10 +102,17 @@ def _spot(r: Res, cfg: dict, report) -> None:
             report(f"GPU NodePool '{r.get('metadata', 'name', default=r.name)}' cannot launch spot capacity "
                    f"(karpenter.sh/capacity-type: {', '.join(nodepool_capacity_types(r))}); this stack requires spot for GPU pools")
     elif r.type == ASG:
-        pools = gpu_pools([r], {})
-        if pools and r.get("mixedInstancesPolicy") is None:
-            report(f"GPU auto scaling group '{r.name}' has no mixedInstancesPolicy with spot capacity; this stack requires "
-                   f"spot for GPU pools")
+        # The project's ECS GPU pools declare their instance types as mixedInstancesPolicy overrides; such a group
+        # launches spot only when onDemandPercentageAboveBaseCapacity is below 100 (AWS's default when unset).
+        if not any(is_gpu_type(t) for t in _asg_types(r)):
+            return
+        pct = r.get("mixedInstancesPolicy", "instancesDistribution", "onDemandPercentageAboveBaseCapacity")
+        if pct is UNKNOWN:
+            return
+        pct = num(pct) if num(pct) is not None else 100.0
+        if pct >= 100:
+            report(f"GPU auto scaling group '{r.name}' launches only on-demand capacity (mixedInstancesPolicy "
+                   f"onDemandPercentageAboveBaseCapacity {fmt(pct)}); this stack requires spot for GPU pools")
 
 
 spot_required = resource_policy(
@@ -115,7 +132,7 @@ def _budget_exists(resources: list[Res], cfg: dict, report) -> None:
 budget_exists = stack_policy(
     "cost-budget-exists",
     "A stack with GPU capacity has an AWS Budgets cost budget.",
-    _budget_exists)
+    _budget_exists, types=GPU_POOL_TYPES)
 
 
 def _budget_alerts(r: Res, cfg: dict, report) -> None:

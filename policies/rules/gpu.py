@@ -8,7 +8,7 @@ maximum). Pools at their maximum size are what the limits judge.
 
 from __future__ import annotations
 
-from rules.common import (GPU_RESOURCE, INSTANCE_TABLE_SCHEMA, LWS, NODEPOOL, Res, all_containers, as_list, container_args,
+from rules.common import (GPU_POOL_TYPES, GPU_RESOURCE, INSTANCE_TABLE_SCHEMA, LWS, NODEPOOL, Res, all_containers, as_list, container_args,
                           family, flag, fmt, gpu_pools, gpu_request, is_gpu_type, is_vllm, nodepool_instance_types,
                           nodepool_is_gpu, num, pod_specs, resource_policy, stack_policy, tolerates_gpu_taint,
                           workload_label, WORKLOAD_TYPES, UNKNOWN)
@@ -74,7 +74,7 @@ max_per_pool = stack_policy(
     "gpu-max-per-pool",
     "Each GPU pool at its maximum size (node group/ASG maxSize x GPUs per node, NodePool nvidia.com/gpu limit) "
     "stays within maxGpusPerPool.",
-    _max_per_pool,
+    _max_per_pool, types=GPU_POOL_TYPES,
     schema={"maxGpusPerPool": {"type": "integer", "minimum": 1, "default": 64}, "instanceTypes": INSTANCE_TABLE_SCHEMA})
 
 
@@ -92,7 +92,7 @@ def _max_total(resources: list[Res], cfg: dict, report) -> None:
 max_total = stack_policy(
     "gpu-max-total",
     "All GPU pools together, at maximum size, stay within maxGpusTotal (stack-level total).",
-    _max_total,
+    _max_total, types=GPU_POOL_TYPES,
     schema={"maxGpusTotal": {"type": "integer", "minimum": 1, "default": 128}, "instanceTypes": INSTANCE_TABLE_SCHEMA})
 
 
@@ -216,7 +216,7 @@ def _fits_node(resources: list[Res], cfg: dict, report) -> None:
 fits_node = stack_policy(
     "gpu-pod-fits-node-type",
     "A GPU pod's nvidia.com/gpu request fits every instance type its node selector can place it on.",
-    _fits_node, schema={"instanceTypes": INSTANCE_TABLE_SCHEMA})
+    _fits_node, types=WORKLOAD_TYPES, schema={"instanceTypes": INSTANCE_TABLE_SCHEMA})
 
 
 def _tolerates(r: Res, cfg: dict, report) -> None:

@@ -29,7 +29,7 @@ def _min_zones(resources: list[Res], cfg: dict, report) -> None:
 min_zones = stack_policy(
     "min-availability-zones",
     "Private (node) subnets span at least `minZones` availability zones (3 in prod).",
-    _min_zones, schema={"minZones": {"type": "integer", "minimum": 1, "default": 2}})
+    _min_zones, types=["aws:ec2/subnet:Subnet"], schema={"minZones": {"type": "integer", "minimum": 1, "default": 2}})
 
 
 def _serving_workloads(resources: list[Res]) -> list[Res]:
@@ -75,7 +75,7 @@ def _pdb(resources: list[Res], cfg: dict, report) -> None:
 serving_pdb = stack_policy(
     "serving-pdb",
     "Every serving workload has a PodDisruptionBudget whose selector matches its pods.",
-    _pdb)
+    _pdb, types=WORKLOAD_TYPES)
 
 INTERRUPTION_EVENT = "EC2 Spot Instance Interruption Warning"
 
@@ -98,7 +98,7 @@ interruption_queue = stack_policy(
     "spot-interruption-queue",
     "Karpenter pools that can launch spot capacity come with the interruption SQS queue and the EventBridge rule "
     "for spot interruption warnings.",
-    _interruption_queue)
+    _interruption_queue, types=[NODEPOOL])
 
 
 def _protected(r: Res, cfg: dict, report) -> None:
@@ -129,17 +129,29 @@ resource_requests = resource_policy(
     _requests, types=WORKLOAD_TYPES)
 
 
+def _tp_pp(argv: list[str]) -> int | None:
+    try:
+        return int(flag(argv, "--tensor-parallel-size") or 1) * int(flag(argv, "--pipeline-parallel-size") or 1)
+    except ValueError:
+        return None  # a shell variable: cannot judge
+
+
 def _shm(r: Res, cfg: dict, report) -> None:
+    if r.type == ECS_TASK:
+        # ECS: Docker's 64 MB /dev/shm unless linuxParameters.sharedMemorySize (MiB) raises it.
+        for c in ecs_containers(r):
+            if not is_vllm(c) or (_tp_pp(container_args(c)) or 1) <= 1:
+                continue
+            size = get(c, "linuxParameters", "sharedMemorySize")
+            if size is not UNKNOWN and not num(size):
+                report(f"ECS task '{r.name}' container '{c.get('name')}' runs tensor/pipeline parallel without "
+                       f"linuxParameters.sharedMemorySize (Docker's 64 MB /dev/shm); NCCL fails")
+        return
     for role, spec in pod_specs(r):
         for c in spec.get("containers", []) or []:
             if not (isinstance(c, dict) and is_vllm(c)):
                 continue
-            argv = container_args(c)
-            try:
-                tp, pp = int(flag(argv, "--tensor-parallel-size") or 1), int(flag(argv, "--pipeline-parallel-size") or 1)
-            except ValueError:
-                continue
-            if tp * pp <= 1:
+            if (_tp_pp(container_args(c)) or 1) <= 1:
                 continue
             mem_vols = {v.get("name") for v in as_list(spec.get("volumes"))
                         if isinstance(v, dict) and get(v, "emptyDir", "medium") == "Memory"}
@@ -152,8 +164,9 @@ def _shm(r: Res, cfg: dict, report) -> None:
 
 vllm_shm = resource_policy(
     "vllm-shared-memory",
-    "vLLM servers with tensor or pipeline parallelism mount a memory-backed /dev/shm.",
-    _shm, types=WORKLOAD_TYPES)
+    "vLLM servers with tensor or pipeline parallelism mount a memory-backed /dev/shm (ECS: linuxParameters."
+    "sharedMemorySize).",
+    _shm, types=[*WORKLOAD_TYPES, ECS_TASK])
 
 
 def _lws_restart(r: Res, cfg: dict, report) -> None:

@@ -61,7 +61,8 @@ def _vpc_flow_logs(resources: list[Res], cfg: dict, report) -> None:
             report(f"VPC '{vpc.name}' has no flow log (CKV2_AWS_11)", vpc.urn)
 
 
-vpc_flow_logs = stack_policy("vpc-flow-logs", "Every VPC has a flow log (Checkov CKV2_AWS_11).", _vpc_flow_logs)
+vpc_flow_logs = stack_policy("vpc-flow-logs", "Every VPC has a flow log (Checkov CKV2_AWS_11).", _vpc_flow_logs,
+                             types=["aws:ec2/vpc:Vpc"])
 
 
 def _log_retention(r: Res, cfg: dict, report) -> None:
@@ -126,7 +127,7 @@ s3_sse_kms = stack_policy(
     "s3-sse-kms",
     "Buckets use SSE-KMS with a bucket key by default (Checkov CKV_AWS_145, Trivy AVD-AWS-0132); buckets that "
     "receive access logs need default encryption (ALB logs require SSE-S3).",
-    _sse_kms)
+    _sse_kms, types=BUCKETS)
 
 
 def _versioning(resources: list[Res], cfg: dict, report) -> None:
@@ -139,7 +140,8 @@ def _versioning(resources: list[Res], cfg: dict, report) -> None:
 
 
 s3_versioning = stack_policy(
-    "s3-versioning", "Buckets have versioning enabled (Checkov CKV_AWS_21, Trivy AVD-AWS-0090).", _versioning)
+    "s3-versioning", "Buckets have versioning enabled (Checkov CKV_AWS_21, Trivy AVD-AWS-0090).", _versioning,
+    types=BUCKETS)
 
 PAB_FLAGS = ["blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"]
 
@@ -159,7 +161,7 @@ s3_bpa = stack_policy(
     "s3-block-public-access",
     "Buckets have a public access block with all four flags on (Checkov CKV2_AWS_6, CKV_AWS_53-56; Trivy "
     "AVD-AWS-0086/0087/0091/0093).",
-    _bpa)
+    _bpa, types=BUCKETS)
 
 
 def _statements(policy: Any) -> list[dict] | None:
@@ -205,7 +207,7 @@ def _tls_only(resources: list[Res], cfg: dict, report) -> None:
 s3_tls_only = stack_policy(
     "s3-tls-only",
     "Bucket policies deny requests made without TLS (aws:SecureTransport = false; AWS Security Hub S3.5, no Checkov ID).",
-    _tls_only)
+    _tls_only, types=BUCKETS)
 
 
 def _no_wildcard_principal(r: Res, cfg: dict, report) -> None:
@@ -233,7 +235,7 @@ def _access_logging(resources: list[Res], cfg: dict, report) -> None:
 s3_access_logging = stack_policy(
     "s3-access-logging",
     "Buckets other than log buckets have server access logging (Checkov CKV_AWS_18, Trivy AVD-AWS-0089).",
-    _access_logging)
+    _access_logging, types=BUCKETS)
 
 
 # --- EKS control plane ---------------------------------------------------------------
@@ -443,7 +445,7 @@ def _waf_attached(resources: list[Res], cfg: dict, report) -> None:
 waf_attached = stack_policy(
     "waf-attached",
     "Where required (prod), every internet-facing ALB has a WAFv2 web ACL association (Checkov CKV2_AWS_28).",
-    _waf_attached, schema={"required": {"type": "boolean", "default": False}})
+    _waf_attached, types=[LB], schema={"required": {"type": "boolean", "default": False}})
 
 
 def _waf_rate(r: Res, cfg: dict, report) -> None:
@@ -540,7 +542,7 @@ def _privileged(r: Res, cfg: dict, report) -> None:
 
 no_privileged = resource_policy(
     "no-privileged-containers",
-    "No container runs privileged (Checkov CKV_K8S_16, Trivy AVD-KSV-0017; ECS: CKV_AWS_97 family).",
+    "No container runs privileged (Checkov CKV_K8S_16, Trivy AVD-KSV-0017; ECS: AWS Config ECS_CONTAINERS_NONPRIVILEGED).",
     _privileged, types=[*WORKLOAD_TYPES, ECS_TASK])
 
 
