@@ -174,7 +174,8 @@ def test_price_override_changes_the_plan():
         "dev", {"llmserving:catalog": {"instanceTypes": {"g5.2xlarge": {"onDemandUsdPerHour": 0.606}}}}))
     assert cheaper.pools[0].nodes == pool.nodes
     assert cheaper.hourly_usd == pytest.approx(base.hourly_usd / 2)
-    assert cheaper.max_hourly_usd == pytest.approx(base.max_hourly_usd / 2)
+    # The worst case prices the pool's dearest type (g6e.2xlarge), which the override leaves alone.
+    assert cheaper.max_hourly_usd == pytest.approx(base.max_hourly_usd) == pytest.approx(16 * 2.242)
     assert "0.606" in cheaper.pools[0].price_basis
 
 

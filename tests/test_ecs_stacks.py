@@ -119,7 +119,8 @@ def test_large_tier_is_multi_zone_behind_the_alb():
     assert len(run.outputs["zones"]) == 3
     service = inputs(one(run, "aws:ecs/service:Service"))
     assert service["orderedPlacementStrategies"][0]["field"] == "attribute:ecs.availability-zone"
-    assert one(run, "aws:lb/listenerRule:ListenerRule")
+    rule = inputs(one(run, "aws:lb/listenerRule:ListenerRule", "llmserving-prod-edge-llama-3-1-70b"))
+    assert rule["conditions"] == [{"httpHeader": {"httpHeaderName": "x-llm-model", "values": ["llama-3-1-70b"]}}]
 
 
 def test_fp8_checkpoint_is_not_quantized_again_and_70b_uses_fp8_kv_cache():
