@@ -81,7 +81,8 @@ class Assumption(_Row):
     as_of: str
 
 
-_NVIDIA = "NVIDIA datasheets (A100, H100 SXM, A10G via AWS G5 page, L4, L40S, MI300X from AMD)"
+_NVIDIA = "NVIDIA datasheets (A100, H100 SXM, A10G via AWS G5 page, L4, L40S, RTX A5000)"
+_AMD = "AMD Instinct MI300X datasheet"
 
 GPUS: dict[str, Gpu] = {
     g.name: g
@@ -93,7 +94,7 @@ GPUS: dict[str, Gpu] = {
         Gpu(name="L4", memory_gb=24, memory_bandwidth_gbs=300, compute_capability=8.9, source=_NVIDIA, as_of="2025-06"),
         Gpu(name="L40S", memory_gb=48, memory_bandwidth_gbs=864, compute_capability=8.9, source=_NVIDIA, as_of="2025-06"),
         # Only used to carry the 70B anchor figure below; no AWS instance here.
-        Gpu(name="MI300X", memory_gb=192, memory_bandwidth_gbs=5300, compute_capability=0.0, source=_NVIDIA, as_of="2025-06"),
+        Gpu(name="MI300X", memory_gb=192, memory_bandwidth_gbs=5300, compute_capability=0.0, source=_AMD, as_of="2025-06"),
         Gpu(name="A5000", memory_gb=24, memory_bandwidth_gbs=768, compute_capability=8.6, source=_NVIDIA, as_of="2025-06"),
     ]
 }
