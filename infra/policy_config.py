@@ -72,13 +72,17 @@ def render(stack: str, root: Path = ROOT) -> str:
     return json.dumps(policy_config(settings_of(stack, root)), indent=2, sort_keys=True) + "\n"
 
 
+def shipped_stacks() -> list[str]:
+    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.policy_config", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stack", action="append", help="stack(s) to generate (default: dev and prod)")
+    parser.add_argument("--stack", action="append", help="stack(s) to generate (default: every Pulumi.<stack>.yaml)")
     parser.add_argument("--check", action="store_true", help="exit 1 if a shipped file differs")
     args = parser.parse_args(argv)
     stale = []
-    for stack in args.stack or ["dev", "prod"]:
+    for stack in args.stack or shipped_stacks():
         path = ROOT / "policies" / "config" / f"{stack}.json"
         text = render(stack)
         if args.check:

@@ -20,7 +20,7 @@ def pack():
     client.close()
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pytest.mark.parametrize("stack", policy_config.shipped_stacks())
 def test_shipped_config_is_what_the_generator_writes(stack):
     assert (PACK / "config" / f"{stack}.json").read_text() == policy_config.render(stack)
     assert policy_config.main(["--check"]) == 0
