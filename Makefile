@@ -7,7 +7,7 @@ STACK ?= dev
 PYTEST_ARGS ?= -n 2
 STAMP := $(VENV)/.installed
 
-.PHONY: preview test bench clean
+.PHONY: preview test bench snapshots clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml tests/iam_eval/package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m tests.bench
+
+# Rewrite tests/snapshots/<stack>.json after an intended change to what a stack deploys.
+snapshots: $(STAMP)
+	$(PY) -m tests.snapshots
 
 clean:
 	rm -rf $(VENV) .pytest_cache
