@@ -91,6 +91,7 @@ def validate_serving_foundation_args(args: ServingFoundationArgs) -> None:
 
 class ServingFoundation(pulumi.ComponentResource):
     namespace: str
+    namespace_resource: k8s.core.v1.Namespace
     ready: list[pulumi.Resource]
 
     def __init__(self, name: str, args: ServingFoundationArgs, opts: Optional[pulumi.ResourceOptions] = None):
@@ -126,6 +127,7 @@ class ServingFoundation(pulumi.ComponentResource):
             ready += [sa, cm]
 
         self.namespace = args.namespace
+        self.namespace_resource = ns
         self.ready = ready
         self.register_outputs({"namespace": args.namespace, "releases": sorted(self.releases),
                                "secrets": sorted(args.secrets)})

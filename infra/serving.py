@@ -254,7 +254,7 @@ def build(settings: Settings, plan: capacity.Plan, *, k8s_provider: k8s.Provider
     foundation = ServingFoundation(prefix, foundation_args(
         settings, cluster_name=cluster_name, adapter_bucket_name=adapter_bucket_name,
         adapter_reader_role_arn=adapter_reader_role_arn, tags=tags), opts=k8s_opts)
-    observability = Observability(f"{prefix}-observability", observability_args(settings, (foundation.ready[0],)),
+    observability = Observability(f"{prefix}-observability", observability_args(settings, (foundation.namespace_resource,)),
                                   opts=k8s_opts)
     deps = [*foundation.ready, *observability.ready]
 
