@@ -1,10 +1,18 @@
-"""NVIDIA runtime on the GPU nodes: the device plugin and, as a switch, DCGM exporter.
+"""NVIDIA runtime on the GPU nodes: the device plugin, as switches DCGM exporter and the EFA device plugin.
 
 Without the device plugin a GPU node never advertises `nvidia.com/gpu` and
 no GPU pod schedules. Both DaemonSets tolerate the GPU taint and run only on
 nodes labelled `nvidia.com/gpu.present=true` (the node groups and Karpenter
 pools set that label). Charts are plain `helm.v3.Release` resources with
 pinned versions.
+
+EFA: a pod of a model split across nodes requests `vpc.amazonaws.com/efa`,
+which only the AWS EFA device plugin advertises; without it such pods never
+schedule. When any pool needs EFA, the plugin (eks-charts
+`aws-efa-k8s-device-plugin`) runs on exactly those pools' nodes: it
+tolerates the GPU taint, requires `nvidia.com/gpu.present=true` and selects
+the EFA pools by their pool label (the chart's `supportedInstanceLabels`
+node-affinity term, here keyed on the pool label instead of instance types).
 """
 
 from __future__ import annotations
@@ -29,13 +37,24 @@ class HelmChart:
     repository: str = ""
 
 
+DCGM_NAMESPACE = "gpu-monitoring"
+# Pod labels of the DCGM exporter chart (selectorLabels: chart name and release name).
+DCGM_POD_LABELS = {"app.kubernetes.io/name": "dcgm-exporter", "app.kubernetes.io/instance": "dcgm-exporter"}
+DCGM_METRICS_PORT = "metrics"
+POOL_LABEL = "llmserving.io/pool"
+
+
 @dataclass(frozen=True)
 class NvidiaRuntimeArgs:
     device_plugin: HelmChart
     dcgm_exporter: Optional[HelmChart] = None
     namespace: str = "kube-system"
-    monitoring_namespace: str = "gpu-monitoring"
+    monitoring_namespace: str = DCGM_NAMESPACE
     extra_tolerations: list[dict] = field(default_factory=list)
+    # AWS EFA device plugin and the pools (values of `pool_label`) whose nodes have EFA interfaces.
+    efa_device_plugin: Optional[HelmChart] = None
+    efa_pools: tuple[str, ...] = ()
+    pool_label: str = POOL_LABEL
 
 
 def _pinned(what: str, chart: HelmChart, p: list[str]) -> None:
@@ -51,6 +70,13 @@ def validate_nvidia_runtime_args(args: NvidiaRuntimeArgs) -> None:
     _pinned("device_plugin", args.device_plugin, p)
     if args.dcgm_exporter is not None:
         _pinned("dcgm_exporter", args.dcgm_exporter, p)
+    if args.efa_device_plugin is not None:
+        _pinned("efa_device_plugin", args.efa_device_plugin, p)
+        if not args.efa_pools:
+            p.append("efa_pools: got (); name the pools whose nodes have EFA interfaces (the plugin runs only there)")
+    elif args.efa_pools:
+        p.append(f"efa_device_plugin: got None but efa_pools is {list(args.efa_pools)}; pods on those pools request "
+                 f"vpc.amazonaws.com/efa, which only the EFA device plugin advertises")
     for t in args.extra_tolerations:
         if "key" not in t or "effect" not in t:
             p.append(f"extra_tolerations: got {t}; each toleration needs key and effect")
@@ -90,4 +116,12 @@ class NvidiaRuntime(pulumi.ComponentResource):
                  "serviceMonitor": {"enabled": False}},
                 pulumi.ResourceOptions(parent=self, depends_on=[ns]))
             outputs["dcgmExporterRelease"] = dcgm.name
+        if args.efa_device_plugin is not None:
+            efa_nodes = {"keys": [args.pool_label], "values": sorted(args.efa_pools)}
+            efa = _release(
+                "aws-efa-k8s-device-plugin", args.efa_device_plugin, args.namespace,
+                {"tolerations": tolerations, "nodeSelector": {"nvidia.com/gpu.present": "true"},
+                 "supportedInstanceLabels": efa_nodes},
+                child)
+            outputs["efaDevicePluginRelease"] = efa.name
         self.register_outputs(outputs)

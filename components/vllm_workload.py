@@ -23,8 +23,19 @@ the zone spread), and EFS/FSx add a shared throughput bottleneck and cost
 for files that are read once per start; chosen over a streaming loader
 because that needs the weights mirrored to S3 first. The download does not
 count against the startupProbe, whose budget only covers loading; it runs
-in the pod's own zone through the S3/NAT path, and `original/*` duplicates of
-Llama checkpoints are skipped.
+in the pod's own zone through the S3/NAT path. It fetches only what vLLM
+loads: config and tokenizer files first, then exactly the safetensors files
+that `model.safetensors.index.json` references (or the single
+`model.safetensors`). Duplicate copies of the weights are never fetched:
+`original/*` (Llama's native checkpoint) and `consolidated*` (Mistral's
+native single-file checkpoint, shipped beside the sharded one), so the
+cache holds one copy of the weights and the emptyDir's size limit (weights x
+headroom) covers it. The Xet chunk cache of huggingface_hub is turned off
+(it would otherwise grow up to 10 GB inside the same emptyDir).
+
+Autoscaling: KEDA owns the replica count of the Deployment/LeaderWorkerSet it
+scales, so Pulumi ignores `spec.replicas` on them after creation (otherwise
+every `pulumi up` would reset the count KEDA chose).
 
 Secrets: the Hugging Face token (init container only) and the vLLM API key
 (`VLLM_API_KEY`, read by the server) come from Kubernetes Secrets by name;
@@ -167,6 +178,36 @@ def validate_vllm_workload_args(args: VllmWorkloadArgs) -> None:
         raise ArgsError("VllmWorkload", p)
 
 
+# What the download step fetches before the weights: model config, generation
+# config, tokenizer (HF fast tokenizer JSON, sentencepiece model, tiktoken or
+# BPE files) and the safetensors index. Never the duplicate native checkpoints.
+DOWNLOAD_METADATA = ("*.json", "tokenizer.model", "*.tiktoken", "merges.txt", "vocab.txt")
+DOWNLOAD_SKIP = ("original/*", "consolidated*", "*.pth", "*.pt", "*.bin", "*.gguf", "*.onnx")
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+SINGLE_SAFETENSORS = "model.safetensors"
+
+
+def download_script(source: str, dest: str) -> str:
+    """Python run by the init container: metadata first, then only the safetensors the index references."""
+    return "\n".join([
+        "import json, os, sys",
+        "from huggingface_hub import snapshot_download",
+        f"repo, dest = {source!r}, {dest!r}",
+        f"snapshot_download(repo_id=repo, local_dir=dest, allow_patterns={list(DOWNLOAD_METADATA)!r}, "
+        f"ignore_patterns={list(DOWNLOAD_SKIP)!r})",
+        f"index = os.path.join(dest, {SAFETENSORS_INDEX!r})",
+        "if os.path.exists(index):",
+        "    with open(index) as f:",
+        "        weights = sorted(set(json.load(f)['weight_map'].values()))",
+        "else:",
+        f"    weights = [{SINGLE_SAFETENSORS!r}]",
+        "snapshot_download(repo_id=repo, local_dir=dest, allow_patterns=weights)",
+        "missing = [w for w in weights if not os.path.isfile(os.path.join(dest, w))]",
+        "if missing:",
+        "    sys.exit(f'{repo}: safetensors weights {missing} not found; vLLM loads sharded or single safetensors')",
+    ])
+
+
 def _selector_labels(name: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/instance": name}
 
@@ -217,14 +258,13 @@ def render(args: VllmWorkloadArgs) -> list[dict]:
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{ops.shm_gib}Gi"}},
         {"name": "model-cache", "emptyDir": {"sizeLimit": f"{ops.cache_gib}Gi"}},
     ]
-    download_env: list[dict] = [{"name": "HF_HOME", "value": f"{MODEL_DIR}/.hf"}]
+    download_env: list[dict] = [{"name": "HF_HOME", "value": f"{MODEL_DIR}/.hf"},
+                                {"name": "HF_XET_CHUNK_CACHE_SIZE_BYTES", "value": "0"}]
     if args.hf_token_secret:
         download_env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": args.hf_token_secret, "key": "token"}}})
-    download_py = ("from huggingface_hub import snapshot_download; "
-                   f"snapshot_download(repo_id={args.source!r}, local_dir={model_path!r}, "
-                   "ignore_patterns=['original/*', '*.pth'])")
     init_containers: list[dict] = [{
-        "name": "model-download", "image": args.image, "command": ["python3", "-c", download_py],
+        "name": "model-download", "image": args.image,
+        "command": ["python3", "-c", download_script(args.source, model_path)],
         "env": download_env, "volumeMounts": [{"name": "model-cache", "mountPath": MODEL_DIR}],
         "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "8Gi"}},
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
@@ -382,5 +422,10 @@ class VllmWorkload(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.kind = objs[0]["kind"]
         self.service_name = args.server.served_model_name
-        self.resources = {f"{o['kind']}": create_object(f"{name}-{o['kind'].lower()}", o, child) for o in objs}
+        scaled = {"Deployment", "LeaderWorkerSet"} if args.autoscaling is not None else set()
+        # KEDA owns the replica count of what it scales; Pulumi sets it only at creation.
+        keda_owned = pulumi.ResourceOptions(parent=self, ignore_changes=["spec.replicas"])
+        self.resources = {o["kind"]: create_object(f"{name}-{o['kind'].lower()}", o,
+                                                   keda_owned if o["kind"] in scaled else child)
+                          for o in objs}
         self.register_outputs({"kind": self.kind, "service": self.service_name, "namespace": args.namespace})

@@ -52,6 +52,11 @@ HELM_CHARTS: dict[str, ChartPin] = {
     "dcgm-exporter": ChartPin(
         chart="dcgm-exporter", version="4.6.0", repository="https://nvidia.github.io/dcgm-exporter/helm-charts",
         source="NVIDIA/dcgm-exporter helm-charts index (chart dcgm-exporter 4.6.0)", as_of="2025-10"),
+    # Advertises vpc.amazonaws.com/efa on EFA nodes (multi-node models); chart v0.5.20 ships plugin v0.5.13.
+    "aws-efa-k8s-device-plugin": ChartPin(
+        chart="aws-efa-k8s-device-plugin", version="v0.5.20", repository="https://aws.github.io/eks-charts",
+        source="aws/eks-charts stable/aws-efa-k8s-device-plugin/Chart.yaml (version v0.5.20, appVersion v0.5.13)",
+        as_of="2026-11"),
 }
 
 # Karpenter picks the NVIDIA variant of an AL2023 AMI for GPU instance types

@@ -8,7 +8,8 @@
   the prod p5 pool for 70B FP8) or `KarpenterGpuPool` (spot first with
   on-demand fallback, e.g. the dev g5/g6e pool and the prod g5 LoRA pool);
 - `NvidiaRuntime` (device plugin; DCGM exporter when
-  `observability.dcgmExporter`), `Karpenter` (when any pool uses it).
+  `observability.dcgmExporter`; the AWS EFA device plugin on the EFA pools
+  when any pool needs EFA), `Karpenter` (when any pool uses it).
 
 Tier presets are the shipped stacks: small = Pulumi.dev.yaml (g5/g6e
 spot-first through Karpenter), medium = Pulumi.prod.yaml (p5 managed node
@@ -174,9 +175,11 @@ def build(settings: Settings, plan: capacity.Plan, network: Network, tags: dict[
         node_role_arn = node_role_arn or group.node_role_arn
         scheduling[pool.name] = PoolScheduling({POOL_LABEL: pool.name}, [dict(GPU_TOLERATION)], efa)
 
+    efa_pools = tuple(p.name for p in c.gpu_pools if pool_needs_efa(settings, p))
     NvidiaRuntime(f"{name}-nvidia", NvidiaRuntimeArgs(
         device_plugin=_chart("nvidia-device-plugin"),
-        dcgm_exporter=_chart("dcgm-exporter") if c.observability.dcgm_exporter else None),
+        dcgm_exporter=_chart("dcgm-exporter") if c.observability.dcgm_exporter else None,
+        efa_device_plugin=_chart("aws-efa-k8s-device-plugin") if efa_pools else None, efa_pools=efa_pools),
         opts=k8s_opts)
 
     if karpenter_pools:

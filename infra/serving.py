@@ -16,6 +16,13 @@ adapters included, from the Kubernetes API and `/v1/models`.
 
 Tenants are data: all tenants' adapters go into ONE ConfigMap
 (`tenant-adapters`, a TSV of adapter -> tenant), never one resource each.
+
+This module only assembles (settings + plan -> typed component args); the
+resources live in components: ServingFoundation (namespace, Secrets, KEDA
+and LeaderWorkerSet releases, LoRA service account, tenant ConfigMap, Pod
+Identity association), Observability (kube-prometheus-stack or BYO
+Prometheus, dashboard, PrometheusRule, DCGM PodMonitor), VllmWorkload (one
+per model) and ModelRouter.
 """
 
 from __future__ import annotations
@@ -26,18 +33,26 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import pulumi
-import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from components.helm_chart import ChartRelease
+from components.model_router import ModelRouter, ModelRouterArgs, RouterResources
+from components.nvidia_runtime import DCGM_METRICS_PORT, DCGM_NAMESPACE, DCGM_POD_LABELS
+from components.observability import AlertThresholds, DcgmScrape, Observability, ObservabilityArgs
+from components.serving_foundation import ServingFoundation, ServingFoundationArgs, TenantAdapterAccess
 from components.vllm_server_args import LoraSpec, VllmServerSpec
 from components.vllm_workload import (ADAPTER_DIR, AdapterStore, Autoscaling, Operations, Placement, VllmWorkload,
-                                      VllmWorkloadArgs, create_object)
+                                      VllmWorkloadArgs)
 from infra import capacity
 from infra import serving_catalog as sc
 from infra.config import ModelConfig, Settings
 
 NAMESPACE = "llmserving"
+ROUTER_NAME = "llm-router"
 ROUTER_LABELS = {"app.kubernetes.io/name": "llm-router", "app.kubernetes.io/part-of": "llmserving"}
+ENGINE_LABEL = "llmserving.io/serves"
+API_KEY_SECRET = "vllm-api-key"
+HF_TOKEN_SECRET = "hf-token"
 LORA_SERVICE_ACCOUNT = "vllm-lora"
 TENANT_CONFIG_MAP = "tenant-adapters"
 GPU_TAINT = {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
@@ -149,109 +164,6 @@ def tenant_mapping(settings: Settings, bucket: Any) -> dict[str, Any]:
             "adapters.json": json.dumps({a: t for a, t in pairs}, sort_keys=True)}
 
 
-def router_objects(settings: Settings, vpc_cidr: str) -> list[dict]:
-    port = int(figure(settings, "vllm_port"))
-    meta = lambda n: {"name": n, "namespace": NAMESPACE, "labels": dict(ROUTER_LABELS)}  # noqa: E731
-    args = ["--host", "0.0.0.0", "--port", str(port), "--service-discovery", "k8s", "--k8s-namespace", NAMESPACE,
-            "--k8s-label-selector", "llmserving.io/serves=true", "--k8s-port", str(port),
-            "--routing-logic", "roundrobin"]
-    env: list[dict] = []
-    if "vllmApiKey" in settings.secrets_set:
-        env.append({"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": "vllm-api-key", "key": "api-key"}}})
-    probe = {"httpGet": {"path": "/health", "port": "http"}}
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta("llm-router"), "automountServiceAccountToken": True},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": meta("llm-router"),
-         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta("llm-router"),
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "llm-router"},
-         "subjects": [{"kind": "ServiceAccount", "name": "llm-router", "namespace": NAMESPACE}]},
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta("llm-router"),
-         "spec": {"replicas": int(figure(settings, "router_replicas")),
-                  "selector": {"matchLabels": dict(ROUTER_LABELS)},
-                  "template": {"metadata": {"labels": dict(ROUTER_LABELS)}, "spec": {
-                      "serviceAccountName": "llm-router",
-                      "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
-                                                     "whenUnsatisfiable": "ScheduleAnyway",
-                                                     "labelSelector": {"matchLabels": dict(ROUTER_LABELS)}}],
-                      "containers": [{"name": "router", "image": image(settings, "router"), "args": args, "env": env,
-                                      "ports": [{"name": "http", "containerPort": port}],
-                                      "readinessProbe": {**probe, "periodSeconds": 5},
-                                      "livenessProbe": {**probe, "periodSeconds": 15, "failureThreshold": 4},
-                                      "resources": {"requests": {"cpu": "500m", "memory": "1Gi"},
-                                                    "limits": {"memory": "2Gi"}},
-                                      "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
-                                                          "capabilities": {"drop": ["ALL"]}}}]}}}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": meta("llm-router"),
-         "spec": {"type": "ClusterIP", "selector": dict(ROUTER_LABELS),
-                  "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}]}},
-        {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": meta("llm-router"),
-         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": dict(ROUTER_LABELS)}}},
-        # Only the load balancer (IP targets in the VPC) and Prometheus reach the router.
-        {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta("llm-router"),
-         "spec": {"podSelector": {"matchLabels": dict(ROUTER_LABELS)}, "policyTypes": ["Ingress"],
-                  "ingress": [{"from": [{"ipBlock": {"cidr": vpc_cidr}},
-                                        {"namespaceSelector": {"matchLabels": {
-                                            "kubernetes.io/metadata.name": settings.config.serving.prometheus_namespace}}}],
-                               "ports": [{"protocol": "TCP", "port": port}]}]}},
-    ]
-
-
-def dashboard() -> dict:
-    """Grafana dashboard: queue depth, KV cache, TTFT/TPOT percentiles, token throughput."""
-    def panel(i: int, title: str, exprs: list[tuple[str, str]], unit: str) -> dict:
-        return {"id": i, "type": "timeseries", "title": title, "datasource": {"type": "prometheus", "uid": "${datasource}"},
-                "gridPos": {"h": 8, "w": 12, "x": 12 * (i % 2), "y": 8 * (i // 2)},
-                "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-                "targets": [{"expr": e, "legendFormat": legend, "refId": chr(65 + j)} for j, (e, legend) in enumerate(exprs)]}
-
-    def q(metric: str, quantile: float) -> str:
-        return f"histogram_quantile({quantile}, sum by (le, model_name) (rate({metric}_bucket[5m])))"
-
-    panels = [
-        panel(0, "Queue depth (waiting / running)", [
-            ("sum by (model_name) (vllm:num_requests_waiting)", "{{model_name}} waiting"),
-            ("sum by (model_name) (vllm:num_requests_running)", "{{model_name}} running")], "short"),
-        panel(1, "KV cache usage", [("max by (model_name) (vllm:kv_cache_usage_perc)", "{{model_name}}")], "percentunit"),
-        panel(2, "Time to first token", [(q("vllm:time_to_first_token_seconds", x), f"{{{{model_name}}}} p{int(x * 100)}")
-                                         for x in (0.5, 0.95, 0.99)], "s"),
-        panel(3, "Time per output token", [(q("vllm:time_per_output_token_seconds", x), f"{{{{model_name}}}} p{int(x * 100)}")
-                                           for x in (0.5, 0.95, 0.99)], "s"),
-        panel(4, "Token throughput", [
-            ("sum by (model_name) (rate(vllm:prompt_tokens_total[5m]))", "{{model_name}} prompt"),
-            ("sum by (model_name) (rate(vllm:generation_tokens_total[5m]))", "{{model_name}} generation")], "tps"),
-    ]
-    return {"title": "vLLM serving", "uid": "llmserving-vllm", "schemaVersion": 39, "editable": False,
-            "time": {"from": "now-6h", "to": "now"}, "refresh": "30s", "panels": panels,
-            "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus"}]}}
-
-
-def alert_rules(settings: Settings) -> dict:
-    f = lambda k: figure(settings, k)  # noqa: E731
-    ttft = f("alert_ttft_p95_seconds")
-    rules = [
-        {"alert": "VllmTimeToFirstTokenP95High",
-         "expr": f"histogram_quantile(0.95, sum by (le, model_name) (rate(vllm:time_to_first_token_seconds_bucket[5m]))) > {ttft:g}",
-         "for": "10m", "labels": {"severity": "warning"},
-         "annotations": {"summary": f"TTFT p95 of {{{{ $labels.model_name }}}} is above {ttft:g} s"}},
-        {"alert": "VllmQueueBacklog",
-         "expr": f"sum by (model_name) (vllm:num_requests_waiting) > {f('alert_queue_depth'):g}",
-         "for": f"{int(f('alert_queue_minutes'))}m", "labels": {"severity": "warning"},
-         "annotations": {"summary": "{{ $labels.model_name }} has a sustained request queue; check autoscaling and GPU quota"}},
-        {"alert": "VllmKvCacheNearlyFull",
-         "expr": f"max by (model_name) (vllm:kv_cache_usage_perc) > {f('alert_kv_cache_usage'):g}",
-         "for": "5m", "labels": {"severity": "warning"},
-         "annotations": {"summary": "KV cache of {{ $labels.model_name }} is above 90%; requests will be preempted"}},
-        {"alert": "VllmPodRestarting",
-         "expr": f'increase(kube_pod_container_status_restarts_total{{namespace="{NAMESPACE}"}}[1h]) > {f("alert_restarts_per_hour"):g}',
-         "for": "5m", "labels": {"severity": "critical"},
-         "annotations": {"summary": "{{ $labels.pod }} restarts repeatedly"}},
-    ]
-    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
-            "metadata": {"name": "vllm-alerts", "namespace": NAMESPACE, "labels": {"app.kubernetes.io/part-of": "llmserving"}},
-            "spec": {"groups": [{"name": "vllm", "rules": rules}]}}
-
-
 def helm_values(settings: Settings, chart: str) -> dict:
     if chart == "kube-prometheus-stack":
         return {"prometheus": {"prometheusSpec": {"podMonitorSelectorNilUsesHelmValues": False,
@@ -274,47 +186,80 @@ def charts_needed(settings: Settings) -> list[str]:
     return out
 
 
+def chart_release(settings: Settings, key: str) -> ChartRelease:
+    ch = sc.CHARTS[key]
+    return ChartRelease(name=key, chart=ch.chart, version=ch.version, namespace=ch.namespace,
+                        repository=ch.repository, values=helm_values(settings, key))
+
+
+def foundation_args(settings: Settings, *, cluster_name: Any, adapter_bucket_name: Any, adapter_reader_role_arn: Any,
+                    tags: dict[str, str]) -> ServingFoundationArgs:
+    cfg = pulumi.Config(settings.project)
+    secrets: dict[str, dict[str, Any]] = {}
+    if "vllmApiKey" in settings.secrets_set:
+        secrets[API_KEY_SECRET] = {"api-key": cfg.require_secret("vllmApiKey")}
+    if "hfToken" in settings.secrets_set:
+        secrets[HF_TOKEN_SECRET] = {"token": cfg.require_secret("hfToken")}
+    tenants = None
+    if settings.config.lora.enabled:
+        tenants = TenantAdapterAccess(service_account=LORA_SERVICE_ACCOUNT, config_map=TENANT_CONFIG_MAP,
+                                      mapping=tenant_mapping(settings, adapter_bucket_name), cluster_name=cluster_name,
+                                      reader_role_arn=adapter_reader_role_arn)
+    return ServingFoundationArgs(
+        namespace=NAMESPACE,
+        charts=tuple(chart_release(settings, k) for k in charts_needed(settings) if k != "kube-prometheus-stack"),
+        secrets=secrets, tenant_adapters=tenants, tags=dict(tags))
+
+
+def observability_args(settings: Settings, depends_on: tuple = ()) -> ObservabilityArgs:
+    o = settings.config.observability
+    f = lambda k: figure(settings, k)  # noqa: E731
+    alerts = AlertThresholds(ttft_p95_seconds=f("alert_ttft_p95_seconds"), queue_depth=f("alert_queue_depth"),
+                             queue_minutes=int(f("alert_queue_minutes")), kv_cache_usage=f("alert_kv_cache_usage"),
+                             restarts_per_hour=f("alert_restarts_per_hour")) if o.alerts else None
+    # GPU metrics need the exporter (EKS platform) and a Prometheus with the operator CRDs (this layer).
+    dcgm = DcgmScrape(namespace=DCGM_NAMESPACE, pod_labels=dict(DCGM_POD_LABELS),
+                      port=DCGM_METRICS_PORT) if o.dcgm_exporter and o.prometheus else None
+    return ObservabilityArgs(
+        namespace=NAMESPACE,
+        prometheus_chart=chart_release(settings, "kube-prometheus-stack") if o.prometheus else None,
+        dashboard=o.grafana, alerts=alerts, dcgm=dcgm, depends_on=tuple(depends_on))
+
+
+def router_args(settings: Settings, load_balancer_cidrs: tuple[str, ...], depends_on: tuple = ()) -> ModelRouterArgs:
+    f = lambda k: figure(settings, k)  # noqa: E731
+    return ModelRouterArgs(
+        namespace=NAMESPACE, image=image(settings, "router"), port=int(f("vllm_port")), replicas=int(f("router_replicas")),
+        labels=dict(ROUTER_LABELS), engine_selector=f"{ENGINE_LABEL}=true",
+        load_balancer_cidrs=tuple(load_balancer_cidrs), prometheus_namespace=settings.config.serving.prometheus_namespace,
+        api_key_secret=API_KEY_SECRET if "vllmApiKey" in settings.secrets_set else None,
+        resources=RouterResources(cpu=f"{int(f('router_cpu_millicores'))}m", memory=f"{int(f('router_memory_mib'))}Mi",
+                                  memory_limit=f"{int(f('router_memory_limit_mib'))}Mi"),
+        depends_on=tuple(depends_on))
+
+
 def build(settings: Settings, plan: capacity.Plan, *, k8s_provider: k8s.Provider, cluster_name: Any,
           pool_scheduling: dict, adapter_bucket_name: Any, adapter_reader_role_arn: Any, tags: dict[str, str],
           vpc_cidr: Optional[str] = None, load_balancer_cidrs: tuple[str, ...] = ()) -> Serving:
-    prov = pulumi.ResourceOptions(provider=k8s_provider)
+    """Assembly only: settings and plan -> component args.
+
+    `load_balancer_cidrs` (the load balancer's subnets) are the only addresses
+    outside the cluster that the router and engines admit; `vpc_cidr` is
+    accepted for the caller's interface and deliberately not used (admitting
+    the whole VPC would let any pod or instance in it bypass the load balancer).
+    """
+    del vpc_cidr
     prefix = f"{settings.project}-{settings.stack}"
-    ns = k8s.core.v1.Namespace("llmserving", metadata={"name": NAMESPACE, "labels": {"app.kubernetes.io/part-of": "llmserving"}},
-                               opts=prov)
-    in_ns = pulumi.ResourceOptions(provider=k8s_provider, depends_on=[ns])
+    k8s_opts = pulumi.ResourceOptions(providers={"kubernetes": k8s_provider})
+    foundation = ServingFoundation(prefix, foundation_args(
+        settings, cluster_name=cluster_name, adapter_bucket_name=adapter_bucket_name,
+        adapter_reader_role_arn=adapter_reader_role_arn, tags=tags), opts=k8s_opts)
+    observability = Observability(f"{prefix}-observability", observability_args(settings, (foundation.namespace_resource,)),
+                                  opts=k8s_opts)
+    deps = [*foundation.ready, *observability.ready]
 
-    releases = []
-    for key in charts_needed(settings):
-        ch = sc.CHARTS[key]
-        releases.append(k8s.helm.v3.Release(
-            key, name=key, chart=ch.chart, version=ch.version, namespace=ch.namespace, create_namespace=True,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=ch.repository) if ch.repository else None,
-            values=helm_values(settings, key), atomic=True, timeout=900, opts=prov))
-
-    cfg = pulumi.Config(settings.project)
-    api_key_secret = hf_secret = None
-    if "vllmApiKey" in settings.secrets_set:
-        k8s.core.v1.Secret("vllm-api-key", metadata={"name": "vllm-api-key", "namespace": NAMESPACE},
-                           string_data={"api-key": cfg.require_secret("vllmApiKey")}, type="Opaque", opts=in_ns)
-        api_key_secret = "vllm-api-key"
-    if "hfToken" in settings.secrets_set:
-        k8s.core.v1.Secret("hf-token", metadata={"name": "hf-token", "namespace": NAMESPACE},
-                           string_data={"token": cfg.require_secret("hfToken")}, type="Opaque", opts=in_ns)
-        hf_secret = "hf-token"
-
-    lora = settings.config.lora
-    deps: list[pulumi.Resource] = [ns, *releases]
-    if lora.enabled:
-        sa = k8s.core.v1.ServiceAccount("vllm-lora", metadata={"name": LORA_SERVICE_ACCOUNT, "namespace": NAMESPACE},
-                                        automount_service_account_token=False, opts=in_ns)
-        cm = k8s.core.v1.ConfigMap("tenant-adapters", metadata={"name": TENANT_CONFIG_MAP, "namespace": NAMESPACE},
-                                   data=tenant_mapping(settings, adapter_bucket_name), opts=in_ns)
-        # The adapter store's read-only role (tenants/ prefix, its KMS key only),
-        # bound to the serving service account through Pod Identity.
-        aws.eks.PodIdentityAssociation(f"{prefix}-adapter-reader", cluster_name=cluster_name, namespace=NAMESPACE,
-                                       service_account=LORA_SERVICE_ACCOUNT, role_arn=adapter_reader_role_arn, tags=tags)
-        deps += [sa, cm]
-
+    api_key_secret = API_KEY_SECRET if "vllmApiKey" in settings.secrets_set else None
+    hf_secret = HF_TOKEN_SECRET if "hfToken" in settings.secrets_set else None
     workloads: dict[str, VllmWorkload] = {}
     for m in settings.config.models:
         args = workload_args(settings, plan, m, pool_scheduling, hf_token_secret=hf_secret, api_key_secret=api_key_secret,
@@ -322,15 +267,6 @@ def build(settings: Settings, plan: capacity.Plan, *, k8s_provider: k8s.Provider
         workloads[m.name] = VllmWorkload(m.name, args, opts=pulumi.ResourceOptions(
             providers={"kubernetes": k8s_provider}, depends_on=deps))
 
-    for obj in router_objects(settings, vpc_cidr or settings.config.network.vpc_cidr):
-        create_object(f"llm-router-{obj['kind'].lower()}", obj, in_ns)
-    if settings.config.observability.grafana:
-        k8s.core.v1.ConfigMap("vllm-dashboard", metadata={
-            "name": "vllm-dashboard", "namespace": NAMESPACE, "labels": {"grafana_dashboard": "1"}},
-            data={"vllm.json": json.dumps(dashboard(), sort_keys=True)}, opts=in_ns)
-    if settings.config.observability.alerts:
-        create_object("vllm-alerts", alert_rules(settings), pulumi.ResourceOptions(provider=k8s_provider,
-                                                                                   depends_on=deps))
-    return Serving(namespace=NAMESPACE, router_service="llm-router", router_port=int(figure(settings, "vllm_port")),
+    router = ModelRouter(ROUTER_NAME, router_args(settings, load_balancer_cidrs, tuple(foundation.ready)), opts=k8s_opts)
+    return Serving(namespace=NAMESPACE, router_service=router.service_name, router_port=router.port,
                    workloads=workloads)
-

@@ -91,4 +91,8 @@ SERVING_FIGURES: dict[str, Assumption] = {
     "vllm_port": Assumption(value=8000, source="vLLM OpenAI server default --port", as_of="2025-10"),
     "ray_port": Assumption(value=6379, source="Ray default GCS port", as_of="2025-10"),
     "router_replicas": Assumption(value=2, source=_OPS, as_of="2025-10"),
+    # Router pod requests/limit (Python proxy; streams responses, holds no model).
+    "router_cpu_millicores": Assumption(value=500, source=_OPS, as_of="2025-10"),
+    "router_memory_mib": Assumption(value=1024, source=_OPS, as_of="2025-10"),
+    "router_memory_limit_mib": Assumption(value=2048, source=_OPS, as_of="2025-10"),
 }

@@ -40,6 +40,7 @@ def rendered(preset, model=None):
 
 
 READER_ROLE = "arn:aws:iam::123456789012:role/llmserving-test-adapters-reader"
+LB_CIDRS = ("10.40.224.0/20", "10.40.240.0/20")
 
 
 def build_stack(preset):
@@ -51,7 +52,7 @@ def build_stack(preset):
         provider = k8s.Provider("k8s", kubeconfig="{}")
         serving.build(s, plan, k8s_provider=provider, cluster_name="llmserving-test",
                       pool_scheduling=scheduling(s), adapter_bucket_name="llmserving-test-adapters",
-                      adapter_reader_role_arn=READER_ROLE,
+                      adapter_reader_role_arn=READER_ROLE, load_balancer_cidrs=LB_CIDRS,
                       tags={"project": "llmserving", "stack": stack, "environment": "test", "tier": "custom"})
     config, secrets = stack_config(stack, changes)
     return run_callable(program, stack=stack, config=config, secret_keys=secrets)

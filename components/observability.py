@@ -1,0 +1,211 @@
+"""Observability of the serving layer: Prometheus, the Grafana dashboard, alert rules, GPU metrics.
+
+- kube-prometheus-stack from a pinned chart, or bring-your-own Prometheus
+  (`prometheus_chart=None`: the Prometheus Operator CRDs must already exist);
+- the Grafana dashboard as a ConfigMap labelled for the Grafana sidecar:
+  queue depth, KV-cache usage, TTFT/TPOT percentiles, token throughput and,
+  when DCGM exporter metrics are scraped, GPU utilization and framebuffer
+  memory (DCGM_FI_DEV_GPU_UTIL, DCGM_FI_DEV_FB_USED);
+- a PrometheusRule (TTFT p95, sustained queue, KV cache nearly full,
+  restarting pods);
+- a PodMonitor for the DCGM exporter pods (the exporter's chart runs with
+  its ServiceMonitor off): it selects the exporter pods in the exporter's
+  namespace (`namespaceSelector`) but lives in the serving namespace, so it
+  waits only on objects this layer owns, and it is created after the
+  Prometheus release, i.e. after the monitoring CRDs exist.
+
+vLLM's own PodMonitors belong to each workload (components/vllm_workload.py).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.errors import ArgsError
+from components.helm_chart import DNS_LABEL, ChartRelease, chart_problems, helm_release
+
+MONITORING_API = "monitoring.coreos.com/v1"
+DASHBOARD_LABEL = "grafana_dashboard"
+
+
+@dataclass(frozen=True)
+class AlertThresholds:
+    ttft_p95_seconds: float
+    queue_depth: float
+    queue_minutes: int
+    kv_cache_usage: float
+    restarts_per_hour: float
+
+
+@dataclass(frozen=True)
+class DcgmScrape:
+    """Where the DCGM exporter pods run and how to scrape them."""
+
+    namespace: str  # the exporter's namespace
+    pod_labels: dict[str, str]
+    port: str = "metrics"
+    interval: str = "15s"
+
+
+@dataclass(frozen=True)
+class ObservabilityArgs:
+    # Namespace of the dashboard ConfigMap and the PrometheusRule (the serving namespace).
+    namespace: str
+    # kube-prometheus-stack; None: bring-your-own Prometheus.
+    prometheus_chart: Optional[ChartRelease] = None
+    dashboard: bool = True
+    alerts: Optional[AlertThresholds] = None
+    dcgm: Optional[DcgmScrape] = None
+    # Resources the namespaced objects wait for (the serving namespace).
+    depends_on: tuple[pulumi.Resource, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def validate_observability_args(args: ObservabilityArgs) -> None:
+    """Raises ArgsError naming every problem; pure (no resources)."""
+    p: list[str] = []
+    if not DNS_LABEL.match(args.namespace):
+        p.append(f"namespace: got {args.namespace!r}; must be a DNS label")
+    if args.prometheus_chart is not None:
+        p += chart_problems("prometheus_chart", args.prometheus_chart)
+    a = args.alerts
+    if a is not None:
+        if a.ttft_p95_seconds <= 0:
+            p.append(f"alerts.ttft_p95_seconds: got {a.ttft_p95_seconds:g}; must be above 0")
+        if not 0 < a.kv_cache_usage <= 1:
+            p.append(f"alerts.kv_cache_usage: got {a.kv_cache_usage:g}; a fraction in (0, 1]")
+        if a.queue_depth < 0 or a.queue_minutes < 1:
+            p.append(f"alerts.queue_depth/queue_minutes: got {a.queue_depth:g}/{a.queue_minutes}; need depth >= 0 and "
+                     f"at least 1 minute")
+        if a.restarts_per_hour < 0:
+            p.append(f"alerts.restarts_per_hour: got {a.restarts_per_hour:g}; must be >= 0")
+    d = args.dcgm
+    if d is not None:
+        if not DNS_LABEL.match(d.namespace):
+            p.append(f"dcgm.namespace: got {d.namespace!r}; must be a DNS label")
+        if not d.pod_labels:
+            p.append("dcgm.pod_labels: empty; the PodMonitor would select every pod in the namespace")
+        if not d.port:
+            p.append("dcgm.port: empty; name the exporter's metrics port")
+    if p:
+        raise ArgsError("Observability", p)
+
+
+def dashboard(gpu_panels: bool) -> dict:
+    """Grafana dashboard: queue depth, KV cache, TTFT/TPOT percentiles, token throughput, GPU use (DCGM)."""
+    def panel(i: int, title: str, exprs: list[tuple[str, str]], unit: str) -> dict:
+        return {"id": i, "type": "timeseries", "title": title, "datasource": {"type": "prometheus", "uid": "${datasource}"},
+                "gridPos": {"h": 8, "w": 12, "x": 12 * (i % 2), "y": 8 * (i // 2)},
+                "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+                "targets": [{"expr": e, "legendFormat": legend, "refId": chr(65 + j)} for j, (e, legend) in enumerate(exprs)]}
+
+    def q(metric: str, quantile: float) -> str:
+        return f"histogram_quantile({quantile}, sum by (le, model_name) (rate({metric}_bucket[5m])))"
+
+    panels = [
+        panel(0, "Queue depth (waiting / running)", [
+            ("sum by (model_name) (vllm:num_requests_waiting)", "{{model_name}} waiting"),
+            ("sum by (model_name) (vllm:num_requests_running)", "{{model_name}} running")], "short"),
+        panel(1, "KV cache usage", [("max by (model_name) (vllm:kv_cache_usage_perc)", "{{model_name}}")], "percentunit"),
+        panel(2, "Time to first token", [(q("vllm:time_to_first_token_seconds", x), f"{{{{model_name}}}} p{int(x * 100)}")
+                                         for x in (0.5, 0.95, 0.99)], "s"),
+        panel(3, "Time per output token", [(q("vllm:time_per_output_token_seconds", x), f"{{{{model_name}}}} p{int(x * 100)}")
+                                           for x in (0.5, 0.95, 0.99)], "s"),
+        panel(4, "Token throughput", [
+            ("sum by (model_name) (rate(vllm:prompt_tokens_total[5m]))", "{{model_name}} prompt"),
+            ("sum by (model_name) (rate(vllm:generation_tokens_total[5m]))", "{{model_name}} generation")], "tps"),
+    ]
+    if gpu_panels:
+        # DCGM exporter attributes GPUs to the pods using them (pod/namespace labels, kept by honorLabels).
+        panels += [
+            panel(5, "GPU utilization", [
+                ("avg by (Hostname, gpu) (DCGM_FI_DEV_GPU_UTIL)", "{{Hostname}} GPU {{gpu}}")], "percent"),
+            panel(6, "GPU framebuffer memory used", [
+                ("sum by (Hostname, gpu) (DCGM_FI_DEV_FB_USED)", "{{Hostname}} GPU {{gpu}}")], "decmbytes"),
+        ]
+    return {"title": "vLLM serving", "uid": "llmserving-vllm", "schemaVersion": 39, "editable": False,
+            "time": {"from": "now-6h", "to": "now"}, "refresh": "30s", "panels": panels,
+            "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus"}]}}
+
+
+def alert_rules(namespace: str, a: AlertThresholds, labels: dict[str, str]) -> dict:
+    rules = [
+        {"alert": "VllmTimeToFirstTokenP95High",
+         "expr": f"histogram_quantile(0.95, sum by (le, model_name) (rate(vllm:time_to_first_token_seconds_bucket[5m]))) "
+                 f"> {a.ttft_p95_seconds:g}",
+         "for": "10m", "labels": {"severity": "warning"},
+         "annotations": {"summary": f"TTFT p95 of {{{{ $labels.model_name }}}} is above {a.ttft_p95_seconds:g} s"}},
+        {"alert": "VllmQueueBacklog",
+         "expr": f"sum by (model_name) (vllm:num_requests_waiting) > {a.queue_depth:g}",
+         "for": f"{a.queue_minutes}m", "labels": {"severity": "warning"},
+         "annotations": {"summary": "{{ $labels.model_name }} has a sustained request queue; check autoscaling and GPU quota"}},
+        {"alert": "VllmKvCacheNearlyFull",
+         "expr": f"max by (model_name) (vllm:kv_cache_usage_perc) > {a.kv_cache_usage:g}",
+         "for": "5m", "labels": {"severity": "warning"},
+         "annotations": {"summary": f"KV cache of {{{{ $labels.model_name }}}} is above {a.kv_cache_usage:.0%}; "
+                                    f"requests will be preempted"}},
+        {"alert": "VllmPodRestarting",
+         "expr": f'increase(kube_pod_container_status_restarts_total{{namespace="{namespace}"}}[1h]) > {a.restarts_per_hour:g}',
+         "for": "5m", "labels": {"severity": "critical"},
+         "annotations": {"summary": "{{ $labels.pod }} restarts repeatedly"}},
+    ]
+    return {"apiVersion": MONITORING_API, "kind": "PrometheusRule",
+            "metadata": {"name": "vllm-alerts", "namespace": namespace, "labels": dict(labels)},
+            "spec": {"groups": [{"name": "vllm", "rules": rules}]}}
+
+
+def dcgm_pod_monitor(namespace: str, d: DcgmScrape, labels: dict[str, str]) -> dict:
+    return {"apiVersion": MONITORING_API, "kind": "PodMonitor",
+            "metadata": {"name": "dcgm-exporter", "namespace": namespace, "labels": dict(labels)},
+            "spec": {"selector": {"matchLabels": dict(d.pod_labels)},
+                     "namespaceSelector": {"matchNames": [d.namespace]},
+                     # honorLabels keeps the exporter's pod/namespace labels (the GPU's workload pod).
+                     "podMetricsEndpoints": [{"port": d.port, "path": "/metrics", "interval": d.interval,
+                                              "honorLabels": True}]}}
+
+
+def render(args: ObservabilityArgs) -> list[dict]:
+    """The namespaced Kubernetes objects as plain dicts (pure; validated by tests)."""
+    validate_observability_args(args)
+    labels = {**args.labels, "app.kubernetes.io/part-of": "llmserving"}
+    objs: list[dict] = []
+    if args.dashboard:
+        objs.append({"apiVersion": "v1", "kind": "ConfigMap",
+                     "metadata": {"name": "vllm-dashboard", "namespace": args.namespace,
+                                  "labels": {**labels, DASHBOARD_LABEL: "1"}},
+                     "data": {"vllm.json": json.dumps(dashboard(args.dcgm is not None), sort_keys=True)}})
+    if args.alerts is not None:
+        objs.append(alert_rules(args.namespace, args.alerts, labels))
+    if args.dcgm is not None:
+        objs.append(dcgm_pod_monitor(args.namespace, args.dcgm, labels))
+    return objs
+
+
+class Observability(pulumi.ComponentResource):
+    ready: list[pulumi.Resource]
+
+    def __init__(self, name: str, args: ObservabilityArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        objs = render(args)  # validates before anything exists
+        super().__init__("llmserving:observability:Observability", name, {}, opts)
+        ready: list[pulumi.Resource] = []
+        if args.prometheus_chart is not None:
+            ready.append(helm_release(args.prometheus_chart.name, args.prometheus_chart,
+                                      pulumi.ResourceOptions(parent=self)))
+        # Custom resources need the operator's CRDs (the release); namespaced ones the namespace.
+        after = pulumi.ResourceOptions(parent=self, depends_on=[*args.depends_on, *ready])
+        created = {}
+        for o in objs:
+            key = o["metadata"]["name"]
+            if o["kind"] == "ConfigMap":
+                created[key] = k8s.core.v1.ConfigMap(key, metadata=o["metadata"], data=o["data"], opts=after)
+            else:
+                created[key] = k8s.apiextensions.CustomResource(
+                    key, api_version=o["apiVersion"], kind=o["kind"], metadata=o["metadata"], spec=o["spec"], opts=after)
+        self.ready = ready
+        self.register_outputs({"prometheusRelease": args.prometheus_chart.name if args.prometheus_chart else None,
+                               "objects": sorted(created)})
