@@ -44,8 +44,9 @@ class ChartPin:
 
 HELM_CHARTS: dict[str, ChartPin] = {
     "karpenter": ChartPin(
-        chart="oci://public.ecr.aws/karpenter/karpenter", version="1.8.1", repository="",
-        source="Karpenter chart README (charts/karpenter, Version 1.8.1)", as_of="2025-10"),
+        chart="oci://public.ecr.aws/karpenter/karpenter", version="1.14.1", repository="",
+        # The chart installs the NodePool/EC2NodeClass CRDs the tests validate against.
+        source="aws/karpenter-provider-aws v1.14.1 (chart and CRDs; ../shared/crds/README.md)", as_of="2026-11"),
     "nvidia-device-plugin": ChartPin(
         chart="nvidia-device-plugin", version="0.18.0", repository="https://nvidia.github.io/k8s-device-plugin",
         source="NVIDIA/k8s-device-plugin releases (chart nvidia-device-plugin 0.18.0)", as_of="2025-10"),

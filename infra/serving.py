@@ -240,15 +240,13 @@ def router_args(settings: Settings, load_balancer_cidrs: tuple[str, ...], depend
 
 def build(settings: Settings, plan: capacity.Plan, *, k8s_provider: k8s.Provider, cluster_name: Any,
           pool_scheduling: dict, adapter_bucket_name: Any, adapter_reader_role_arn: Any, tags: dict[str, str],
-          vpc_cidr: Optional[str] = None, load_balancer_cidrs: tuple[str, ...] = ()) -> Serving:
+          load_balancer_cidrs: tuple[str, ...] = ()) -> Serving:
     """Assembly only: settings and plan -> component args.
 
     `load_balancer_cidrs` (the load balancer's subnets) are the only addresses
-    outside the cluster that the router and engines admit; `vpc_cidr` is
-    accepted for the caller's interface and deliberately not used (admitting
-    the whole VPC would let any pod or instance in it bypass the load balancer).
+    outside the cluster that the router and engines admit (not the whole VPC:
+    any pod or instance in it could then bypass the load balancer).
     """
-    del vpc_cidr
     prefix = f"{settings.project}-{settings.stack}"
     k8s_opts = pulumi.ResourceOptions(providers={"kubernetes": k8s_provider})
     foundation = ServingFoundation(prefix, foundation_args(

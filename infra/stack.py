@@ -69,7 +69,7 @@ def build(settings: Settings, plan: capacity.Plan) -> None:
         workloads = serving.build(
             settings, plan, k8s_provider=platform.k8s_provider, cluster_name=platform.cluster_name,
             pool_scheduling=platform.pool_scheduling, adapter_bucket_name=store.configured_bucket_name,
-            adapter_reader_role_arn=store.reader_role_arn, tags=tags, vpc_cidr=network.vpc_cidr,
+            adapter_reader_role_arn=store.reader_role_arn, tags=tags,
             load_balancer_cidrs=tuple(subnet_cidrs(network.vpc_cidr, len(zones))[1]))
         edge_mod.build_eks_bindings(
             settings, edge, k8s_provider=platform.k8s_provider, cluster_name=platform.cluster_name,

@@ -175,7 +175,7 @@ def test_nvidia_runtime_rejects_unpinned_charts():
 # --- Karpenter ----------------------------------------------------------------------
 
 def karpenter_args(**kw) -> KarpenterArgs:
-    base = dict(cluster_name="llmserving-test", chart="oci://public.ecr.aws/karpenter/karpenter", chart_version="1.8.1",
+    base = dict(cluster_name="llmserving-test", chart="oci://public.ecr.aws/karpenter/karpenter", chart_version="1.14.1",
                 node_policy_arns=POLICIES, region="us-east-1", account_id="123456789012", tags=TAGS)
     return KarpenterArgs(**{**base, **kw})
 
@@ -197,7 +197,7 @@ def test_karpenter_interruption_queue_rules_and_chart_setting():
     assert len(targets) == 5 and all(inputs(t)["arn"] == queue_arn for t in targets)
     assert {inputs(t)["rule"] for t in targets} == {inputs(r)["name"] for r in rules}
     release = inputs(one(run, "kubernetes:helm.sh/v3:Release"))
-    assert release["chart"] == "oci://public.ecr.aws/karpenter/karpenter" and release["version"] == "1.8.1"
+    assert release["chart"] == "oci://public.ecr.aws/karpenter/karpenter" and release["version"] == "1.14.1"
     assert release["values"]["settings"] == {"clusterName": "llmserving-test", "interruptionQueue": q["name"]}
 
 

@@ -20,7 +20,7 @@ from components.vllm_workload import VllmWorkload, download_script, render
 from components.network import subnet_cidrs
 from infra import capacity, serving
 from tests import serving_presets as presets
-from tests.harness import inputs, of_type, one, run_component, run_stack, settings_for, shipped_run
+from tests.harness import inputs, of_type, one, run_component, settings_for, shipped_run
 from tests.k8s_validation import validate_object
 
 SERVING_COMPONENTS = {
