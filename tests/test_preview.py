@@ -268,7 +268,7 @@ def test_plan_error_exits_2(tmp_path, capsys):
 def test_unknown_stack_exits_2(capsys):
     assert preview.main(["--stack", "nope"]) == 2
     err = " ".join(capsys.readouterr().err.split())
-    assert "--stack: got 'nope'; no Pulumi.nope.yaml (stacks here: dev, prod)" in err
+    assert "--stack: got 'nope'; no Pulumi.nope.yaml (stacks here: dev, large-use1-a, prod)" in err
 
 
 def test_unknown_stack_exits_2_in_subprocess():
