@@ -160,9 +160,12 @@ class PolicyPackProcess:
         self.stub.ConfigureStack(req)
 
     def analyze(self, reg: Registration) -> list[Violation]:
-        req = analyzer_pb2.AnalyzeRequest(type=reg.type, urn=reg.urn, name=reg.name, properties=_struct(reg.inputs),
-                                          options=_options(reg))
-        return _violations(self.stub.Analyze(req), reg.urn)
+        return _violations(self.stub.Analyze(_analyze_request(reg)), reg.urn)
+
+    def analyze_all(self, regs: Iterable[Registration]) -> list[Violation]:
+        """Analyze for each resource, pipelined (the pack serves calls on a thread pool, as under the CLI)."""
+        calls = [(reg, self.stub.Analyze.future(_analyze_request(reg))) for reg in regs]
+        return [v for reg, call in calls for v in _violations(call.result(), reg.urn)]
 
     def analyze_stack(self, regs: Iterable[Registration]) -> list[Violation]:
         resources = []
@@ -174,6 +177,11 @@ class PolicyPackProcess:
                 res.propertyDependencies[key].urns.extend(urns)
             resources.append(res)
         return _violations(self.stub.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=resources)), None)
+
+
+def _analyze_request(reg: Registration) -> analyzer_pb2.AnalyzeRequest:
+    return analyzer_pb2.AnalyzeRequest(type=reg.type, urn=reg.urn, name=reg.name, properties=_struct(reg.inputs),
+                                       options=_options(reg))
 
 
 def _level_of(entry: Any) -> Optional[str]:
@@ -202,24 +210,35 @@ def _violations(response: analyzer_pb2.AnalyzeResponse, default_urn: Optional[st
             for d in response.diagnostics]
 
 
-def run_policy_pack(pack_dir: Path, registrations: list[Registration], *, policy_config: dict[str, Any],
-                    project: str, stack: str, stack_config: dict[str, str], stack_tags: dict[str, str],
-                    python: str = sys.executable) -> tuple[list[Violation], dict[str, dict]]:
-    """One full analysis: every resource, then the stack. Returns (violations, effective config)."""
+def pack_env(project: str, stack: str) -> dict[str, str]:
+    """The environment the CLI gives a policy pack process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
     # Stack config reaches the pack through ConfigureStack, as from the CLI
     # (an environment variable would overflow with thousands of tenants).
     env.update({"PULUMI_PROJECT": project, "PULUMI_STACK": stack, "PULUMI_DRY_RUN": "true"})
+    return env
+
+
+def start_policy_pack(pack_dir: Path, *, project: str, stack: str, python: str = sys.executable) -> PolicyPackProcess:
+    return PolicyPackProcess(pack_dir, python=python, env=pack_env(project, stack))
+
+
+def run_policy_pack(pack_dir: Path, registrations: list[Registration], *, policy_config: dict[str, Any],
+                    project: str, stack: str, stack_config: dict[str, str], stack_tags: dict[str, str],
+                    python: str = sys.executable,
+                    pack: Optional[PolicyPackProcess] = None) -> tuple[list[Violation], dict[str, dict]]:
+    """One full analysis: every resource, then the stack. Returns (violations, effective config).
+
+    `pack`: a process already started with `start_policy_pack` (the preview
+    starts it while the program runs); it is closed here either way.
+    """
     # URN order: the engine's registration order varies with async scheduling,
     # and stack-level messages list resources in the order they arrive.
     registrations = sorted(registrations, key=lambda r: r.urn)
-    with PolicyPackProcess(pack_dir, python=python, env=env) as pack:
+    with pack or start_policy_pack(pack_dir, project=project, stack=stack, python=python) as pack:
         info = pack.info()
         effective = pack.configure(info, policy_config)
         pack.configure_stack(project=project, stack=stack, config=stack_config, tags=stack_tags)
-        violations: list[Violation] = []
-        for reg in registrations:
-            violations += pack.analyze(reg)
-        violations += pack.analyze_stack(registrations)
+        violations = pack.analyze_all(registrations) + pack.analyze_stack(registrations)
     violations.sort(key=lambda v: (v.level != "mandatory", v.policy, v.urn or "", v.message))
     return violations, effective

@@ -145,26 +145,37 @@ def preview(stack: str, *, root: Path = ROOT, stack_file: Optional[Path] = None,
 
     Raises ConfigError/PlanError/PreviewInputError for bad input.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from infra import capacity
-    from infra.analyzer import run_policy_pack
+    from infra.analyzer import run_policy_pack, start_policy_pack
     from infra.config import load_settings
     from infra.mockcloud import run_program
 
     files = read_stack(root, stack, stack_file)
     settings = load_settings(files.config, stack=stack, secret_keys=set(files.secret_keys), project=files.project)
     plan = capacity.plan(settings)
-    cwd = os.getcwd()
-    os.chdir(root)  # the CLI runs the program with the project root as working directory
-    try:
-        run = run_program(str(files.main), project=files.project, stack=stack, config=files.config,
-                          secret_keys=files.secret_keys, region=settings.region)
-    finally:
-        os.chdir(cwd)
     violations = []
-    if run_policies:
-        violations, _ = run_policy_pack(root / "policies", run.registrations, policy_config=files.policy_config,
-                                        project=files.project, stack=stack, stack_config=files.config,
-                                        stack_tags={})
+    with ThreadPoolExecutor(max_workers=1) as starter:
+        # The pack process starts (imports, gRPC server) on the other core
+        # while the program runs here.
+        pack = (starter.submit(start_policy_pack, root / "policies", project=files.project, stack=stack)
+                if run_policies else None)
+        cwd = os.getcwd()
+        os.chdir(root)  # the CLI runs the program with the project root as working directory
+        try:
+            run = run_program(str(files.main), project=files.project, stack=stack, config=files.config,
+                              secret_keys=files.secret_keys, region=settings.region)
+        except BaseException:
+            if pack is not None:
+                pack.result().close()
+            raise
+        finally:
+            os.chdir(cwd)
+        if pack is not None:
+            violations, _ = run_policy_pack(root / "policies", run.registrations, policy_config=files.policy_config,
+                                            project=files.project, stack=stack, stack_config=files.config,
+                                            stack_tags={}, pack=pack.result())
     return build_document(files, stack, run, plan, violations)
 
 
