@@ -41,7 +41,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.errors import ArgsError
+from components.errors import ArgsError, out_of_range
 
 TENANT_ROOT = "tenants/"
 TENANT_TAG = "tenant"
@@ -91,10 +91,8 @@ def validate_adapter_store_args(args: AdapterStoreArgs) -> None:
     for p in args.writer_principal_arns:
         if not IAM_PRINCIPAL.match(p):
             problems.append(f"writer_principal_arns: got {p!r}; must be an IAM role, user or account root ARN (no wildcards)")
-    if not 1 <= args.noncurrent_version_days <= 3650:
-        problems.append(f"noncurrent_version_days: got {args.noncurrent_version_days}; allowed 1-3650")
-    if not 7 <= args.kms_deletion_window_days <= 30:
-        problems.append(f"kms_deletion_window_days: got {args.kms_deletion_window_days}; KMS allows 7-30")
+    problems += out_of_range("noncurrent_version_days", args.noncurrent_version_days, 1, 3650)
+    problems += out_of_range("kms_deletion_window_days", args.kms_deletion_window_days, 7, 30, who="KMS allows")
     if problems:
         raise ArgsError("AdapterStore", problems)
 

@@ -32,7 +32,7 @@ from typing import Literal, Sequence
 import pulumi
 import pulumi_aws as aws
 
-from components.errors import ArgsError
+from components.errors import ArgsError, out_of_range
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
@@ -109,8 +109,7 @@ def validate_ecs_gpu_cluster_args(args: EcsGpuClusterArgs) -> None:
         problems.append(f"ami_parameter: got {args.ami_parameter!r}; must be an ECS-optimized GPU AMI parameter")
     if args.container_insights not in INSIGHTS:
         problems.append(f"container_insights: got {args.container_insights!r}; allowed: {', '.join(INSIGHTS)}")
-    if not 1 <= args.target_capacity_percent <= 100:
-        problems.append(f"target_capacity_percent: got {args.target_capacity_percent}; allowed 1-100")
+    problems += out_of_range("target_capacity_percent", args.target_capacity_percent, 1, 100)
     if len(args.subnet_ids) < 1:
         problems.append("subnet_ids: got none")
     if problems:

@@ -22,7 +22,7 @@ import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
-from components.errors import ArgsError
+from components.errors import ArgsError, out_of_range
 
 LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 REQUIRED_ADDONS = ("vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent", "aws-ebs-csi-driver")
@@ -78,8 +78,7 @@ def validate_eks_cluster_args(args: EksClusterArgs) -> None:
         p.append(f"public_access_cidrs: got {args.public_access_cidrs}; set endpoint_public_access to use them")
     if not 1 <= args.system_nodes <= 10:
         p.append(f"system_nodes: got {args.system_nodes}; allowed 1-10 (cluster services only)")
-    if not 20 <= args.system_root_volume_gib <= 1000:
-        p.append(f"system_root_volume_gib: got {args.system_root_volume_gib}; allowed 20-1000")
+    p += out_of_range("system_root_volume_gib", args.system_root_volume_gib, 20, 1000)
     if not args.system_instance_types:
         p.append("system_instance_types: got []; list at least one instance type for cluster services")
     if not args.node_policy_arns:

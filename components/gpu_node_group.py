@@ -19,7 +19,7 @@ from typing import Optional
 import pulumi
 import pulumi_aws as aws
 
-from components.errors import ArgsError
+from components.errors import ArgsError, out_of_range
 
 NVIDIA_AMI_TYPES = ("AL2023_x86_64_NVIDIA", "BOTTLEROCKET_x86_64_NVIDIA")
 CAPACITY_TYPES = ("ON_DEMAND", "SPOT")
@@ -62,8 +62,7 @@ def validate_gpu_node_group_args(args: GpuNodeGroupArgs) -> None:
                  f"need 0 <= min <= desired <= max and max >= 1")
     if args.root_volume_gib < 100:
         p.append(f"root_volume_gib: got {args.root_volume_gib}; GPU nodes need at least 100 GiB for images and weights")
-    if not 1 <= args.imds_hop_limit <= 64:
-        p.append(f"imds_hop_limit: got {args.imds_hop_limit}; allowed 1-64")
+    p += out_of_range("imds_hop_limit", args.imds_hop_limit, 1, 64)
     if not args.subnet_ids:
         p.append("subnet_ids: got []; list the private subnets for the nodes")
     if args.efa_interfaces:

@@ -24,7 +24,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.errors import ArgsError
+from components.errors import ArgsError, out_of_range
 
 SERVICE_ACCOUNT = "karpenter"
 
@@ -68,8 +68,7 @@ def validate_karpenter_args(args: KarpenterArgs) -> None:
         p.append(f"chart_version: got {v!r}; this component manages Karpenter v1 (karpenter.sh/v1 APIs)")
     if not args.node_policy_arns:
         p.append("node_policy_arns: got []; nodes need the EKS worker-node policies")
-    if not 1 <= args.controller_replicas <= 5:
-        p.append(f"controller_replicas: got {args.controller_replicas}; allowed 1-5")
+    p += out_of_range("controller_replicas", args.controller_replicas, 1, 5)
     if not args.account_id.isdigit() or len(args.account_id) != 12:
         p.append(f"account_id: got {args.account_id!r}; must be a 12-digit AWS account id")
     if p:

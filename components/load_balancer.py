@@ -31,7 +31,7 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_aws as aws
 
-from components.errors import ArgsError
+from components.errors import ArgsError, out_of_range
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 ACM_ARN = re.compile(r"^arn:aws[a-z-]*:acm:([a-z0-9-]+):\d{12}:certificate/[0-9a-f-]{36}$")
@@ -117,18 +117,14 @@ def validate_load_balancer_args(args: LoadBalancerArgs) -> None:
             problems.append(f"certificate_arn: got {args.certificate_arn!r}; the certificate must be in {args.region}")
     if args.tls_policy not in TLS12_PLUS_POLICIES:
         problems.append(f"tls_policy: got {args.tls_policy!r}; allowed (TLS 1.2+): {', '.join(TLS12_PLUS_POLICIES)}")
-    if not 10 <= args.waf_rate_limit_per_5_min <= 2_000_000_000:
-        problems.append(f"waf_rate_limit_per_5_min: got {args.waf_rate_limit_per_5_min}; AWS WAF allows 10-2000000000")
+    problems += out_of_range("waf_rate_limit_per_5_min", args.waf_rate_limit_per_5_min, 10, 2_000_000_000, who="AWS WAF allows")
     if len(args.public_subnet_ids) < 2:
         problems.append(f"public_subnet_ids: got {len(args.public_subnet_ids)}; an ALB needs subnets in at least 2 zones")
-    if not 1 <= args.target_port <= 65535:
-        problems.append(f"target_port: got {args.target_port}; allowed 1-65535")
+    problems += out_of_range("target_port", args.target_port, 1, 65535)
     if not args.health_check_path.startswith("/"):
         problems.append(f"health_check_path: got {args.health_check_path!r}; must start with '/'")
-    if not 1 <= args.idle_timeout_seconds <= 4000:
-        problems.append(f"idle_timeout_seconds: got {args.idle_timeout_seconds}; ALB allows 1-4000")
-    if not 0 <= args.deregistration_delay_seconds <= 3600:
-        problems.append(f"deregistration_delay_seconds: got {args.deregistration_delay_seconds}; allowed 0-3600")
+    problems += out_of_range("idle_timeout_seconds", args.idle_timeout_seconds, 1, 4000, who="ALB allows")
+    problems += out_of_range("deregistration_delay_seconds", args.deregistration_delay_seconds, 0, 3600)
     if problems:
         raise ArgsError("ModelLoadBalancer", problems)
 

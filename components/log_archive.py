@@ -19,7 +19,7 @@ from typing import Optional
 import pulumi
 import pulumi_aws as aws
 
-from components.errors import ArgsError
+from components.errors import ArgsError, out_of_range
 
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 ALB_PREFIX = "alb"
@@ -46,8 +46,7 @@ def validate_log_archive_args(args: LogArchiveArgs) -> None:
         problems.append(f"account_id: got {args.account_id!r}; must be a 12-digit AWS account id")
     if args.elb_log_account_id is not None and not re.match(r"^\d{12}$", args.elb_log_account_id):
         problems.append(f"elb_log_account_id: got {args.elb_log_account_id!r}; must be a 12-digit AWS account id or None")
-    if not 1 <= args.retention_days <= 3653:
-        problems.append(f"retention_days: got {args.retention_days}; allowed 1-3653")
+    problems += out_of_range("retention_days", args.retention_days, 1, 3653)
     if problems:
         raise ArgsError("LogArchive", problems)
 

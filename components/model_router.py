@@ -23,7 +23,7 @@ from typing import Optional
 
 import pulumi
 
-from components.errors import ArgsError
+from components.errors import ArgsError, out_of_range
 from components.helm_chart import DNS_LABEL
 from components.vllm_workload import create_object
 
@@ -64,8 +64,7 @@ def validate_model_router_args(args: ModelRouterArgs) -> None:
         p.append(f"namespace: got {args.namespace!r}; must be a DNS label")
     if not args.image or ":" not in args.image.rsplit("/", 1)[-1] or args.image.endswith(":latest"):
         p.append(f"image: got {args.image!r}; pin a tag such as lmcache/lmstack-router:v0.1.11 (never :latest)")
-    if not 1 <= args.port <= 65535:
-        p.append(f"port: got {args.port}; allowed 1-65535")
+    p += out_of_range("port", args.port, 1, 65535)
     if args.replicas < 1:
         p.append(f"replicas: got {args.replicas}; the single endpoint needs at least 1 router replica")
     if not args.labels:

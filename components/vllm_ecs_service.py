@@ -40,7 +40,7 @@ from typing import Mapping, Optional, Sequence
 import pulumi
 import pulumi_aws as aws
 
-from components.errors import ArgsError
+from components.errors import ArgsError, out_of_range
 from components.vllm_server_args import VllmServerSpec, spec_problems, vllm_server_args
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
@@ -192,10 +192,8 @@ def validate_vllm_ecs_service_args(args: VllmEcsServiceArgs) -> None:
     if not 0 <= args.health_check_start_period_seconds <= 300:
         problems.append(f"health_check_start_period_seconds: got {args.health_check_start_period_seconds}; ECS allows "
                         f"0-300 (use load_grace_period_seconds for longer model loads)")
-    if not 5 <= args.health_check_interval_seconds <= 300:
-        problems.append(f"health_check_interval_seconds: got {args.health_check_interval_seconds}; ECS allows 5-300")
-    if not 1 <= args.health_check_retries <= 10:
-        problems.append(f"health_check_retries: got {args.health_check_retries}; ECS allows 1-10")
+    problems += out_of_range("health_check_interval_seconds", args.health_check_interval_seconds, 5, 300, who="ECS allows")
+    problems += out_of_range("health_check_retries", args.health_check_retries, 1, 10, who="ECS allows")
     if not 2 <= args.stop_timeout_seconds <= 120:
         problems.append(f"stop_timeout_seconds: got {args.stop_timeout_seconds}; ECS allows up to 120")
     if args.load_grace_period_seconds < args.health_check_start_period_seconds:
