@@ -106,7 +106,9 @@ class EksCluster(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         key = aws.kms.Key(f"{name}-secrets", description=f"EKS secrets encryption for {args.cluster_name}",
-                          enable_key_rotation=True, deletion_window_in_days=30, tags=args.tags, opts=child)
+                          enable_key_rotation=True, deletion_window_in_days=30, tags=args.tags,
+                          # Deleting it makes every Kubernetes secret unreadable.
+                          opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
         aws.kms.Alias(f"{name}-secrets", name=f"alias/eks/{args.cluster_name}", target_key_id=key.key_id, opts=child)
 
         access_entries = {
