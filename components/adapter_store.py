@@ -16,12 +16,14 @@ so the rule fails closed.
 
 Tenants are data, not resources: 2,000 tenants must not become 2,000 roles
 (each resource costs preview time and an IAM quota slot). One writer role
-serves every tenant: the onboarding pipeline assumes it with the session tag
-`tenant=<id>`, and the role's policy allows only
-`tenants/${aws:PrincipalTag/tenant}/*`. Every Allow also requires the tag to
-be present (`Null: {aws:PrincipalTag/tenant: false}`), and the trust policy
-refuses an AssumeRole without it, so an untagged session gets nothing (fail
-closed). No negated operators are used. The resource count is constant in
+serves every tenant: a tenant's upload principal (an IAM role or an
+IdP-federated session carrying the principal tag `tenant=<id>`) assumes it
+with the session tag `tenant=<id>`; the trust policy requires the session tag
+to equal the caller's own tag, so no principal can open a session for another
+tenant. The role's policy allows only `tenants/${aws:PrincipalTag/tenant}/*`.
+Every Allow also requires the tag to be present
+(`Null: {aws:PrincipalTag/tenant: false}`), and the trust policy refuses an
+AssumeRole without it, so an untagged session gets nothing (fail closed). No negated operators are used. The resource count is constant in
 the number of tenants; tests show it and evaluate the policies with a real
 IAM evaluator (tests/iam_sim.py).
 
@@ -61,7 +63,8 @@ class AdapterStoreArgs:
     log_bucket_name: pulumi.Input[str]
     # Validated as safe prefixes; they create no resources (tenants are data).
     tenant_ids: tuple[str, ...] = ()
-    # Who may assume the writer role (with a `tenant` session tag); empty: this account.
+    # Who may assume the writer role (with a `tenant` session tag equal to
+    # their own `tenant` principal tag); empty: principals of this account.
     writer_principal_arns: tuple[str, ...] = ()
     noncurrent_version_days: int = 30
     abort_incomplete_upload_days: int = 7
@@ -141,8 +144,13 @@ def writer_trust_policy(account_id: str, principals: tuple[str, ...]) -> dict:
     return _doc({
         "Sid": "TaggedTenantSessionsOnly", "Effect": "Allow", "Principal": {"AWS": who},
         "Action": ["sts:AssumeRole", "sts:TagSession"],
+        # The session's tenant must be the caller's own: a principal tagged
+        # tenant=acme cannot open a writer session for globex, and an
+        # untagged caller cannot open one at all (the variable does not
+        # resolve, so the condition fails closed).
         "Condition": {"Null": {f"aws:RequestTag/{TENANT_TAG}": "false"},
-                      "ForAllValues:StringEquals": {"aws:TagKeys": [TENANT_TAG]}},
+                      "ForAllValues:StringEquals": {"aws:TagKeys": [TENANT_TAG]},
+                      "StringEquals": {f"aws:RequestTag/{TENANT_TAG}": f"${{aws:PrincipalTag/{TENANT_TAG}}}"}},
     })
 
 

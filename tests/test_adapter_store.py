@@ -135,10 +135,17 @@ def test_roles_trust_only_tagged_sessions_and_serving_services(run):
         {"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"], "Resource": role}]}
     trust = docs["store-writer:assumeRolePolicy"]
     reader_trust = docs["store-reader:assumeRolePolicy"]
-    tagged = {"aws:RequestTag/tenant": "acme", "aws:TagKeys": ["tenant"]}
+    # The onboarding principal of tenant acme carries the principal tag tenant=acme.
+    tagged = {"aws:RequestTag/tenant": "acme", "aws:TagKeys": ["tenant"], "aws:PrincipalTag/tenant": "acme"}
     cases = [
         (Request("sts:AssumeRole", role, onboarding, tagged, [may_assume], trust), "Allowed"),
         (Request("sts:AssumeRole", role, onboarding, {}, [may_assume], trust), "ImplicitlyDenied"),
+        # acme's principal asks for a globex session: refused.
+        (Request("sts:AssumeRole", role, onboarding, {**tagged, "aws:RequestTag/tenant": "globex"}, [may_assume], trust),
+         "ImplicitlyDenied"),
+        # A caller without a tenant principal tag cannot open a tenant session at all.
+        (Request("sts:AssumeRole", role, onboarding, {k: v for k, v in tagged.items() if k != "aws:PrincipalTag/tenant"},
+                 [may_assume], trust), "ImplicitlyDenied"),
         (Request("sts:TagSession", role, onboarding, {**tagged, "aws:TagKeys": ["tenant", "team"],
                                                       "aws:RequestTag/team": "x"}, [may_assume], trust), "ImplicitlyDenied"),
         (Request("sts:AssumeRole", f"arn:aws:iam::{ACCOUNT}:role/{BUCKET}-reader", "pods.eks.amazonaws.com",
