@@ -216,7 +216,10 @@ class AdapterStore(pulumi.ComponentResource):
              "abort_incomplete_multipart_upload": {"days_after_initiation": args.abort_incomplete_upload_days}},
         ], opts=child)
         aws.s3.BucketPolicy(f"{name}-policy", bucket=bucket.id,
-                            policy=_json(lambda arn: bucket_policy(arn, args.account_id), bucket.arn),
+                            # From the configured name (known at preview time, so the
+                            # policy pack can judge it), not from bucket.arn.
+                            policy=json.dumps(bucket_policy(f"arn:aws:s3:::{args.bucket_name}", args.account_id),
+                                              sort_keys=True),
                             opts=pulumi.ResourceOptions(parent=self, depends_on=[pab]))
 
         reader = aws.iam.Role(f"{name}-reader", name=f"{args.bucket_name}-reader"[:64],

@@ -93,8 +93,10 @@ class LogArchive(pulumi.ComponentResource):
         ], opts=child)
         self.policy = aws.s3.BucketPolicy(
             f"{name}-policy", bucket=bucket.id,
-            policy=bucket.arn.apply(lambda arn: json.dumps(
-                log_bucket_policy(arn, args.account_id, args.region, args.elb_log_account_id), sort_keys=True)),
+            # Built from the configured name, not bucket.arn: the policy is then
+            # known at preview time and the policy pack can judge it.
+            policy=json.dumps(log_bucket_policy(f"arn:aws:s3:::{args.bucket_name}", args.account_id, args.region,
+                                                args.elb_log_account_id), sort_keys=True),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[pab]))
         self.bucket_name = bucket.bucket
         self.bucket_arn = bucket.arn

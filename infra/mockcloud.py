@@ -108,11 +108,31 @@ class CloudMocks(pulumi.runtime.Mocks):
     def _arn(self, typ: str, physical: str) -> str:
         service = typ.split(":")[1].split("/")[0] if ":" in typ else "unknown"
         kind = typ.rsplit(":", 1)[-1]
+        here = f"{self.region}:{self.account_id}"
+        suffix = _digest(physical, length=16)
+        # The ARN shapes AWS documents for the services whose ARNs the program passes on.
+        special = {
+            "aws:lb/loadBalancer:LoadBalancer": f"arn:aws:elasticloadbalancing:{here}:loadbalancer/app/{physical}/{suffix}",
+            "aws:lb/targetGroup:TargetGroup": f"arn:aws:elasticloadbalancing:{here}:targetgroup/{physical}/{suffix}",
+            "aws:lb/listener:Listener": f"arn:aws:elasticloadbalancing:{here}:listener/app/{physical}/{suffix}/{suffix[:8]}",
+            "aws:lb/listenerRule:ListenerRule":
+                f"arn:aws:elasticloadbalancing:{here}:listener-rule/app/{physical}/{suffix}/{suffix[:8]}/{suffix[8:]}",
+            "aws:iam/instanceProfile:InstanceProfile": f"arn:aws:iam::{self.account_id}:instance-profile/{physical}",
+            "aws:secretsmanager/secret:Secret": f"arn:aws:secretsmanager:{here}:secret:{physical}-{suffix[:6]}",
+            "aws:wafv2/webAcl:WebAcl": f"arn:aws:wafv2:{here}:regional/webacl/{physical}/{suffix}",
+            "aws:ecs/cluster:Cluster": f"arn:aws:ecs:{here}:cluster/{physical}",
+            "aws:ecs/taskDefinition:TaskDefinition": f"arn:aws:ecs:{here}:task-definition/{physical}:1",
+            "aws:cloudwatch/logGroup:LogGroup": f"arn:aws:logs:{here}:log-group:{physical}",
+            "aws:cloudwatch/eventRule:EventRule": f"arn:aws:events:{here}:rule/{physical}",
+            "aws:budgets/budget:Budget": f"arn:aws:budgets::{self.account_id}:budget/{physical}",
+        }
+        if typ in special:
+            return special[typ]
         if typ.startswith("aws:s3/"):
             return f"arn:aws:s3:::{physical}"
         if typ.startswith("aws:iam/"):
             return f"arn:aws:iam::{self.account_id}:{kind[0].lower() + kind[1:]}/{physical}"
-        return f"arn:aws:{service}:{self.region}:{self.account_id}:{kind.lower()}/{physical}"
+        return f"arn:aws:{service}:{here}:{kind.lower()}/{physical}"
 
     def _extra_outputs(self, typ: str, physical: str, inputs: dict) -> dict:
         if typ == "aws:ec2/vpc:Vpc":

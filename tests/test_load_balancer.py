@@ -79,7 +79,7 @@ def test_rules_route_by_model_header(run):
     for rule, model in zip(rules[1:], ("llama-3-1-70b", "llama-3-1-8b")):
         assert rule["conditions"] == [{"httpHeader": {"httpHeaderName": ROUTING_HEADER, "values": [model]}}]
         assert rule["actions"][0]["type"] == "forward"
-        assert rule["actions"][0]["targetGroupArn"].endswith(f"/{inputs(tg_by_model[model])['name']}")
+        assert f":targetgroup/{inputs(tg_by_model[model])['name']}/" in rule["actions"][0]["targetGroupArn"]
 
 
 def test_adapter_management_endpoints_are_refused_before_any_model_rule(run):
@@ -99,7 +99,7 @@ def test_waf_rate_limits_each_client_and_is_attached(run):
     assert rate["statement"]["rateBasedStatement"]["aggregateKeyType"] in enum("wafv2", "RateBasedStatementAggregateKeyType")
     assert rate["action"] == {"block": {}}
     assoc = inputs(one(run, "aws:wafv2/webAclAssociation:WebAclAssociation"))
-    assert assoc["resourceArn"].startswith("arn:aws:lb:") and assoc["webAclArn"].startswith("arn:aws:wafv2:")
+    assert assoc["resourceArn"].startswith("arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/") and assoc["webAclArn"].startswith("arn:aws:wafv2:")
 
 
 def test_security_group_opens_only_web_ports(run):
