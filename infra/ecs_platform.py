@@ -17,13 +17,12 @@ task definition stays far below ECS's 64 KiB limit.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import pulumi
-import pulumi_aws as aws
 
+from components.adapter_manifest import AdapterManifest, AdapterManifestArgs
 from components.adapter_store import AdapterStore
 from components.ecs_gpu_cluster import EcsCapacityPool, EcsGpuCluster, EcsGpuClusterArgs
 from components.load_balancer import ModelLoadBalancer
@@ -100,22 +99,8 @@ def server_spec(settings: Settings, plan: capacity.Plan, model: ModelConfig) -> 
         max_num_batched_tokens=model.batching.max_num_batched_tokens, lora=lora, port=_figure("vllm_port"))
 
 
-def _manifest_reader(settings: Settings, store: AdapterStore, prefix: str) -> None:
-    """The reader role (tenants/* already) may also read this stack's ECS manifests, nothing else."""
-    aws.iam.RolePolicy(f"{prefix}-adapter-manifests", name="ecs-adapter-manifests", role=store.reader_role_name,
-                       policy=store.bucket_arn.apply(lambda arn: json.dumps({"Version": "2012-10-17", "Statement": [{
-                           "Sid": "ReadEcsAdapterManifests", "Effect": "Allow", "Action": "s3:GetObject",
-                           "Resource": f"{arn}/{MANIFEST_ROOT}{settings.stack}/*"}]}, sort_keys=True)))
-
-
-def _adapter_sync(settings: Settings, model: ModelConfig, store: AdapterStore, prefix: str,
-                  tags: dict[str, str]) -> AdapterSync:
+def _adapter_sync(settings: Settings, model: ModelConfig, store: AdapterStore) -> AdapterSync:
     key = manifest_key(settings, model)
-    aws.s3.BucketObjectv2(
-        f"{prefix}-{model.name}-adapter-manifest", bucket=store.bucket_name, key=key, content=manifest_body(settings),
-        content_type="text/tab-separated-values", server_side_encryption="aws:kms", kms_key_id=store.kms_key_arn,
-        bucket_key_enabled=True, tags={**tags, "model": model.name},
-        opts=pulumi.ResourceOptions(retain_on_delete=True))
     return AdapterSync(image=sc.IMAGES["aws-cli"].ref, bucket=store.configured_bucket_name, manifest_key=key,
                        mount_path=ADAPTER_DIR, runtime_loading=settings.config.lora.runtime_loading,
                        cpu=_figure("adapter_sync_cpu_units"),
@@ -158,7 +143,15 @@ def build(settings: Settings, plan: capacity.Plan, network, tags: dict[str, str]
         secret_arns = secrets.arns
 
     services: dict[str, VllmEcsService] = {}
-    manifests_readable = False
+    lora_models = [m for m in c.models if is_lora_base(settings, m)]
+    if lora_models:
+        if adapter_store is None:
+            raise ValueError(f"model {lora_models[0].name} serves LoRA adapters but the stack has no adapter store")
+        AdapterManifest(f"{prefix}-adapter-manifest", AdapterManifestArgs(
+            bucket_name=adapter_store.bucket_name, bucket_arn=adapter_store.bucket_arn,
+            kms_key_arn=adapter_store.kms_key_arn, reader_role_name=adapter_store.reader_role_name,
+            manifest_prefix=f"{MANIFEST_ROOT}{settings.stack}/",
+            manifests={m.name: (manifest_key(settings, m), manifest_body(settings)) for m in lora_models}, tags=tags))
     for mp in plan.models:
         model = next(m for m in c.models if m.name == mp.model)
         pool_cfg = settings.pool(model.pool)
@@ -168,12 +161,7 @@ def build(settings: Settings, plan: capacity.Plan, network, tags: dict[str, str]
         sync = None
         task_role: Any = None  # the component's own role, no AWS permissions
         if is_lora_base(settings, model):
-            if adapter_store is None:
-                raise ValueError(f"model {model.name} serves LoRA adapters but the stack has no adapter store")
-            if not manifests_readable:
-                _manifest_reader(settings, adapter_store, prefix)
-                manifests_readable = True
-            sync = _adapter_sync(settings, model, adapter_store, prefix, tags)
+            sync = _adapter_sync(settings, model, adapter_store)
             task_role = adapter_store.reader_role_arn
         services[model.name] = VllmEcsService(f"{prefix}-{model.name}", VllmEcsServiceArgs(
             service_name=model.name, name_prefix=prefix, cluster_name=cluster.cluster_name, cluster_arn=cluster.cluster_arn,

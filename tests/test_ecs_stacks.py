@@ -11,6 +11,7 @@ planner's scaling of its anchors (infra/capacity.py):
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -234,3 +235,11 @@ def test_too_many_named_adapters_on_ecs_is_a_config_error():
     assert ("llmserving:lora.tenants: got 65 adapters; on ECS at most 64 are named at start (--lora-modules; an ECS "
             "task definition is at most 64 KiB); set llmserving:lora.runtimeLoading: true to load them by name from "
             "the synced adapter directory") in str(e.value)
+
+
+def test_ecs_stack_registers_only_components_at_top_level():
+    run = _lora_run(2)
+    root = f"urn:pulumi:{run.stack}::llmserving::pulumi:pulumi:Stack::llmserving-{run.stack}"
+    top = sorted({r.type for r in run.registrations if r.parent == root})
+    assert top and all(re.match(r"^llmserving:[a-z_]+:[A-Z][A-Za-z]+$", t) for t in top), top
+    assert "llmserving:adapter_manifest:AdapterManifest" in top
