@@ -301,11 +301,18 @@ def plan(settings: Settings) -> Plan:
             # Expected at spot prices; the worst case falls back to on-demand.
             price, worst = spot, dearest_od
             basis = f"spot at {instance.spot_discount:.0%} off {on_demand:g} $/h, worst case on-demand"
+        hourly = nodes * price
+        if pool.capacity_type == "spot-with-on-demand-fallback" and settings.provisioner(pool) == "auto-scaling-group":
+            # An ECS mixed-instances group keeps its on-demand base on on-demand.
+            base = min(cfg.ecs.on_demand_base_capacity, nodes)
+            hourly = base * on_demand + (nodes - base) * spot
+            price = hourly / nodes if nodes else price
+            basis += f"; {base} on-demand base node(s)"
         pool_plans.append(PoolPlan(
             pool=pool.name, instance_type=instance.name, capacity_type=pool.capacity_type,
             gpus_per_node=instance.gpu_count, nodes=nodes, min_nodes=pool.min_nodes, max_nodes=pool.max_nodes,
             gpus=nodes * instance.gpu_count, max_gpus=pool.max_nodes * max(t.gpu_count for t in types),
-            usd_per_node_hour=price, hourly_usd=nodes * price, max_hourly_usd=pool.max_nodes * worst, price_basis=basis,
+            usd_per_node_hour=price, hourly_usd=hourly, max_hourly_usd=pool.max_nodes * worst, price_basis=basis,
         ))
     if problems:
         raise PlanError(problems)

@@ -25,8 +25,11 @@ LLAMA_8B = "meta-llama/Llama-3.1-8B-Instruct"
 LLAMA_70B_FP8 = "RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8"
 
 
-def _ecs(tier: str, model: dict, pool: dict, *, zones: int, max_gpus: int, families: list[str]) -> dict:
+def _ecs(tier: str, model: dict, pool: dict, *, zones: int, max_gpus: int, families: list[str],
+         hourly_budget: float) -> dict:
     return {
+        "llmserving:budget": {"hourlyUsd": hourly_budget, "monthlyUsd": hourly_budget * 730,
+                              "notifyEmails": ["finops@example.com"]},
         "llmserving:orchestrator": "ecs",
         "llmserving:scale": {"tier": tier},
         "llmserving:models": [model],
@@ -39,33 +42,38 @@ def _ecs(tier: str, model: dict, pool: dict, *, zones: int, max_gpus: int, famil
 
 
 TIERS = {
-    # small: 400 users -> 2,400 tok/s; 4 tasks x 2 GPUs on one p4d (minReplicas 4 fills it).
-    "small-p4d": ("dev", _ecs("small", {"name": "llama-3-1-8b", "source": LLAMA_8B, "precision": "bf16", "pool": "p4d",
-                                        "tensorParallel": 2, "minReplicas": 4, "maxReplicas": 8},
-                              {"name": "p4d", "instanceTypes": ["p4d.24xlarge"], "capacityType": "on-demand",
-                               "minNodes": 1, "maxNodes": 2}, zones=2, max_gpus=16, families=["p4d"])),
-    # small: 8 tasks x 1 GPU on two g5.12xlarge.
+    # small: 400 users -> 2,400 tok/s; 4 tasks x 2 GPUs on one p4d (minReplicas 4 fills it); spot first
+    # with no on-demand base (ecs.onDemandBaseCapacity 0), as a dev stack must run.
+    "small-p4d": ("dev", {**_ecs("small", {"name": "llama-3-1-8b", "source": LLAMA_8B, "precision": "bf16", "pool": "p4d",
+                                           "tensorParallel": 2, "minReplicas": 4, "maxReplicas": 8},
+                                 {"name": "p4d", "instanceTypes": ["p4d.24xlarge"],
+                                  "capacityType": "spot-with-on-demand-fallback", "minNodes": 1, "maxNodes": 2},
+                                 zones=2, max_gpus=16, families=["p4d"], hourly_budget=50),
+                          "llmserving:ecs": {"onDemandBaseCapacity": 0}}),
+    # small: 8 tasks x 1 GPU on two g5.12xlarge, on-demand (the dev spot guardrail flags it: see
+    # test_policies_coverage.py).
     "small-g5": ("dev", _ecs("small", {"name": "llama-3-1-8b", "source": LLAMA_8B, "precision": "bf16", "pool": "g5",
                                        "tensorParallel": 1, "minReplicas": 2, "maxReplicas": 12},
                              {"name": "g5", "instanceTypes": ["g5.12xlarge"], "capacityType": "on-demand",
-                              "minNodes": 1, "maxNodes": 4}, zones=2, max_gpus=16, families=["g5"])),
+                              "minNodes": 1, "maxNodes": 4}, zones=2, max_gpus=16, families=["g5"], hourly_budget=40)),
     # medium: 4,000 users -> 24,000 tok/s; 8-GPU tasks of 70B FP8 on p5.
     "medium-p5": ("prod", _ecs("medium", {"name": "llama-3-1-70b", "source": LLAMA_70B_FP8, "precision": "fp8",
                                           "pool": "p5", "tensorParallel": 8, "kvCacheDtype": "fp8",
                                           "minReplicas": 2, "maxReplicas": 6},
                                {"name": "p5", "instanceTypes": ["p5.48xlarge"], "capacityType": "on-demand",
-                                "minNodes": 2, "maxNodes": 6}, zones=3, max_gpus=48, families=["p5"])),
+                                "minNodes": 2, "maxNodes": 6}, zones=3, max_gpus=48, families=["p5"], hourly_budget=340)),
     # large: 40,000 users -> 240,000 tok/s across three zones behind the ALB.
     "large-p5": ("prod", _ecs("large", {"name": "llama-3-1-70b", "source": LLAMA_70B_FP8, "precision": "fp8",
                                         "pool": "p5", "tensorParallel": 8, "kvCacheDtype": "fp8",
                                         "minReplicas": 3, "maxReplicas": 40},
                               {"name": "p5", "instanceTypes": ["p5.48xlarge"], "capacityType": "on-demand",
-                               "minNodes": 3, "maxNodes": 40}, zones=3, max_gpus=320, families=["p5"])),
+                               "minNodes": 3, "maxNodes": 40}, zones=3, max_gpus=320, families=["p5"],
+                              hourly_budget=2250)),
 }
 
 # tier -> (replicas, GPUs per task, nodes, $/hour)
 EXPECTED = {
-    "small-p4d": (4, 2, 1, 21.96),
+    "small-p4d": (4, 2, 1, 8.78),  # spot: 21.96 x (1 - 0.60)
     "small-g5": (8, 1, 2, 11.34),
     "medium-p5": (3, 8, 3, 165.12),
     "large-p5": (27, 8, 27, 1486.08),
@@ -243,3 +251,23 @@ def test_ecs_stack_registers_only_components_at_top_level():
     top = sorted({r.type for r in run.registrations if r.parent == root})
     assert top and all(re.match(r"^llmserving:[a-z_]+:[A-Z][A-Za-z]+$", t) for t in top), top
     assert "llmserving:adapter_manifest:AdapterManifest" in top
+
+
+@pytest.mark.parametrize("tier", ["small-p4d", "medium-p5", "large-p5"])
+def test_tier_passes_the_policy_pack_with_its_own_policy_config(tier):
+    from infra import policy_config
+    from infra.analyzer import run_policy_pack
+    from tests.harness import ROOT
+
+    base, changes = TIERS[tier]
+    cfg = policy_config.policy_config(settings_for(base, changes))
+    violations, _ = run_policy_pack(ROOT / "policies", _run(tier).registrations, policy_config=cfg,
+                                    project="llmserving", stack=base, stack_config={}, stack_tags={})
+    assert [(v.policy, v.message) for v in violations if v.level == "mandatory"] == []
+
+
+def test_ecs_on_demand_base_is_priced_on_demand():
+    base, changes = TIERS["small-p4d"]
+    with_base = capacity.plan(settings_for(base, {**changes, "llmserving:ecs": {"onDemandBaseCapacity": 1}}))
+    (pool,) = with_base.pools
+    assert pool.nodes == 1 and round(pool.hourly_usd, 2) == 21.96 and "1 on-demand base node(s)" in pool.price_basis
