@@ -43,8 +43,7 @@ def _min_zones(resources: list[Res], cfg: dict, report) -> None:
 
 min_zones = stack_policy(
     "min-availability-zones",
-    "Private (node) subnets -- no public IP on launch, not tagged kubernetes.io/role/elb -- exist and span at least "
-    "`minZones` availability zones (3 in prod).",
+    "Private (node) subnets span at least `minZones` availability zones (3 in prod).",
     _min_zones, types=["aws:ec2/subnet:Subnet"], schema={"minZones": {"type": "integer", "minimum": 1, "default": 2}})
 
 
