@@ -51,7 +51,6 @@ def policy_config(settings: Settings) -> dict[str, Any]:
         "min-availability-zones": {"minZones": 3 if prod else 2},
         "alb-deletion-protection": {"required": prod},
         "waf-attached": {"required": prod},
-        "log-group-retention": "advisory",
         "gpu-nodepool-when-empty": "advisory",
     }
     if prod:

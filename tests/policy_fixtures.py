@@ -88,7 +88,7 @@ def good_world() -> list[Registration]:
             "cidrBlock": f"10.50.{i}.0/24", "availabilityZone": f"us-east-1{z}", "mapPublicIpOnLaunch": False,
             "tags": {**TAGS, "kubernetes.io/role/internal-elb": "1"}}, deps={"vpcId": [vpc.urn]}))
     add(reg("aws:cloudwatch/logGroup:LogGroup", "cluster-logs", {"retentionInDays": 90, "tags": TAGS}))
-    key = reg("aws:kms/key:Key", "cluster-key", {"enableKeyRotation": True, "tags": TAGS})
+    key = reg("aws:kms/key:Key", "cluster-key", {"enableKeyRotation": True, "tags": TAGS}, protect=True)
     add(key)
     key_arn = "arn:aws:kms:us-east-1:123456789012:key/cluster-key"
     add(reg("aws:eks/cluster:Cluster", "cluster", {
@@ -152,6 +152,7 @@ def good_world() -> list[Registration]:
         "secrets": [{"name": "VLLM_API_KEY", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:vllm"}],
         "healthCheck": {"command": ["CMD-SHELL", "curl -f http://localhost:8000/health || exit 1"]},
         "linuxParameters": {"sharedMemorySize": 16384}, "privileged": False}])}))
+    add(reg("aws:ecs/cluster:Cluster", "ecs", {"name": "llmserving-prod", "tags": TAGS}, protect=True))
     add(reg("aws:ecs/service:Service", "vllm-svc", {
         "deploymentCircuitBreaker": {"enable": True, "rollback": True}, "tags": TAGS}))
     add(reg("aws:budgets/budget:Budget", "gpu-budget", {

@@ -17,6 +17,9 @@ C0 = ("spec", "template", "spec", "containers", 0)
 LWS_T = ("spec", "leaderWorkerTemplate")
 NP_REQ = ("spec", "template", "spec", "requirements")
 ASG_ON_DEMAND_PCT = ("mixedInstancesPolicy", "instancesDistribution", "onDemandPercentageAboveBaseCapacity")
+ASG_ON_DEMAND_BASE = ("mixedInstancesPolicy", "instancesDistribution", "onDemandBaseCapacity")
+TLS_DENY = ("policy", "Statement", 0)
+WAF_RATE = ("rules", 0)
 D = "llama-3-1-8b"
 
 
@@ -83,6 +86,9 @@ CASES = [
     ("cost-spot-required", "dev-asg", "ecs-gpu", ASG_ON_DEMAND_PCT, 100,
      ["GPU auto scaling group 'ecs-gpu' launches only on-demand capacity (mixedInstancesPolicy "
       "onDemandPercentageAboveBaseCapacity 100); this stack requires spot for GPU pools"]),
+    ("cost-spot-required", "dev-asg", "ecs-gpu", ASG_ON_DEMAND_BASE, 1,
+     ["GPU auto scaling group 'ecs-gpu' launches only on-demand capacity (mixedInstancesPolicy onDemandBaseCapacity 1 "
+      "covers maxSize 1); this stack requires spot for GPU pools"]),
     ("cost-budget-exists", "prod", "gpu-budget", ("budgetType",), "USAGE",
      ["the stack runs GPU capacity but has no AWS Budgets cost budget (aws:budgets/budget:Budget, budgetType COST)"]),
     ("cost-budget-alerts", "prod", "gpu-budget", ("notifications", 0, "subscriberEmailAddresses"), [],
@@ -109,6 +115,18 @@ CASES = [
     ("s3-tls-only", "prod", "adapters-policy", ("policy", "Statement", 0, "Condition", "Bool", "aws:SecureTransport"), "true",
      ["bucket 'llmserving-prod-adapters' has no bucket policy statement denying requests without TLS "
       "(aws:SecureTransport false) (Security Hub S3.5)"]),
+    ("s3-tls-only", "prod", "adapters-policy", TLS_DENY + ("Action",), "s3:GetObject",
+     ["bucket 'llmserving-prod-adapters' denies requests without TLS only partly (actions s3:GetObject instead of s3:*); "
+      "deny s3:* on the bucket ARN and bucket/* (Security Hub S3.5)"]),
+    ("s3-tls-only", "prod", "adapters-policy", TLS_DENY + ("Resource",), "arn:aws:s3:::llmserving-prod-adapters",
+     ["bucket 'llmserving-prod-adapters' denies requests without TLS only partly (not "
+      "arn:aws:s3:::llmserving-prod-adapters/*); deny s3:* on the bucket ARN and bucket/* (Security Hub S3.5)"]),
+    ("s3-no-wildcard-principal", "prod", "adapters-policy", ("policy", "Statement", 1, "Principal"), {"AWS": ["*"]},
+     ["bucket policy 'adapters-policy' allows s3:GetObject to any principal (\"*\") (CKV_AWS_70)"]),
+    ("s3-no-wildcard-principal", "prod", "adapters-policy", TLS_DENY + ("NotPrincipal",),
+     {"AWS": "arn:aws:iam::123456789012:role/vllm"},
+     ["bucket policy 'adapters-policy' has a Deny statement with NotPrincipal, which applies to every principal not "
+      "listed (CKV_AWS_70)"]),
     ("s3-no-wildcard-principal", "prod", "adapters-policy", ("policy", "Statement", 1, "Principal"), "*",
      ["bucket policy 'adapters-policy' allows s3:GetObject to any principal (\"*\") (CKV_AWS_70)"]),
     ("s3-access-logging", "prod", "adapters-logging", ("bucket",), "llmserving-prod-other",
@@ -143,6 +161,12 @@ CASES = [
     ("waf-rate-limit", "prod", "waf", ("rules", 0, "statement"),
      {"managedRuleGroupStatement": {"name": "AWSManagedRulesCommonRuleSet", "vendorName": "AWS"}},
      ["web ACL 'waf' has no rate-based rule; one client can flood the GPUs"]),
+    ("waf-rate-limit", "prod", "waf", WAF_RATE + ("action",), {"count": {}},
+     ["web ACL 'waf' has no blocking rate-based rule within 10000 requests per client per 5 minutes ('rate': action "
+      "count instead of block); one client can flood the GPUs"]),
+    ("waf-rate-limit", "prod", "waf", WAF_RATE + ("statement", "rateBasedStatement", "limit"), 20000,
+     ["web ACL 'waf' has no blocking rate-based rule within 10000 requests per client per 5 minutes ('rate': limit "
+      "20000 requests per 5 minutes above 10000); one client can flood the GPUs"]),
     ("vllm-api-key-required", "prod", D, C0 + ("env",), [],
      ["Deployment llmserving/llama-3-1-8b container 'vllm' runs vLLM without an API key; set VLLM_API_KEY from a secret"]),
     ("vllm-api-key-required", "prod", D, C0 + ("env",), [{"name": "VLLM_API_KEY", "value": "hunter2"}],
@@ -176,6 +200,10 @@ CASES = [
       "Interruption Warning' for Karpenter"]),
     ("stateful-protected", "prod", "adapters", ("protect",), False,
      ["stateful resource aws:s3/bucket:Bucket 'adapters' is not protected (pulumi protect option)"]),
+    ("stateful-protected", "prod", "cluster-key", ("protect",), False,
+     ["stateful resource aws:kms/key:Key 'cluster-key' is not protected (pulumi protect option)"]),
+    ("stateful-protected", "prod", "ecs", ("protect",), False,
+     ["stateful resource aws:ecs/cluster:Cluster 'ecs' is not protected (pulumi protect option)"]),
     ("resource-requests", "prod", D, C0 + ("resources", "requests"), {"nvidia.com/gpu": "4"},
      ["Deployment llmserving/llama-3-1-8b container 'vllm' sets no cpu or memory request (CKV_K8S_10, CKV_K8S_12)"]),
     ("vllm-shared-memory", "prod", D, C0 + ("volumeMounts",), [],
@@ -242,7 +270,7 @@ def test_levels_in_prod_are_mandatory_for_gpu_cost_and_security(pack):
     effective = pack.proc.configure(pack.info, shipped_config("prod"))
     pack._configured = None
     advisory = sorted(n for n, c in effective.items() if c["enforcementLevel"] != "mandatory")
-    assert advisory == ["gpu-nodepool-when-empty", "log-group-retention"]
+    assert advisory == ["gpu-nodepool-when-empty"]
 
 
 def test_mutated_violation_is_mandatory_in_prod(pack):
@@ -250,3 +278,40 @@ def test_mutated_violation_is_mandatory_in_prod(pack):
     v = pack.judge(mutate(regs, "alb", ("dropInvalidHeaderFields",), False), shipped_config("prod"))
     assert [(x.policy, x.level, x.urn) for x in v] == [
         ("alb-drop-invalid-headers", "mandatory", "urn:pulumi:prod::llmserving::aws:lb/loadBalancer:LoadBalancer::alb")]
+
+
+# --- worlds a one-field mutation cannot reach ---------------------------------------------------
+
+def _subnets_tagged(regs, tags: dict):
+    """Every fixture subnet without the internal-elb tag, plus `tags`."""
+    for z in "abc":
+        old = next(r for r in regs if r.name == f"private-{z}").inputs["tags"]
+        kept = {k: v for k, v in old.items() if k != "kubernetes.io/role/internal-elb"}
+        regs = mutate(regs, f"private-{z}", ("tags",), {**kept, **tags})
+    return regs
+
+
+def test_min_zones_counts_private_subnets_without_the_internal_elb_tag(pack):
+    regs = _subnets_tagged(good_world(), {})
+    assert _reported(pack.judge(regs, shipped_config("prod"), only=set()), "min-availability-zones") == []
+    regs = mutate(regs, "private-c", ("availabilityZone",), "us-east-1a")
+    assert _reported(pack.judge(regs, shipped_config("prod"), only=set()), "min-availability-zones") == [
+        "private subnets span 2 zone(s) (us-east-1a, us-east-1b); at least 3 are required"]
+
+
+def test_min_zones_reports_a_stack_whose_subnets_are_all_public(pack):
+    regs = _subnets_tagged(good_world(), {"kubernetes.io/role/elb": "1"})
+    assert _reported(pack.judge(regs, shipped_config("prod"), only=set()), "min-availability-zones") == [
+        "the stack has 3 subnet(s) but none is private (mapPublicIpOnLaunch false, not tagged kubernetes.io/role/elb); "
+        "GPU nodes need private subnets in at least 3 zones"]
+
+
+def test_a_bucket_logging_into_itself_is_no_log_bucket(pack):
+    regs = mutate(good_world(), "adapters-logging", ("targetBucket",), "llmserving-prod-adapters")
+    regs = mutate(regs, "adapters-sse", ("rules", 0, "applyServerSideEncryptionByDefault", "sseAlgorithm"), "AES256")
+    v = pack.judge(regs, shipped_config("prod"), only=set())
+    assert _reported(v, "s3-sse-kms") == [
+        "bucket 'llmserving-prod-adapters' is not encrypted with SSE-KMS (default encryption: AES256) (CKV_AWS_145)"]
+    assert _reported(v, "s3-access-logging") == [
+        "bucket 'llmserving-prod-adapters' writes its server access logs into itself; log to a separate log bucket "
+        "(CKV_AWS_18)"]

@@ -103,14 +103,23 @@ def _spot(r: Res, cfg: dict, report) -> None:
                    f"(karpenter.sh/capacity-type: {', '.join(nodepool_capacity_types(r))}); this stack requires spot for GPU pools")
     elif r.type == ASG:
         # The project's ECS GPU pools declare their instance types as mixedInstancesPolicy overrides; such a group
-        # launches spot only when onDemandPercentageAboveBaseCapacity is below 100 (AWS's default when unset).
+        # launches spot only when onDemandPercentageAboveBaseCapacity is below 100 (AWS's default when unset)
+        # and its onDemandBaseCapacity leaves room below maxSize.
         if not any(is_gpu_type(t) for t in _asg_types(r)):
             return
         pct = r.get("mixedInstancesPolicy", "instancesDistribution", "onDemandPercentageAboveBaseCapacity")
         if pct is UNKNOWN:
             return
         pct = num(pct) if num(pct) is not None else 100.0
-        if pct >= 100:
+        base_raw = r.get("mixedInstancesPolicy", "instancesDistribution", "onDemandBaseCapacity")
+        max_size = r.get("maxSize")
+        if base_raw is UNKNOWN or max_size is UNKNOWN:
+            return
+        base, top = num(base_raw) or 0.0, num(max_size)
+        if pct < 100 and top is not None and base >= top:
+            report(f"GPU auto scaling group '{r.name}' launches only on-demand capacity (mixedInstancesPolicy "
+                   f"onDemandBaseCapacity {fmt(base)} covers maxSize {fmt(top)}); this stack requires spot for GPU pools")
+        elif pct >= 100:
             report(f"GPU auto scaling group '{r.name}' launches only on-demand capacity (mixedInstancesPolicy "
                    f"onDemandPercentageAboveBaseCapacity {fmt(pct)}); this stack requires spot for GPU pools")
 

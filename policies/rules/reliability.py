@@ -13,14 +13,29 @@ from rules.ecs import ECS_TASK, ecs_containers
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 QUEUE = "aws:sqs/queue:Queue"
 EVENT_RULE = "aws:cloudwatch/eventRule:EventRule"
-STATEFUL = ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2", "aws:eks/cluster:Cluster", "eks:index:Cluster")
+STATEFUL = ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2", "aws:eks/cluster:Cluster", "eks:index:Cluster",
+            "aws:ecs/cluster:Cluster", "aws:kms/key:Key")
 ECS_SERVICE = "aws:ecs/service:Service"
+
+
+def _is_private_subnet(s: Res) -> bool:
+    """Node subnets: no public IPs on launch and not tagged for internet-facing load balancers."""
+    tags = s.get("tags", default={}) or {}
+    return s.get("mapPublicIpOnLaunch") is not True and not (isinstance(tags, dict) and tags.get("kubernetes.io/role/elb") == "1")
 
 
 def _min_zones(resources: list[Res], cfg: dict, report) -> None:
     minimum = int(cfg.get("minZones", 2))  # policy config numbers arrive as floats
-    private = [s for s in of_type(resources, "aws:ec2/subnet:Subnet")
-               if (s.get("tags", default={}) or {}).get("kubernetes.io/role/internal-elb") == "1"]
+    subnets = of_type(resources, "aws:ec2/subnet:Subnet")
+    if any(s.get("mapPublicIpOnLaunch") is UNKNOWN or s.get("tags") is UNKNOWN for s in subnets):
+        return
+    private = [s for s in subnets if _is_private_subnet(s)]
+    if subnets and not private:
+        report(f"the stack has {len(subnets)} subnet(s) but none is private (mapPublicIpOnLaunch false, not tagged "
+               f"kubernetes.io/role/elb); GPU nodes need private subnets in at least {fmt(minimum)} zones")
+        return
+    if any(s.get("availabilityZone") is UNKNOWN for s in private):
+        return
     zones = sorted({z for s in private if isinstance(z := s.get("availabilityZone"), str)})
     if private and len(zones) < minimum:
         report(f"private subnets span {len(zones)} zone(s) ({', '.join(zones)}); at least {fmt(minimum)} are required")
@@ -108,7 +123,7 @@ def _protected(r: Res, cfg: dict, report) -> None:
 
 stateful_protected = resource_policy(
     "stateful-protected",
-    "Stateful resources (adapter buckets, EKS clusters) carry the Pulumi `protect` option.",
+    "Stateful resources (adapter buckets, EKS and ECS clusters, KMS keys) carry the Pulumi `protect` option.",
     _protected, types=STATEFUL)
 
 

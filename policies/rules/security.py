@@ -9,8 +9,6 @@ import ipaddress
 import json
 from typing import Any
 
-from pulumi_policy import EnforcementLevel
-
 from rules.common import (Res, UNKNOWN, WORKLOAD_TYPES, all_containers, as_list, container_args, env_names, fmt, get,
                           has_flag, flag, is_vllm, num, of_type, refers_to, resource_policy, stack_policy, truthy,
                           workload_label)
@@ -73,7 +71,7 @@ def _log_retention(r: Res, cfg: dict, report) -> None:
 log_retention = resource_policy(
     "log-group-retention",
     "CloudWatch log groups set a retention period, so logs neither vanish nor bill forever (Checkov CKV_AWS_66).",
-    _log_retention, types=["aws:cloudwatch/logGroup:LogGroup"], level=EnforcementLevel.ADVISORY)
+    _log_retention, types=["aws:cloudwatch/logGroup:LogGroup"])
 
 
 # --- S3 adapter store ------------------------------------------------------------
@@ -83,12 +81,12 @@ def _companions(resources: list[Res], types: tuple, bucket: Res) -> list[Res]:
 
 
 def _log_buckets(resources: list[Res]) -> set[str]:
-    """URNs of buckets that receive access logs (S3 server access logs or ALB access logs)."""
+    """URNs of buckets that receive access logs: S3 server access logs of a different bucket, or ALB access logs."""
     out = set()
     for b in of_type(resources, *BUCKETS):
         for lg in of_type(resources, *LOGGING):
-            if refers_to(lg, "targetBucket", b):
-                out.add(b.urn)
+            if refers_to(lg, "targetBucket", b) and not refers_to(lg, "bucket", b):
+                out.add(b.urn)  # a bucket logging to itself does not make it a log bucket
         for lb in of_type(resources, LB):
             if b.urn in lb.prop_deps.get("accessLogs", []) or lb.get("accessLogs", "bucket") in (b.get("bucket"), b.name):
                 out.add(b.urn)
@@ -193,33 +191,65 @@ def _denies_insecure(st: dict) -> bool:
     return str(secure).lower() == "false"
 
 
+def _tls_deny_gaps(st: dict, bucket_name: Any) -> list[str]:
+    """What a TLS deny statement leaves uncovered: it must deny s3:* (or *) on the bucket and its objects."""
+    gaps = []
+    actions = [a for a in as_list(st.get("Action")) if isinstance(a, str)]
+    if "NotAction" in st or not any(a in ("s3:*", "*") for a in actions):
+        gaps.append(f"actions {', '.join(actions) or '(NotAction)'} instead of s3:*")
+    resources = [x for x in as_list(st.get("Resource")) if isinstance(x, str)]
+    if "*" not in resources and "NotResource" not in st:
+        if isinstance(bucket_name, str):
+            arn = f"arn:aws:s3:::{bucket_name}"
+            missing = [x for x in (arn, f"{arn}/*") if x not in resources]
+        else:  # name unknown in preview: need one bucket ARN and one object pattern
+            missing = [what for what, ok in (("the bucket ARN", any("/" not in x for x in resources)),
+                                             ("bucket/*", any(x.endswith("/*") for x in resources))) if not ok]
+        if missing:
+            gaps.append(f"not {' and '.join(missing)}")
+    elif "NotResource" in st:
+        gaps.append("NotResource instead of the bucket and bucket/*")
+    return gaps
+
+
 def _tls_only(resources: list[Res], cfg: dict, report) -> None:
     for b in of_type(resources, *BUCKETS):
         policies = _companions(resources, (BUCKET_POLICY,), b)
         statements = [_statements(p.get("policy")) for p in policies]
         if any(s is None for s in statements) and policies:
             continue  # policy text unknown in preview
-        if not any(_denies_insecure(st) for sts in statements for st in sts or []):
+        denies = [st for sts in statements for st in sts or [] if _denies_insecure(st)]
+        if not denies:
             report(f"{_bucket_label(b)} has no bucket policy statement denying requests without TLS "
                    f"(aws:SecureTransport false) (Security Hub S3.5)", b.urn)
+            continue
+        gaps = [_tls_deny_gaps(st, b.get("bucket")) for st in denies]
+        if all(gaps):
+            report(f"{_bucket_label(b)} denies requests without TLS only partly ({'; '.join(g for gs in gaps for g in gs)}); "
+                   f"deny s3:* on the bucket ARN and bucket/* (Security Hub S3.5)", b.urn)
 
 
 s3_tls_only = stack_policy(
     "s3-tls-only",
-    "Bucket policies deny requests made without TLS (aws:SecureTransport = false; AWS Security Hub S3.5, no Checkov ID).",
+    "Bucket policies deny s3:* on the bucket and bucket/* for requests made without TLS (aws:SecureTransport = "
+    "false; AWS Security Hub S3.5, no Checkov ID).",
     _tls_only, types=BUCKETS)
 
 
 def _no_wildcard_principal(r: Res, cfg: dict, report) -> None:
     sts = _statements(r.get("policy"))
     for st in sts or []:
-        if st.get("Effect") == "Allow" and _wildcard(st.get("Principal")):
+        if "NotPrincipal" in st:
+            report(f"bucket policy '{r.name}' has a {st.get('Effect')} statement with NotPrincipal, which applies to "
+                   f"every principal not listed (CKV_AWS_70)")
+        elif st.get("Effect") != "Deny" and _wildcard(st.get("Principal")):
+            # Only Deny narrows access, so a `*` principal is harmless there (e.g. deny without TLS).
             report(f"bucket policy '{r.name}' allows {st.get('Action')} to any principal (\"*\") (CKV_AWS_70)")
 
 
 s3_no_wildcard_principal = resource_policy(
     "s3-no-wildcard-principal",
-    "Bucket policies never Allow a `*` principal (Checkov CKV_AWS_70).",
+    "Bucket policies never Allow a `*` principal and use no NotPrincipal (Checkov CKV_AWS_70).",
     _no_wildcard_principal, types=[BUCKET_POLICY])
 
 
@@ -228,13 +258,18 @@ def _access_logging(resources: list[Res], cfg: dict, report) -> None:
     for b in of_type(resources, *BUCKETS):
         if b.urn in logs:
             continue  # a log bucket does not log to itself
-        if not _companions(resources, LOGGING, b):
+        logging = _companions(resources, LOGGING, b)
+        if not logging:
             report(f"{_bucket_label(b)} has no server access logging (CKV_AWS_18)", b.urn)
+        elif all(refers_to(lg, "targetBucket", b) for lg in logging):
+            report(f"{_bucket_label(b)} writes its server access logs into itself; log to a separate log bucket "
+                   f"(CKV_AWS_18)", b.urn)
 
 
 s3_access_logging = stack_policy(
     "s3-access-logging",
-    "Buckets other than log buckets have server access logging (Checkov CKV_AWS_18, Trivy AVD-AWS-0089).",
+    "Buckets other than log buckets (targets of another bucket's or an ALB's access logs) have server access logging "
+    "into a separate bucket (Checkov CKV_AWS_18, Trivy AVD-AWS-0089).",
     _access_logging, types=BUCKETS)
 
 
@@ -448,21 +483,60 @@ waf_attached = stack_policy(
     _waf_attached, types=[LB], schema={"required": {"type": "boolean", "default": False}})
 
 
-def _waf_rate(r: Res, cfg: dict, report) -> None:
-    rules = r.get("rules", default=[])
-    if rules is UNKNOWN:
-        return
+def _rate_rules(r: Res) -> list[tuple[str, Any, Any, Any]] | None:
+    """(rule name, action, limit, evaluation window seconds) of each rate-based rule, from `rules` or `ruleJson`."""
+    out = []
+    for x in as_list(r.get("rules", default=[])):
+        rb = get(x, "statement", "rateBasedStatement") if isinstance(x, dict) else None
+        if rb:
+            out.append((x.get("name"), x.get("action"), get(rb, "limit"), get(rb, "evaluationWindowSec")))
     text = r.get("ruleJson")
-    if isinstance(text, str) and "RateBasedStatement" in text:
+    if isinstance(text, str):
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError:
+            return None
+        for x in as_list(parsed):
+            rb = get(x, "Statement", "RateBasedStatement") if isinstance(x, dict) else None
+            if rb:
+                action = {k.lower(): v for k, v in x["Action"].items()} if isinstance(x.get("Action"), dict) else None
+                out.append((x.get("Name"), action, get(rb, "Limit"), get(rb, "EvaluationWindowSec")))
+    return out
+
+
+def _waf_rate(r: Res, cfg: dict, report) -> None:
+    if r.get("rules") is UNKNOWN or r.get("ruleJson") is UNKNOWN:
         return
-    if not any(isinstance(x, dict) and get(x, "statement", "rateBasedStatement") for x in as_list(rules)):
+    maximum = num(cfg.get("maxRequestsPer5Min", 10000))
+    rules = _rate_rules(r)
+    if rules is None:
+        return
+    if not rules:
         report(f"web ACL '{r.name}' has no rate-based rule; one client can flood the GPUs")
+        return
+    problems = []
+    for name, action, limit, window in rules:
+        if UNKNOWN in (action, limit, window):
+            return
+        issues = []
+        if not (isinstance(action, dict) and "block" in action):
+            issues.append(f"action {', '.join(action) if isinstance(action, dict) and action else '(none)'} instead of block")
+        per5 = None if num(limit) is None else num(limit) * 300 / (num(window) or 300)
+        if per5 is None or per5 > maximum:
+            issues.append(f"limit {fmt(per5) if per5 is not None else '(none)'} requests per 5 minutes above {fmt(maximum)}")
+        if not issues:
+            return  # one blocking rule within the limit is enough
+        problems.append(f"'{name}': {', '.join(issues)}")
+    report(f"web ACL '{r.name}' has no blocking rate-based rule within {fmt(maximum)} requests per client per 5 minutes "
+           f"({'; '.join(problems)}); one client can flood the GPUs")
 
 
 waf_rate_limit = resource_policy(
     "waf-rate-limit",
-    "Web ACLs include a rate-based rule so one client cannot exhaust GPU capacity (no Checkov ID; AWS WAF guidance).",
-    _waf_rate, types=[WEB_ACL])
+    "Web ACLs include a rate-based rule that blocks a client above `maxRequestsPer5Min` requests per 5 minutes, so one "
+    "client cannot exhaust GPU capacity (no Checkov ID; AWS WAF guidance).",
+    _waf_rate, types=[WEB_ACL],
+    schema={"maxRequestsPer5Min": {"type": "integer", "minimum": 10, "default": 10000}})
 
 
 # --- containers ------------------------------------------------------------------------
