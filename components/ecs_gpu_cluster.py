@@ -170,13 +170,15 @@ class EcsGpuCluster(pulumi.ComponentResource):
                      "description": "ECS, ECR, SSM, S3 and model hub endpoints"}],
             tags={**tags, "Name": f"{args.cluster_name}-gpu-instances"}, opts=child)
 
-        ami = aws.ssm.get_parameter_output(name=args.ami_parameter)
+        # pulumi-aws 7.51.1 GetParameterResult: `value` is always marked secret, which would make the
+        # AMI id (and every launch template diff) a secret; `insecure_value` is the same public id.
+        ami_id = aws.ssm.get_parameter_output(name=args.ami_parameter).insecure_value
         providers: dict[str, aws.ecs.CapacityProvider] = {}
         self.auto_scaling_groups: dict[str, aws.autoscaling.Group] = {}
         for pool in args.pools:
             pool_tags = {**tags, "pool": pool.name}
             lt = aws.ec2.LaunchTemplate(
-                f"{name}-{pool.name}", name=f"{args.cluster_name}-{pool.name}", image_id=ami.value,
+                f"{name}-{pool.name}", name=f"{args.cluster_name}-{pool.name}", image_id=ami_id,
                 iam_instance_profile={"arn": profile.arn}, vpc_security_group_ids=[sg.id],
                 metadata_options={"http_endpoint": "enabled", "http_tokens": "required",
                                   "http_put_response_hop_limit": 1, "instance_metadata_tags": "disabled"},
@@ -194,7 +196,16 @@ class EcsGpuCluster(pulumi.ComponentResource):
             asg = aws.autoscaling.Group(
                 f"{name}-{pool.name}", name=f"{args.cluster_name}-{pool.name}",
                 vpc_zone_identifiers=list(args.subnet_ids), min_size=pool.min_size, max_size=pool.max_size,
-                desired_capacity=pool.desired_size, protect_from_scale_in=True,
+                desired_capacity=pool.desired_size,
+                # Managed termination protection (below) requires instance scale-in protection on
+                # the group (ECS API CreateCapacityProvider, managedTerminationProtection).
+                protect_from_scale_in=True,
+                # The provider (Terraform aws_autoscaling_group, "Waiting for Capacity") otherwise
+                # blocks create/update until desired_capacity instances are InService, default
+                # "10m": GPU instances may take longer or stay unavailable (quota, spot), and ECS
+                # managed scaling owns capacity. "0" skips the wait (pulumi-aws 7.51.1
+                # autoscaling.Group wait_for_capacity_timeout).
+                wait_for_capacity_timeout="0",
                 capacity_rebalance=pool.capacity_type != "on-demand",
                 default_instance_warmup=args.instance_warmup_seconds,
                 mixed_instances_policy={

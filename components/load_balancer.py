@@ -17,7 +17,11 @@
   OpenAI clients need no header at all; the header rules stay a fast path).
 - Access logs to S3, invalid headers dropped, deletion protection (prod),
   WAF web ACL with a per-client-IP rate-based rule and AWS's known-bad-inputs
-  rules (not the common rule set: its 8 KB body limit would block prompts).
+  rules (not the common rule set: its 8 KB body limit would block prompts);
+  WAF logs (Security Hub WAF.11) to a CloudWatch log group `aws-waf-logs-<prefix>`
+  with the `authorization` header (the API key) redacted.
+- Quotas checked before anything exists: target groups and rules per ALB,
+  the fixed-response body size.
 """
 
 from __future__ import annotations
@@ -42,11 +46,19 @@ TLS12_PLUS_POLICIES = (
     "ELBSecurityPolicy-TLS13-1-3-2021-06", "ELBSecurityPolicy-TLS13-1-2-FIPS-2023-04",
 )
 ROUTING_HEADER = "x-llm-model"
+# Retention values CloudWatch Logs accepts (botocore 1.44.5 logs model, PutRetentionPolicy
+# retentionInDays; the stack passes infra/edge_catalog.py CLOUDWATCH_RETENTION_DAYS, same list).
+CLOUDWATCH_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192,
+                             2557, 2922, 3288, 3653)
+# WAF delivers logs only to destinations named with this prefix (AWS WAF API LoggingConfiguration).
+WAF_LOG_PREFIX = "aws-waf-logs-"
+# Request headers kept out of WAF logs: the bearer token (vLLM API key) travels in Authorization.
+WAF_REDACTED_HEADERS = ("authorization",)
 # vLLM's runtime adapter endpoints: an API key holder could load or unload any
 # tenant's adapter through them, so they never pass the load balancer.
 ADMIN_PATHS = ("/v1/load_lora_adapter", "/v1/unload_lora_adapter")
-# Listener rule priorities 1..50000; ALB allows 100 rules per listener by default.
-MAX_MODELS = 100
+# Rules this component puts on the serving listener besides one per model (the admin-path deny).
+FIXED_RULES = 1
 
 
 def aws_name(*parts: str, limit: int = 32) -> str:
@@ -87,6 +99,18 @@ class LoadBalancerArgs:
     default_target: Optional[str] = None
     # Resources the ALB must wait for (the log bucket's policy).
     depends_on: tuple[pulumi.Resource, ...] = ()
+    # Default ALB quotas (AWS ELB docs, "Quotas for your Application Load Balancers"): target
+    # groups per ALB 100 (not adjustable); rules per ALB, not counting default rules, 100.
+    max_target_groups: int = 100
+    max_rules: int = 100
+    # FixedResponseActionConfig.MessageBody: at most 1024 characters (botocore 1.44.5 elbv2 model).
+    fixed_response_max_chars: int = 1024
+    # WAF logs (Security Hub WAF.11): a CloudWatch log group named aws-waf-logs-*, kept this
+    # many days (a CloudWatch Logs retention value; the stack passes observability.logRetentionDays);
+    # None: no WAF logging.
+    waf_log_retention_days: Optional[int] = 90
+    # Account of the stack (the log group's resource policy names it); None: the caller's account.
+    account_id: Optional[str] = None
 
 
 def validate_load_balancer_args(args: LoadBalancerArgs) -> None:
@@ -95,8 +119,20 @@ def validate_load_balancer_args(args: LoadBalancerArgs) -> None:
         problems.append(f"name_prefix: got {args.name_prefix!r}; must be a DNS label")
     if not args.models:
         problems.append("models: got none; the ALB routes to at least one model")
-    if len(args.models) > MAX_MODELS:
-        problems.append(f"models: got {len(args.models)}; at most {MAX_MODELS} listener rules per listener")
+    rules = len(args.models) + FIXED_RULES
+    if rules > args.max_rules:
+        problems.append(f"models: got {len(args.models)}; they need {rules} listener rules (one per model and "
+                        f"{FIXED_RULES} deny rule) and an ALB allows {args.max_rules} (not counting default rules)")
+    groups = len(args.models) + (1 if args.default_target else 0)
+    if groups > args.max_target_groups:
+        problems.append(f"models: got {len(args.models)}; they need {groups} target groups"
+                        f"{' (with the default target)' if args.default_target else ''} and an ALB allows "
+                        f"{args.max_target_groups}")
+    if args.default_target is None and args.models:
+        body = len(not_found_body(args.models))
+        if body > args.fixed_response_max_chars:
+            problems.append(f"models: the 404 response listing {len(args.models)} model names takes {body} characters; "
+                            f"an ALB fixed response allows {args.fixed_response_max_chars} (use fewer or shorter names)")
     for m in args.models:
         if not DNS_LABEL.match(m):
             problems.append(f"models: got {m!r}; model names are DNS labels (they are header values and target group names)")
@@ -125,8 +161,29 @@ def validate_load_balancer_args(args: LoadBalancerArgs) -> None:
         problems.append(f"health_check_path: got {args.health_check_path!r}; must start with '/'")
     problems += out_of_range("idle_timeout_seconds", args.idle_timeout_seconds, 1, 4000, who="ALB allows")
     problems += out_of_range("deregistration_delay_seconds", args.deregistration_delay_seconds, 0, 3600)
+    if args.waf_log_retention_days is not None:
+        if args.waf_log_retention_days not in CLOUDWATCH_RETENTION_DAYS:
+            problems.append(f"waf_log_retention_days: got {args.waf_log_retention_days}; CloudWatch Logs allows "
+                            f"{', '.join(map(str, CLOUDWATCH_RETENTION_DAYS))}")
+        if args.account_id is not None and not re.match(r"^\d{12}$", args.account_id):
+            problems.append(f"account_id: got {args.account_id!r}; must be a 12-digit AWS account id or None")
     if problems:
         raise ArgsError("ModelLoadBalancer", problems)
+
+
+def waf_log_group_name(args: LoadBalancerArgs) -> str:
+    return f"{WAF_LOG_PREFIX}{args.name_prefix}"
+
+
+def waf_log_resource_policy(args: LoadBalancerArgs, account_id: str) -> dict:
+    """Lets the log delivery service write WAF logs to this stack's group, for this account only."""
+    here = f"{args.region}:{account_id}"
+    return {"Version": "2012-10-17", "Statement": [{
+        "Sid": "WafLogDelivery", "Effect": "Allow", "Principal": {"Service": "delivery.logs.amazonaws.com"},
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+        "Resource": f"arn:aws:logs:{here}:log-group:{waf_log_group_name(args)}:*",
+        "Condition": {"StringEquals": {"aws:SourceAccount": account_id},
+                      "ArnLike": {"aws:SourceArn": f"arn:aws:logs:{here}:*"}}}]}
 
 
 def not_found_body(models: Sequence[str]) -> str:
@@ -176,20 +233,23 @@ class ModelLoadBalancer(pulumi.ComponentResource):
             "content_type": "application/json", "status_code": "404", "message_body": not_found_body(args.models)}}
         if args.default_target:
             not_found = {"type": "forward", "target_group_arn": target_groups[args.default_target].arn}
+        listeners: dict[str, aws.lb.Listener] = {}
         if args.certificate_arn is not None:
             serving = aws.lb.Listener(f"{name}-https", load_balancer_arn=lb.arn, port=443, protocol="HTTPS",
                                       ssl_policy=args.tls_policy, certificate_arn=args.certificate_arn,
                                       default_actions=[not_found], tags=tags, opts=child)
-            aws.lb.Listener(f"{name}-http", load_balancer_arn=lb.arn, port=80, protocol="HTTP",
-                            default_actions=[{"type": "redirect", "redirect": {
-                                "port": "443", "protocol": "HTTPS", "status_code": "HTTP_301"}}],
-                            tags=tags, opts=child)
+            listeners["http"] = aws.lb.Listener(f"{name}-http", load_balancer_arn=lb.arn, port=80, protocol="HTTP",
+                                                default_actions=[{"type": "redirect", "redirect": {
+                                                    "port": "443", "protocol": "HTTPS", "status_code": "HTTP_301"}}],
+                                                tags=tags, opts=child)
+            listeners["https"] = serving
         else:
             # Only where require_tls is false (a dev stack without a domain).
             pulumi.log.warn(f"{name}: no certificate; the ALB serves plain HTTP (never allowed where TLS is required)",
                             resource=self)
             serving = aws.lb.Listener(f"{name}-http", load_balancer_arn=lb.arn, port=80, protocol="HTTP",
                                       default_actions=[not_found], tags=tags, opts=child)
+            listeners["http"] = serving
 
         aws.lb.ListenerRule(
             f"{name}-deny-admin", listener_arn=serving.arn, priority=1,
@@ -198,8 +258,13 @@ class ModelLoadBalancer(pulumi.ComponentResource):
                 "content_type": "application/json", "status_code": "403",
                 "message_body": json.dumps({"error": {"message": "adapter management is not exposed", "code": 403}})}}],
             tags=tags, opts=child)
+        # A target group is "associated with a load balancer" only once a listener or rule
+        # forwards to it; an ECS service that registers targets before that fails
+        # (ECS CreateService: InvalidParameterException "The target group ... does not have an
+        # associated load balancer"), so services depend on these (infra/ecs_platform.py).
+        rules: dict[str, aws.lb.ListenerRule] = {}
         for priority, model in enumerate(args.models, start=2):
-            aws.lb.ListenerRule(
+            rules[model] = aws.lb.ListenerRule(
                 f"{name}-{model}", listener_arn=serving.arn, priority=priority,
                 conditions=[{"http_header": {"http_header_name": ROUTING_HEADER, "values": [model]}}],
                 actions=[{"type": "forward", "target_group_arn": target_groups[model].arn}],
@@ -225,12 +290,39 @@ class ModelLoadBalancer(pulumi.ComponentResource):
                                "metric_name": acl_name},
             tags=tags, opts=child)
         aws.wafv2.WebAclAssociation(f"{name}-waf", resource_arn=lb.arn, web_acl_arn=acl.arn, opts=child)
+        self.waf_log_group_name: Optional[str] = None
+        if args.waf_log_retention_days is not None:
+            self.waf_log_group_name = waf_log_group_name(args)
+            waf_logs = aws.cloudwatch.LogGroup(
+                f"{name}-waf-logs", name=self.waf_log_group_name, retention_in_days=args.waf_log_retention_days,
+                tags=tags, opts=child)
+            # WAF would otherwise create or grow one account-wide resource policy (AWSWAF-LOGS) on
+            # first use, which fails once it exceeds the policy size (pulumi-aws 7.51.1
+            # wafv2.WebAclLoggingConfiguration warning; Terraform aws_wafv2_web_acl_logging_configuration
+            # docs, "With CloudWatch Log Group and managed CloudWatch Log Resource Policy"). Built from
+            # the configured name so the policy is known at preview.
+            account = (pulumi.Output.from_input(args.account_id) if args.account_id is not None
+                       else aws.get_caller_identity_output().account_id)
+            policy = aws.cloudwatch.LogResourcePolicy(
+                f"{name}-waf-logs", policy_name=self.waf_log_group_name,
+                policy_document=account.apply(lambda acct: json.dumps(waf_log_resource_policy(args, acct),
+                                                                      sort_keys=True)),
+                opts=child)
+            aws.wafv2.WebAclLoggingConfiguration(
+                f"{name}-waf-logs", resource_arn=acl.arn, log_destination_configs=[waf_logs.arn],
+                redacted_fields=[{"single_header": {"name": h}} for h in WAF_REDACTED_HEADERS],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]))
 
         self.arn = lb.arn
         self.arn_suffix = lb.arn_suffix
         self.dns_name = lb.dns_name
         self.security_group_id = sg.id
         self.listener_arn = serving.arn
+        # What attaches each target group to the ALB: a model's header rule; the default target's
+        # forward is the serving listener's default action.
+        self.listeners = listeners
+        self.serving_listener = serving
+        self.listener_rules = rules
         self.web_acl_arn = acl.arn
         self.target_group_arns = {m: tg.arn for m, tg in target_groups.items() if m in args.models}
         self.target_group_arn_suffixes = {m: tg.arn_suffix for m, tg in target_groups.items() if m in args.models}
@@ -238,4 +330,5 @@ class ModelLoadBalancer(pulumi.ComponentResource):
         self.register_outputs({
             "arn": self.arn, "dnsName": self.dns_name, "securityGroupId": self.security_group_id,
             "targetGroupArns": self.target_group_arns, "webAclArn": self.web_acl_arn,
+            "wafLogGroupName": self.waf_log_group_name,
         })

@@ -3,7 +3,7 @@
 - kube-prometheus-stack from a pinned chart, or bring-your-own Prometheus
   (`prometheus_chart=None`: the Prometheus Operator CRDs must already exist);
 - the Grafana dashboard as a ConfigMap labelled for the Grafana sidecar:
-  queue depth, KV-cache usage, TTFT/TPOT percentiles, token throughput and,
+  queue depth, KV-cache usage, TTFT and inter-token latency percentiles, token throughput and,
   when DCGM exporter metrics are scraped, GPU utilization and framebuffer
   memory (DCGM_FI_DEV_GPU_UTIL, DCGM_FI_DEV_FB_USED);
 - a PrometheusRule (TTFT p95, sustained queue, KV cache nearly full,
@@ -31,6 +31,7 @@ from components.helm_chart import DNS_LABEL, ChartRelease, chart_problems, helm_
 
 MONITORING_API = "monitoring.coreos.com/v1"
 DASHBOARD_LABEL = "grafana_dashboard"
+INTER_TOKEN_LATENCY = "vllm:inter_token_latency_seconds"
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def validate_observability_args(args: ObservabilityArgs) -> None:
 
 
 def dashboard(gpu_panels: bool) -> dict:
-    """Grafana dashboard: queue depth, KV cache, TTFT/TPOT percentiles, token throughput, GPU use (DCGM)."""
+    """Grafana dashboard: queue depth, KV cache, TTFT and inter-token latency percentiles, token throughput, GPU use (DCGM)."""
     def panel(i: int, title: str, exprs: list[tuple[str, str]], unit: str) -> dict:
         return {"id": i, "type": "timeseries", "title": title, "datasource": {"type": "prometheus", "uid": "${datasource}"},
                 "gridPos": {"h": 8, "w": 12, "x": 12 * (i % 2), "y": 8 * (i // 2)},
@@ -114,8 +115,10 @@ def dashboard(gpu_panels: bool) -> dict:
         panel(1, "KV cache usage", [("max by (model_name) (vllm:kv_cache_usage_perc)", "{{model_name}}")], "percentunit"),
         panel(2, "Time to first token", [(q("vllm:time_to_first_token_seconds", x), f"{{{{model_name}}}} p{int(x * 100)}")
                                          for x in (0.5, 0.95, 0.99)], "s"),
-        panel(3, "Time per output token", [(q("vllm:time_per_output_token_seconds", x), f"{{{{model_name}}}} p{int(x * 100)}")
-                                           for x in (0.5, 0.95, 0.99)], "s"),
+        # vLLM 0.11 renamed vllm:time_per_output_token_seconds (deprecated, hidden from 0.12) to
+        # vllm:inter_token_latency_seconds (vllm/v1/metrics/loggers.py, v0.11.x: "Deprecated in 0.11").
+        panel(3, "Inter-token latency", [(q(INTER_TOKEN_LATENCY, x), f"{{{{model_name}}}} p{int(x * 100)}")
+                                         for x in (0.5, 0.95, 0.99)], "s"),
         panel(4, "Token throughput", [
             ("sum by (model_name) (rate(vllm:prompt_tokens_total[5m]))", "{{model_name}} prompt"),
             ("sum by (model_name) (rate(vllm:generation_tokens_total[5m]))", "{{model_name}} generation")], "tps"),

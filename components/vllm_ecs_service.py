@@ -49,6 +49,7 @@ ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 CONTAINER = "vllm"
 SYNC_CONTAINER = "adapter-sync"
 ADAPTER_VOLUME = "adapters"
+KEEP_ALIVE_ENV = "VLLM_HTTP_TIMEOUT_KEEP_ALIVE"
 # Flags that carry secrets must come from `secrets`, never from the command line.
 SECRET_FLAGS = ("--api-key", "--hf-token")
 
@@ -118,6 +119,12 @@ class VllmEcsServiceArgs:
     log_retention_days: int = 30
     # ECS refuses larger task definitions (service quota).
     task_definition_max_bytes: int = 65536
+    # vLLM keeps idle HTTP connections VLLM_HTTP_TIMEOUT_KEEP_ALIVE seconds (vllm/envs.py, default 5).
+    # Behind an ALB it must outlast the ALB's idle timeout, or the ALB reuses a connection vLLM
+    # just closed and answers 502 (AWS ELB docs, ALB attributes, "Connection idle timeout").
+    http_keep_alive_seconds: Optional[int] = None
+    # Idle timeout of the ALB in front; when given, http_keep_alive_seconds must exceed it.
+    load_balancer_idle_timeout_seconds: Optional[int] = None
     tags: dict[str, str] = field(default_factory=dict)
     depends_on: tuple[pulumi.Resource, ...] = ()
 
@@ -206,6 +213,13 @@ def validate_vllm_ecs_service_args(args: VllmEcsServiceArgs) -> None:
             problems.append(f"secrets/environment: got {name!r}; environment names are UPPER_SNAKE_CASE")
     if set(args.secrets) & set(args.environment):
         problems.append(f"environment: {', '.join(sorted(set(args.secrets) & set(args.environment)))} also in secrets")
+    if args.load_balancer_idle_timeout_seconds is not None and not (
+            args.http_keep_alive_seconds is not None
+            and args.http_keep_alive_seconds > args.load_balancer_idle_timeout_seconds):
+        problems.append(f"http_keep_alive_seconds: got {args.http_keep_alive_seconds} (vLLM default 5); must exceed "
+                        f"the load balancer idle timeout {args.load_balancer_idle_timeout_seconds} s or clients see 502s")
+    if args.http_keep_alive_seconds is not None and KEEP_ALIVE_ENV in args.environment:
+        problems.append(f"environment: {KEEP_ALIVE_ENV} is set by http_keep_alive_seconds")
     if args.requests_per_target_per_minute < 1:
         problems.append(f"requests_per_target_per_minute: got {args.requests_per_target_per_minute}; must be >= 1")
     if not problems:
@@ -279,6 +293,8 @@ def container_definition(args: VllmEcsServiceArgs, log_group: str, secrets: Mapp
     probe = (f"python3 -c \"import urllib.request; "
              f"urllib.request.urlopen('http://localhost:{args.port}/health', timeout=4)\" || exit 1")
     environment = dict(args.environment)
+    if args.http_keep_alive_seconds is not None:
+        environment[KEEP_ALIVE_ENV] = str(args.http_keep_alive_seconds)
     sync = args.adapter_sync
     extra: dict = {}
     if sync is not None:

@@ -275,12 +275,26 @@ class GpuLimitsConfig(_Strict):
     allowed_families: list[str] = Field(min_length=1)
 
 
+def _check_cloudwatch_retention(v: int) -> int:
+    allowed = _edge.CLOUDWATCH_RETENTION_DAYS.value
+    if v not in allowed:  # type: ignore[operator]
+        raise ValueError(f"CloudWatch Logs keeps log groups for one of {', '.join(map(str, allowed))} days"  # type: ignore[call-overload]
+                         f" ({_edge.CLOUDWATCH_RETENTION_DAYS.source})")
+    return v
+
+
 class ObservabilityConfig(_Strict):
     prometheus: bool = True
     grafana: bool = True
     dcgm_exporter: bool = True
     alerts: bool = True
     log_retention_days: int = Field(default=30, ge=1, le=3653)
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _cloudwatch_retention(cls, v: int) -> int:
+        # Feeds CloudWatch log groups (ECS tasks, VPC flow logs, WAF logs): only these values exist.
+        return _check_cloudwatch_retention(v)
 
 
 class ServingConfig(_Strict):
@@ -421,6 +435,20 @@ class StackConfig(_Strict):
     ingress: IngressConfig = IngressConfig()
     ecs: EcsConfig = EcsConfig()
     adapter_store: AdapterStoreConfig = AdapterStoreConfig()
+
+    @field_validator("models")
+    @classmethod
+    def _alb_quotas(cls, v: list) -> list:
+        # One ALB serves every model: one target group and one listener rule each, plus the router
+        # target group (EKS) and the admin-path deny rule (components/load_balancer.py).
+        q = _edge.ALB_QUOTAS
+        rules, groups = int(q["rules_per_load_balancer"].value), int(q["target_groups_per_load_balancer"].value)  # type: ignore[call-overload]
+        most = min(rules, groups) - 1
+        if len(v) > most:
+            raise ValueError(f"{len(v)} models; one load balancer serves at most {most} (each model takes a listener "
+                             f"rule and a target group, plus the deny rule and the router target group; an ALB allows "
+                             f"{rules} rules and {groups} target groups: {q['rules_per_load_balancer'].source})")
+        return v
 
     @field_validator("kubernetes_version")
     @classmethod

@@ -188,7 +188,12 @@ def build(settings: Settings, plan: capacity.Plan, network, tags: dict[str, str]
             task_definition_max_bytes=_figure("task_definition_max_bytes"),
             scale_in_cooldown_seconds=int(d["scale_in_cooldown_seconds"].value),  # type: ignore[arg-type]
             scale_out_cooldown_seconds=int(d["scale_out_cooldown_seconds"].value),  # type: ignore[arg-type]
+            http_keep_alive_seconds=ec.keep_alive_seconds(c.ingress.idle_timeout_seconds),
+            load_balancer_idle_timeout_seconds=c.ingress.idle_timeout_seconds,
             log_retention_days=c.observability.log_retention_days,
-            tags={**tags, "model": model.name}, depends_on=(cluster.providers_attached,)))
+            tags={**tags, "model": model.name},
+            # The capacity provider must be on the cluster, and the model's target group attached to
+            # the ALB by its listener rule, before the service is created (components/load_balancer.py).
+            depends_on=(cluster.providers_attached, load_balancer.listener_rules[model.name])))
     pulumi.export("ecsCluster", cluster.cluster_name)
     return EcsPlatform(cluster=cluster, services=services)

@@ -90,3 +90,33 @@ ADAPTER_STORE_DEFAULTS: dict[str, Figure] = {
     "access_log_days": Figure(365, "project retention assumption (audit trail of adapter reads and writes)", "2025-10"),
     "kms_deletion_window_days": Figure(30, "KMS ScheduleKeyDeletion maximum window", "2025-10"),
 }
+
+# --- CloudWatch Logs, ALB quotas, keep-alive (issue 10) --------------------------------------
+# The only retention values CloudWatch Logs accepts. botocore's `logs` model documents them in
+# PutRetentionPolicy.retentionInDays (no enum: the shape is a plain integer), and botocore is not a
+# runtime dependency of the program, so the list lives here; tests/test_ecsobs_config.py checks it
+# against botocore 1.44.5's model text.
+CLOUDWATCH_RETENTION_DAYS = Figure(
+    (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653),
+    "botocore 1.44.5 data/logs/2014-03-28/service-2.json, PutRetentionPolicy retentionInDays", "2026-08")
+# Default quotas of one Application Load Balancer (AWS ELB docs, "Quotas for your Application
+# Load Balancers": target groups per ALB 100, rules per ALB (not counting default rules) 100).
+ALB_QUOTAS: dict[str, Figure] = {
+    "target_groups_per_load_balancer": Figure(100, "AWS ELB docs: Quotas for your Application Load Balancers (default)", "2026-08"),
+    "rules_per_load_balancer": Figure(100, "AWS ELB docs: Quotas for your Application Load Balancers (default; "
+                                           "default rules not counted)", "2026-08"),
+    # FixedResponseActionConfig.MessageBody max 1024 characters.
+    "fixed_response_body_max_chars": Figure(1024, "botocore 1.44.5 elbv2 model FixedResponseActionMessage (max 1024)", "2026-08"),
+}
+# The target (vLLM, the router) must keep idle connections open longer than the ALB does, or the
+# ALB may reuse a connection the target just closed and answer 502 (AWS ELB docs, Application
+# Load Balancer attributes, "Connection idle timeout": configure the application's idle timeout
+# larger than the load balancer's). The margin covers clock skew between the two timers.
+KEEP_ALIVE_MARGIN_SECONDS = Figure(
+    15, "AWS ELB docs: Edit attributes for your Application Load Balancer, Connection idle timeout; "
+        "margin is a project assumption", "2026-08")
+
+
+def keep_alive_seconds(idle_timeout_seconds: int) -> int:
+    """HTTP keep-alive for a target behind an ALB with this idle timeout (e.g. VLLM_HTTP_TIMEOUT_KEEP_ALIVE)."""
+    return int(idle_timeout_seconds) + int(KEEP_ALIVE_MARGIN_SECONDS.value)  # type: ignore[call-overload]

@@ -269,9 +269,11 @@ def test_dashboard_and_alert_rules():
     dash = json.loads(inputs(one(run, "kubernetes:core/v1:ConfigMap", "vllm-dashboard"))["data"]["vllm.json"])
     exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
     for metric in ("vllm:num_requests_waiting", "vllm:kv_cache_usage_perc", "vllm:time_to_first_token_seconds_bucket",
-                   "vllm:time_per_output_token_seconds_bucket", "vllm:generation_tokens_total"):
+                   "vllm:inter_token_latency_seconds_bucket", "vllm:generation_tokens_total"):
         assert metric in exprs
     assert "gpu_cache_usage_perc" not in exprs  # deprecated
+    # Deprecated in vLLM 0.11, hidden from 0.12 (vllm/v1/metrics/loggers.py, v0.11.x).
+    assert "time_per_output_token_seconds" not in exprs
     rule = k8s_object(one(run, "kubernetes:monitoring.coreos.com/v1:PrometheusRule"))
     validate_object(rule)
     alerts = {r["alert"]: r for r in rule["spec"]["groups"][0]["rules"]}
