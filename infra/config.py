@@ -288,7 +288,7 @@ class ObservabilityConfig(_Strict):
     grafana: bool = True
     dcgm_exporter: bool = True
     alerts: bool = True
-    log_retention_days: int = Field(default=30, ge=1, le=3653)
+    log_retention_days: int = 30
 
     @field_validator("log_retention_days")
     @classmethod

@@ -76,3 +76,84 @@ def test_launch_templates_take_the_ami_from_the_insecure_value(monkeypatch):
     run = run_component(lambda: EcsGpuCluster("gpu", _cluster_args()))
     for lt in of_type(run, "aws:ec2/launchTemplate:LaunchTemplate"):
         assert inputs(lt)["imageId"].startswith("ami-"), inputs(lt)["imageId"]
+
+
+# --- item 12 (ECS): vLLM keeps idle connections longer than the ALB --------------------------------
+
+def test_ecs_vllm_keep_alive_outlasts_the_alb_idle_timeout():
+    # AWS ELB docs (ALB attributes, "Connection idle timeout"): configure the application's idle
+    # timeout larger than the load balancer's, else the ALB may send a request on a connection the
+    # target is closing and answer 502. vLLM's keep-alive is VLLM_HTTP_TIMEOUT_KEEP_ALIVE
+    # (vllm/envs.py, default 5 s), passed to uvicorn's timeout_keep_alive.
+    import json
+
+    from tests.test_ecs_stacks import _run
+
+    run = _run("small-g5")
+    (lb,) = of_type(run, "aws:lb/loadBalancer:LoadBalancer")
+    idle = inputs(lb)["idleTimeout"]
+    for td in of_type(run, "aws:ecs/taskDefinition:TaskDefinition"):
+        vllm = next(c for c in json.loads(inputs(td)["containerDefinitions"]) if c["name"] == "vllm")
+        env = {e["name"]: e["value"] for e in vllm["environment"]}
+        keep_alive = int(env.get("VLLM_HTTP_TIMEOUT_KEEP_ALIVE", "5"))
+        assert keep_alive > idle, (keep_alive, idle)
+
+
+def test_keep_alive_below_the_idle_timeout_is_refused():
+    from components.errors import ArgsError
+    from components.vllm_ecs_service import validate_vllm_ecs_service_args
+    from tests.test_ecs_components import _service_args
+
+    with pytest.raises(ArgsError) as e:
+        validate_vllm_ecs_service_args(_service_args(load_balancer_idle_timeout_seconds=300))
+    assert e.value.problems == ["http_keep_alive_seconds: got None (vLLM default 5); must exceed the load balancer "
+                                "idle timeout 300 s or clients see 502s"]
+    validate_vllm_ecs_service_args(_service_args(load_balancer_idle_timeout_seconds=300, http_keep_alive_seconds=315))
+
+
+def test_keep_alive_helper_adds_the_catalog_margin():
+    from infra import edge_catalog as ec
+
+    assert ec.keep_alive_seconds(300) == 300 + ec.KEEP_ALIVE_MARGIN_SECONDS.value > 300
+
+
+# --- item 16 (WAF): the web ACL logs, with the API key redacted --------------------------------------
+
+def test_waf_logs_to_an_aws_waf_logs_group_with_authorization_redacted():
+    # Security Hub WAF.11. AWS WAF API LoggingConfiguration: destinations must be named
+    # aws-waf-logs-*; RedactedFields keeps a header out of the logs (the bearer token is the vLLM
+    # API key). Terraform aws_wafv2_web_acl_logging_configuration docs ("With CloudWatch Log Group
+    # and managed CloudWatch Log Resource Policy"): the log delivery service writes with a resource
+    # policy on the group; without one WAF edits the account-wide AWSWAF-LOGS policy, which fails
+    # once too large (pulumi-aws 7.51.1 wafv2.WebAclLoggingConfiguration warning).
+    import json
+
+    from tests.test_load_balancer import _args
+    from components.load_balancer import ModelLoadBalancer
+    from infra.mockcloud import ACCOUNT_ID
+    from tests.harness import one, run_component
+
+    run = run_component(lambda: ModelLoadBalancer("edge", _args(waf_log_retention_days=14)))
+    group = one(run, "aws:cloudwatch/logGroup:LogGroup")
+    name = inputs(group)["name"]
+    assert name.startswith("aws-waf-logs-") and inputs(group)["retentionInDays"] == 14
+    logging = one(run, "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration")
+    cfg = inputs(logging)
+    assert cfg["resourceArn"] == inputs(one(run, "aws:wafv2/webAclAssociation:WebAclAssociation"))["webAclArn"]
+    assert len(cfg["logDestinationConfigs"]) == 1 and cfg["logDestinationConfigs"][0].endswith(name)
+    assert cfg["redactedFields"] == [{"singleHeader": {"name": "authorization"}}]
+    policy_reg = one(run, "aws:cloudwatch/logResourcePolicy:LogResourcePolicy")
+    assert policy_reg.urn in logging.dependencies  # delivery may write before the first log arrives
+    (stmt,) = json.loads(inputs(policy_reg)["policyDocument"])["Statement"]
+    assert stmt["Principal"] == {"Service": "delivery.logs.amazonaws.com"}
+    assert set(stmt["Action"]) == {"logs:CreateLogStream", "logs:PutLogEvents"}
+    assert stmt["Resource"] == f"arn:aws:logs:us-east-1:{ACCOUNT_ID}:log-group:{name}:*"
+    assert stmt["Condition"]["StringEquals"] == {"aws:SourceAccount": ACCOUNT_ID}
+
+
+def test_shipped_stacks_log_their_waf():
+    from tests.harness import shipped_run
+
+    for stack in ("dev", "prod"):
+        run = shipped_run(stack)
+        assert of_type(run, "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration"), stack
