@@ -50,6 +50,29 @@ CONTAINER = "vllm"
 SYNC_CONTAINER = "adapter-sync"
 ADAPTER_VOLUME = "adapters"
 KEEP_ALIVE_ENV = "VLLM_HTTP_TIMEOUT_KEEP_ALIVE"
+USER = re.compile(r"^([1-9][0-9]{0,9}):([0-9]{1,10})$")
+# Non-root containers: the vLLM image (vllm/vllm-openai v0.11.1, docker/Dockerfile: no USER, files
+# under /root and /vllm-workspace) and amazon/aws-cli run as root unless the task names a user.
+# A uid without an /etc/passwd entry gets HOME=/ from Docker, which it cannot write: HOME points
+# into /tmp (mode 1777 in both images), where the Hugging Face cache (~/.cache/huggingface), vLLM's
+# cache and config (~/.cache/vllm, ~/.config/vllm, vllm/envs.py) and Triton/FlashInfer caches land,
+# in the container's writable layer on the instance root volume as they did under /root.
+# USER/LOGNAME: getpass.getuser() (torch inductor's cache dir) raises for a uid without a
+# passwd entry unless one of them is set.
+VLLM_HOME = "/tmp/vllm"
+SYNC_HOME = "/tmp"
+# Where adapter-sync mounts the (empty, task-scoped) adapter volume. ECS creates it as a Docker
+# local volume (amazon-ecs-agent task.go initializeDockerLocalVolumes), root-owned 0755 unless the
+# image has the mount path, whose ownership and mode Docker copies into the empty volume (ECS
+# developer guide, "Use bind mounts": 0755/root by default, permissions come from the image path).
+# /var/tmp is 1777 in amazon/aws-cli (Amazon Linux 2), so the non-root sync can write there;
+# vLLM mounts the same volume read-only at AdapterSync.mount_path.
+SYNC_STAGING = "/var/tmp"
+# No seccomp setting exists on ECS for the EC2 launch type: ContainerDefinition has no seccomp field
+# and dockerSecurityOptions accepts only no-new-privileges, apparmor:, label: and credentialspec:
+# (botocore 1.44.5 ecs model). Docker applies its default seccomp profile to every container it
+# starts without `seccomp=unconfined` (Docker docs, "Seccomp security profiles"), which is the
+# RuntimeDefault the EKS pods ask for.
 # Flags that carry secrets must come from `secrets`, never from the command line.
 SECRET_FLAGS = ("--api-key", "--hf-token")
 
@@ -106,6 +129,8 @@ class VllmEcsServiceArgs:
     environment: Mapping[str, str] = field(default_factory=dict)
     task_role_arn: Optional[pulumi.Input[str]] = None
     adapter_sync: Optional[AdapterSync] = None
+    # uid:gid every container of the task runs as (never root; see USER above).
+    user: str = "1000:1000"
     port: int = 8000
     resource_share: float = 0.85
     shared_memory_mib_per_gpu: int = 4096
@@ -220,6 +245,11 @@ def validate_vllm_ecs_service_args(args: VllmEcsServiceArgs) -> None:
                         f"the load balancer idle timeout {args.load_balancer_idle_timeout_seconds} s or clients see 502s")
     if args.http_keep_alive_seconds is not None and KEEP_ALIVE_ENV in args.environment:
         problems.append(f"environment: {KEEP_ALIVE_ENV} is set by http_keep_alive_seconds")
+    if not USER.match(args.user):
+        problems.append(f"user: got {args.user!r}; a non-root uid:gid such as 1000:1000 (uid 0 is root)")
+    for name in ("HOME", "USER", "LOGNAME"):
+        if name in args.environment:
+            problems.append(f"environment: {name} is set by the component (non-root user with a writable home)")
     if args.requests_per_target_per_minute < 1:
         problems.append(f"requests_per_target_per_minute: got {args.requests_per_target_per_minute}; must be >= 1")
     if not problems:
@@ -248,7 +278,7 @@ def _logs(args: VllmEcsServiceArgs, log_group: str) -> dict:
 
 def sync_script(sync: AdapterSync) -> str:
     """Shell run by the adapter-sync container: fetch the manifest, copy exactly its adapters, fail on any error."""
-    root = sync.mount_path.rstrip("/")
+    root = SYNC_STAGING
     return ("set -euo pipefail; "
             "aws s3 cp --only-show-errors \"s3://${LORA_ADAPTER_BUCKET}/${LORA_ADAPTER_MANIFEST}\" /tmp/adapters.tsv; "
             "while IFS=$'\\t' read -r adapter tenant; do [ -n \"$adapter\" ] || continue; "
@@ -272,9 +302,10 @@ def sync_container_definition(args: VllmEcsServiceArgs, log_group: str) -> dict:
         "cpu": sync.cpu,
         "memoryReservation": sync.memory_reservation_mib,
         "memory": sync.memory_mib,
-        "environment": [{"name": "LORA_ADAPTER_BUCKET", "value": sync.bucket},
+        "user": args.user,
+        "environment": [{"name": "HOME", "value": SYNC_HOME}, {"name": "LORA_ADAPTER_BUCKET", "value": sync.bucket},
                         {"name": "LORA_ADAPTER_MANIFEST", "value": sync.manifest_key}],
-        "mountPoints": [{"sourceVolume": ADAPTER_VOLUME, "containerPath": sync.mount_path, "readOnly": False}],
+        "mountPoints": [{"sourceVolume": ADAPTER_VOLUME, "containerPath": SYNC_STAGING, "readOnly": False}],
         "logConfiguration": _logs(args, log_group),
     }
 
@@ -292,7 +323,7 @@ def container_definition(args: VllmEcsServiceArgs, log_group: str, secrets: Mapp
     cpu, memory, shm = task_resources(args)
     probe = (f"python3 -c \"import urllib.request; "
              f"urllib.request.urlopen('http://localhost:{args.port}/health', timeout=4)\" || exit 1")
-    environment = dict(args.environment)
+    environment = {**args.environment, "HOME": VLLM_HOME, "USER": "vllm", "LOGNAME": "vllm"}
     if args.http_keep_alive_seconds is not None:
         environment[KEEP_ALIVE_ENV] = str(args.http_keep_alive_seconds)
     sync = args.adapter_sync
@@ -309,6 +340,9 @@ def container_definition(args: VllmEcsServiceArgs, log_group: str, secrets: Mapp
         "image": args.image,
         "essential": True,
         "entryPoint": ["vllm", "serve"],
+        # Non-root. GPUs stay usable: the NVIDIA runtime exposes only the task's devices, as
+        # world-accessible device nodes; /dev/shm (sharedMemorySize) is a 1777 tmpfs.
+        "user": args.user,
         "command": vllm_server_args(args.server),
         **extra,
         "portMappings": [{"name": "http", "containerPort": args.port, "hostPort": args.port, "protocol": "tcp"}],

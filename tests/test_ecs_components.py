@@ -266,9 +266,11 @@ def test_adapter_sync_runs_before_vllm_in_the_same_task(lora_run):
     sync, vllm = json.loads(td["containerDefinitions"])
     assert td["volumes"] == [{"name": "adapters"}] and td["taskRoleArn"] == "arn:aws:iam::123456789012:role/reader"
     assert (sync["name"], sync["essential"], sync["image"]) == ("adapter-sync", False, "amazon/aws-cli:2.31.18")
-    assert sync["mountPoints"] == [{"sourceVolume": "adapters", "containerPath": "/adapters", "readOnly": False}]
+    # The sync writes the shared volume at /var/tmp (1777 in the aws-cli image, copied into the empty
+    # volume, so its non-root user can write); vLLM reads it at /adapters (components/vllm_ecs_service.py).
+    assert sync["mountPoints"] == [{"sourceVolume": "adapters", "containerPath": "/var/tmp", "readOnly": False}]
     assert {e["name"]: e["value"] for e in sync["environment"]} == {
-        "LORA_ADAPTER_BUCKET": "llmserving-test-adapters",
+        "HOME": "/tmp", "LORA_ADAPTER_BUCKET": "llmserving-test-adapters",
         "LORA_ADAPTER_MANIFEST": "manifests/ecs/test/llama-3-1-8b/adapters-0123456789abcdef.tsv"}
     assert sync["memoryReservation"] <= sync["memory"] and "secrets" not in sync and "portMappings" not in sync
     assert vllm["name"] == "vllm" and vllm["essential"] is True
@@ -287,7 +289,7 @@ def test_adapter_sync_runs_before_vllm_in_the_same_task(lora_run):
 def test_adapter_sync_script_copies_only_manifest_prefixes_and_fails_closed():
     script = sync_script(SYNC)
     assert script.startswith("set -euo pipefail; ")
-    assert '"s3://${LORA_ADAPTER_BUCKET}/tenants/$tenant/$adapter/" "/adapters/$adapter/"' in script
+    assert '"s3://${LORA_ADAPTER_BUCKET}/tenants/$tenant/$adapter/" "/var/tmp/$adapter/"' in script
     assert "aws s3 sync" in script and "--delete" not in script and "s3 cp --only-show-errors" in script
     import subprocess
 

@@ -157,3 +157,62 @@ def test_shipped_stacks_log_their_waf():
     for stack in ("dev", "prod"):
         run = shipped_run(stack)
         assert of_type(run, "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration"), stack
+
+
+# --- item 15 (ECS): containers run as non-root, and what they write is writable ------------------
+
+# World-writable (sticky 1777) directories of the images: /tmp in vllm/vllm-openai (Ubuntu base,
+# docker/Dockerfile) and /tmp, /var/tmp in amazon/aws-cli (Amazon Linux 2). Anything else in the
+# images belongs to root 0755 (the vLLM image has no USER; its home is /root).
+WORLD_WRITABLE = {"vllm/vllm-openai": ("/tmp",), "amazon/aws-cli": ("/tmp", "/var/tmp")}
+
+
+def _writable(image: str, path: str) -> bool:
+    repo = image.split(":")[0]
+    return any(path == d or path.startswith(d + "/") for d in WORLD_WRITABLE[repo])
+
+
+def test_ecs_containers_run_as_non_root_with_writable_home_and_adapter_volume():
+    import json
+
+    from components.vllm_ecs_service import sync_script
+    from tests.test_ecs_stacks import _lora_run
+
+    run = _lora_run(2)
+    synced = 0
+    for td in of_type(run, "aws:ecs/taskDefinition:TaskDefinition"):
+        containers = {c["name"]: c for c in json.loads(inputs(td)["containerDefinitions"])}
+        for c in containers.values():
+            # ECS ContainerDefinition.user maps to `docker run --user`; without it the image's
+            # user applies, root for both images.
+            uid = c.get("user", "0").split(":")[0]
+            assert uid.isdigit() and int(uid) != 0, (c["name"], c.get("user"))
+            env = {e["name"]: e["value"] for e in c["environment"]}
+            # A uid without an /etc/passwd entry gets HOME=/ (not writable); the HF and vLLM caches
+            # live under ~ (vllm/envs.py VLLM_CACHE_ROOT, huggingface_hub HF_HOME defaults).
+            assert "HOME" in env and _writable(c["image"], env["HOME"]), (c["name"], env.get("HOME"))
+        vllm = containers["vllm"]
+        env = {e["name"]: e["value"] for e in vllm["environment"]}
+        assert env.get("USER") or env.get("LOGNAME")  # getpass.getuser() for torch's inductor cache
+        assert vllm["linuxParameters"]["sharedMemorySize"] > 0 and vllm["resourceRequirements"][0]["type"] == "GPU"
+        if "adapter-sync" in containers:
+            sync = containers["adapter-sync"]
+            (mount,) = sync["mountPoints"]
+            # The sync writes into the shared volume, where the image's path is world-writable (Docker
+            # copies that path's mode into the empty volume: ECS "Use bind mounts").
+            assert _writable(sync["image"], mount["containerPath"]) and not mount["readOnly"]
+            assert f'"{mount["containerPath"]}/$adapter/"' in sync["command"][0]
+            assert vllm["mountPoints"][0]["sourceVolume"] == mount["sourceVolume"]
+            synced += 1
+    assert synced  # the LoRA base model's task copies adapters
+
+
+def test_ecs_has_no_seccomp_setting_for_the_ec2_launch_type():
+    # Recorded so nobody "adds" one: the ECS API has none; Docker's default profile applies.
+    import botocore.session
+
+    ecs = botocore.session.get_session().get_service_model("ecs")
+    members = set(ecs.shape_for("ContainerDefinition").members) | set(ecs.shape_for("LinuxParameters").members)
+    assert not any("seccomp" in m.lower() for m in members)
+    doc = ecs.shape_for("ContainerDefinition").members["dockerSecurityOptions"].documentation
+    assert 'Valid values: "no-new-privileges" | "apparmor:PROFILE" | "label:value"' in doc and "seccomp" not in doc
