@@ -14,16 +14,31 @@
   waits only on objects this layer owns, and it is created after the
   Prometheus release, i.e. after the monitoring CRDs exist.
 
+- alert routing (`alert_routing`): Alertmanager's default receiver publishes
+  to an SNS topic this component creates, with the stack's e-mail addresses
+  subscribed (each confirms once). Alertmanager signs with SigV4 using the
+  credentials EKS Pod Identity hands its service account (a role allowed
+  only sns:Publish on that topic); the association exists before the
+  release, so the Alertmanager pod gets credentials when it starts. Chosen
+  over a webhook or SMTP receiver because it needs nothing outside the
+  stack on a first deploy;
+- Prometheus storage (`storage_class`): a gp3, encrypted StorageClass of the
+  EBS CSI driver, created before the release whose volumeClaimTemplate
+  names it (infra/serving.py sizes the claim and retentionSize).
+
 vLLM's own PodMonitors belong to each workload (components/vllm_workload.py).
 """
 
 from __future__ import annotations
 
+import copy
 import json
-from dataclasses import dataclass, field
-from typing import Optional
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Optional
 
 import pulumi
+import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.errors import ArgsError
@@ -53,6 +68,40 @@ class DcgmScrape:
     interval: str = "15s"
 
 
+# The Alertmanager service account kube-prometheus-stack creates (set explicitly in the values,
+# so the Pod Identity association names the right one).
+ALERTMANAGER_SERVICE_ACCOUNT = "kube-prometheus-stack-alertmanager"
+ALERT_RECEIVER = "sns"
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+SNS_TOPIC_NAME = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+
+
+@dataclass(frozen=True)
+class AlertRouting:
+    """Alertmanager -> an SNS topic (e-mail subscribers), published with EKS Pod Identity credentials."""
+
+    topic_name: str
+    emails: tuple[str, ...]
+    cluster_name: pulumi.Input[str]
+    region: str
+    # Alertmanager's namespace and service account (the chart's).
+    namespace: str = "monitoring"
+    service_account: str = ALERTMANAGER_SERVICE_ACCOUNT
+    # For the role's confused-deputy condition; None: the caller's account.
+    account_id: Optional[str] = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StorageClassSpec:
+    """A StorageClass this component creates for Prometheus' volume claim."""
+
+    name: str
+    provisioner: str
+    parameters: dict[str, str]
+    reclaim_policy: str = "Delete"
+
+
 @dataclass(frozen=True)
 class ObservabilityArgs:
     # Namespace of the dashboard ConfigMap and the PrometheusRule (the serving namespace).
@@ -65,6 +114,10 @@ class ObservabilityArgs:
     # Resources the namespaced objects wait for (the serving namespace).
     depends_on: tuple[pulumi.Resource, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
+    # Where Alertmanager sends alerts (needs prometheus_chart); None: no receiver.
+    alert_routing: Optional[AlertRouting] = None
+    # StorageClass for Prometheus' persistent volume (named by the chart values).
+    storage_class: Optional[StorageClassSpec] = None
 
 
 def validate_observability_args(args: ObservabilityArgs) -> None:
@@ -93,8 +146,64 @@ def validate_observability_args(args: ObservabilityArgs) -> None:
             p.append("dcgm.pod_labels: empty; the PodMonitor would select every pod in the namespace")
         if not d.port:
             p.append("dcgm.port: empty; name the exporter's metrics port")
+    r = args.alert_routing
+    if r is not None:
+        if args.prometheus_chart is None:
+            p.append("alert_routing: given without prometheus_chart; the routing configures the chart's Alertmanager")
+        if not SNS_TOPIC_NAME.match(r.topic_name):
+            p.append(f"alert_routing.topic_name: got {r.topic_name!r}; 1-256 letters, digits, '-' or '_'")
+        for e in r.emails:
+            if not EMAIL.match(e):
+                p.append(f"alert_routing.emails: got {e!r}; not an e-mail address")
+        if not DNS_LABEL.match(r.namespace) or not DNS_LABEL.match(r.service_account):
+            p.append(f"alert_routing: namespace {r.namespace!r} and service_account {r.service_account!r} must be DNS labels")
+        if r.account_id is not None and not re.match(r"^\d{12}$", r.account_id):
+            p.append(f"alert_routing.account_id: got {r.account_id!r}; a 12-digit AWS account id or None")
+    sc = args.storage_class
+    if sc is not None:
+        if not DNS_LABEL.match(sc.name):
+            p.append(f"storage_class.name: got {sc.name!r}; must be a DNS label")
+        if sc.reclaim_policy not in ("Delete", "Retain"):
+            p.append(f"storage_class.reclaim_policy: got {sc.reclaim_policy!r}; allowed: Delete, Retain")
+        if args.prometheus_chart is not None:
+            claim = (args.prometheus_chart.values.get("prometheus", {}).get("prometheusSpec", {})
+                     .get("storageSpec", {}).get("volumeClaimTemplate", {}).get("spec", {}))
+            if claim.get("storageClassName") != sc.name:
+                p.append(f"storage_class.name: got {sc.name!r}; the chart's volumeClaimTemplate names "
+                         f"{claim.get('storageClassName')!r}")
     if p:
         raise ArgsError("Observability", p)
+
+
+def alertmanager_config(topic_arn: str, region: str) -> dict:
+    """Alertmanager values: every alert goes to the SNS receiver, except the chart's always-firing Watchdog."""
+    return {
+        # Helm merges maps and replaces lists: the chart's route defaults (group_by, inhibit rules) stay.
+        "route": {"receiver": ALERT_RECEIVER,
+                  "routes": [{"matchers": ['alertname = "Watchdog"'], "receiver": "null"},
+                             {"matchers": ['alertname = "InfoInhibitor"'], "receiver": "null"}]},
+        "receivers": [
+            {"name": "null"},
+            # Alertmanager sns_configs with sigv4: region only, credentials from the default chain,
+            # which includes Pod Identity (aws-sdk-go >= v1.47.11; Alertmanager v0.28 go.mod: v1.55.6).
+            {"name": ALERT_RECEIVER, "sns_configs": [{"topic_arn": topic_arn, "sigv4": {"region": region},
+                                                     "send_resolved": True}]},
+        ],
+    }
+
+
+def alert_publisher_trust(account_id: str) -> dict:
+    return {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
+        "Action": ["sts:AssumeRole", "sts:TagSession"],
+        "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}}]}
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def dashboard(gpu_panels: bool) -> dict:
@@ -196,9 +305,50 @@ class Observability(pulumi.ComponentResource):
         objs = render(args)  # validates before anything exists
         super().__init__("llmserving:observability:Observability", name, {}, opts)
         ready: list[pulumi.Resource] = []
-        if args.prometheus_chart is not None:
-            ready.append(helm_release(args.prometheus_chart.name, args.prometheus_chart,
-                                      pulumi.ResourceOptions(parent=self)))
+        before_release: list[pulumi.Resource] = []
+        chart = args.prometheus_chart
+        self.alert_topic_arn: Optional[pulumi.Output[str]] = None
+        if chart is not None and args.storage_class is not None:
+            sc = args.storage_class
+            before_release.append(k8s.storage.v1.StorageClass(
+                sc.name, metadata={"name": sc.name, "labels": {**args.labels, "app.kubernetes.io/part-of": "llmserving"}},
+                provisioner=sc.provisioner, parameters=dict(sc.parameters), reclaim_policy=sc.reclaim_policy,
+                # The volume is created in the zone the scheduler picks for Prometheus.
+                volume_binding_mode="WaitForFirstConsumer", allow_volume_expansion=True,
+                opts=pulumi.ResourceOptions(parent=self)))
+        r = args.alert_routing
+        if chart is not None and r is not None:
+            aws_opts = pulumi.ResourceOptions(parent=self)
+            topic = aws.sns.Topic(f"{name}-alerts", name=r.topic_name, kms_master_key_id="alias/aws/sns",
+                                  tags=dict(r.tags), opts=aws_opts)
+            for i, email in enumerate(r.emails):
+                # Pending until the recipient confirms (SNS sends the confirmation mail).
+                aws.sns.TopicSubscription(f"{name}-alerts-{i}", topic=topic.arn, protocol="email", endpoint=email,
+                                          opts=aws_opts)
+            account = (pulumi.Output.from_input(r.account_id) if r.account_id is not None
+                       else aws.get_caller_identity_output().account_id)
+            role = aws.iam.Role(
+                f"{name}-alert-publisher", name=f"{r.topic_name}-publisher"[:64],
+                assume_role_policy=account.apply(lambda a: json.dumps(alert_publisher_trust(a), sort_keys=True)),
+                description="Alertmanager (EKS Pod Identity): publish alerts to the stack's SNS topic",
+                tags=dict(r.tags), opts=aws_opts)
+            aws.iam.RolePolicy(f"{name}-alert-publisher", role=role.id, policy=topic.arn.apply(lambda arn: json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sns:Publish", "Resource": arn}]},
+                sort_keys=True)), opts=aws_opts)
+            # The cluster must exist (the namespace dependency orders this after it); the pod must
+            # start after the association, or it runs without credentials until restarted.
+            before_release.append(aws.eks.PodIdentityAssociation(
+                f"{name}-alertmanager", cluster_name=r.cluster_name, namespace=r.namespace,
+                service_account=r.service_account, role_arn=role.arn, tags=dict(r.tags),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))))
+            values = _merge(chart.values, {"alertmanager": {
+                "enabled": True, "serviceAccount": {"create": True, "name": r.service_account},
+                "config": topic.arn.apply(lambda arn: alertmanager_config(arn, r.region))}})
+            chart = replace(chart, values=values)
+            self.alert_topic_arn = topic.arn
+        if chart is not None:
+            ready.append(helm_release(chart.name, chart, pulumi.ResourceOptions(parent=self,
+                                                                                depends_on=before_release)))
         # Custom resources need the operator's CRDs (the release); namespaced ones the namespace.
         after = pulumi.ResourceOptions(parent=self, depends_on=[*args.depends_on, *ready])
         created = {}

@@ -7,6 +7,7 @@ infra/catalog.py. Stack config overrides the ones that make sense per stack
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -120,3 +121,45 @@ KEEP_ALIVE_MARGIN_SECONDS = Figure(
 def keep_alive_seconds(idle_timeout_seconds: int) -> int:
     """HTTP keep-alive for a target behind an ALB with this idle timeout (e.g. VLLM_HTTP_TIMEOUT_KEEP_ALIVE)."""
     return int(idle_timeout_seconds) + int(KEEP_ALIVE_MARGIN_SECONDS.value)  # type: ignore[call-overload]
+
+# --- Prometheus storage and alert routing (EKS observability, issue 10 item 17 e/f) -----------
+# Disk Prometheus needs: retention_seconds x ingested samples/s x bytes per sample (Prometheus docs,
+# "Storage", Operational aspects: "needed_disk_space = retention_time_seconds *
+# ingested_samples_per_second * bytes_per_sample", 1-2 bytes per sample).
+PROMETHEUS_STORAGE: dict[str, Figure] = {
+    "bytes_per_sample": Figure(2, "Prometheus docs, Storage: operational aspects (1-2 bytes per sample; upper end)", "2026-08"),
+    # kube-prometheus-stack's targets (kubelet/cAdvisor, node-exporter, kube-state-metrics) plus
+    # vLLM, DCGM and KEDA for a cluster of tens of nodes and a few hundred pods.
+    "active_series": Figure(250_000, "project planning assumption (kube-prometheus-stack + vLLM/DCGM exporters, "
+                                     "tens of nodes)", "2026-08"),
+    # Prometheus Operator default scrape interval (kube-prometheus-stack prometheusSpec.scrapeInterval "").
+    "scrape_interval_seconds": Figure(30, "Prometheus Operator default scrapeInterval 30s", "2026-08"),
+    # WAL, head chunks and compaction need room beyond the retained blocks.
+    "volume_headroom": Figure(1.25, "project assumption (WAL and compaction space; Prometheus docs, Storage)", "2026-08"),
+    # retentionSize = this share of the volume, so size-based retention deletes old blocks before the
+    # volume fills (WAL and m-mapped chunks count toward the size: Prometheus docs, Storage).
+    "retention_size_share": Figure(0.8, "project assumption; Prometheus docs, Storage (--storage.tsdb.retention.size)", "2026-08"),
+    "minimum_volume_gib": Figure(20, "project assumption", "2026-08"),
+}
+# gp3, encrypted, provisioned by the EBS CSI driver the cluster installs as a managed add-on. From
+# Kubernetes 1.30 EKS no longer marks its gp2 StorageClass as the default (EKS user guide, release
+# notes for 1.30), and that class is the in-tree, unencrypted gp2 provisioner: a claim without a
+# class stays Pending, so Prometheus names this class.
+PROMETHEUS_STORAGE_CLASS = Figure(
+    {"name": "gp3-encrypted", "provisioner": "ebs.csi.aws.com",
+     "parameters": {"type": "gp3", "encrypted": "true"}},
+    "kubernetes-sigs/aws-ebs-csi-driver docs/parameters.md (type, encrypted); EKS user guide, Kubernetes 1.30 notes",
+    "2026-08")
+
+
+def prometheus_volume_gib(retention_days: int) -> tuple[int, int]:
+    """(volume GiB, retentionSize GiB) for Prometheus keeping `retention_days` days.
+
+    Prometheus docs (Storage, operational aspects): needed disk = retention seconds x ingested
+    samples/s x bytes per sample (PROMETHEUS_STORAGE above). The size
+    limit sits below the volume so old blocks go before the disk fills, whichever comes first.
+    """
+    f = {k: float(v.value) for k, v in PROMETHEUS_STORAGE.items()}  # type: ignore[arg-type]
+    need = retention_days * 86_400 * f["active_series"] / f["scrape_interval_seconds"] * f["bytes_per_sample"]
+    volume = max(int(f["minimum_volume_gib"]), math.ceil(need * f["volume_headroom"] / 2**30 / 10) * 10)
+    return volume, int(volume * f["retention_size_share"])

@@ -165,15 +165,28 @@ def tenant_mapping(settings: Settings, bucket: Any) -> dict[str, Any]:
 
 
 def helm_values(settings: Settings, chart: str) -> dict:
+    from infra import edge_catalog as _edge
+
     if chart == "kube-prometheus-stack":
-        return {"prometheus": {"prometheusSpec": {"podMonitorSelectorNilUsesHelmValues": False,
-                                                  "serviceMonitorSelectorNilUsesHelmValues": False,
-                                                  "ruleSelectorNilUsesHelmValues": False,
-                                                  "retention": f"{settings.config.observability.log_retention_days}d"}},
-                "grafana": {"enabled": settings.config.observability.grafana,
+        o = settings.config.observability
+        volume, kept = _edge.prometheus_volume_gib(o.log_retention_days)
+        storage: dict = _edge.PROMETHEUS_STORAGE_CLASS.value  # type: ignore[assignment]
+        return {"prometheus": {"prometheusSpec": {
+                    "podMonitorSelectorNilUsesHelmValues": False,
+                    "serviceMonitorSelectorNilUsesHelmValues": False,
+                    "ruleSelectorNilUsesHelmValues": False,
+                    "retention": f"{o.log_retention_days}d",
+                    # Prometheus' --storage.tsdb.retention.size (units base 2: GB = 2^30 bytes).
+                    "retentionSize": f"{kept}GB",
+                    # A persistent volume instead of the chart's emptyDir: metrics survive pod moves,
+                    # and 90 days do not fill the 50 GiB root disk of a system node.
+                    "storageSpec": {"volumeClaimTemplate": {"spec": {
+                        "storageClassName": storage["name"], "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": f"{volume}Gi"}}}}}}},
+                "grafana": {"enabled": o.grafana,
                             "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard",
                                                        "searchNamespace": "ALL"}}},
-                "alertmanager": {"enabled": settings.config.observability.alerts}}
+                "alertmanager": {"enabled": o.alerts}}
     return {}
 
 
@@ -211,7 +224,10 @@ def foundation_args(settings: Settings, *, cluster_name: Any, adapter_bucket_nam
         secrets=secrets, tenant_adapters=tenants, tags=dict(tags))
 
 
-def observability_args(settings: Settings, depends_on: tuple = ()) -> ObservabilityArgs:
+def observability_args(settings: Settings, depends_on: tuple = (), cluster_name: Any = None) -> ObservabilityArgs:
+    from components.observability import AlertRouting, StorageClassSpec
+    from infra import edge_catalog as _edge
+
     o = settings.config.observability
     f = lambda k: figure(settings, k)  # noqa: E731
     alerts = AlertThresholds(ttft_p95_seconds=f("alert_ttft_p95_seconds"), queue_depth=f("alert_queue_depth"),
@@ -220,10 +236,23 @@ def observability_args(settings: Settings, depends_on: tuple = ()) -> Observabil
     # GPU metrics need the exporter (EKS platform) and a Prometheus with the operator CRDs (this layer).
     dcgm = DcgmScrape(namespace=DCGM_NAMESPACE, pod_labels=dict(DCGM_POD_LABELS),
                       port=DCGM_METRICS_PORT) if o.dcgm_exporter and o.prometheus else None
+    # Alerts go to an SNS topic the stack creates, mailed to the budget's addresses (components/observability.py
+    # says why SNS). The EKS cluster is named after the stack (infra/eks_platform.py) unless given.
+    prefix = f"{settings.project}-{settings.stack}"
+    routing = None
+    if o.alerts and o.prometheus:
+        from infra.stack import cost_tags  # at call time: infra.stack imports this module
+
+        routing = AlertRouting(topic_name=f"{prefix}-alerts", emails=tuple(settings.config.budget.notify_emails),
+                               cluster_name=cluster_name if cluster_name is not None else prefix, region=settings.region,
+                               namespace=sc.CHARTS["kube-prometheus-stack"].namespace, tags=cost_tags(settings))
+    storage: dict = _edge.PROMETHEUS_STORAGE_CLASS.value  # type: ignore[assignment]
     return ObservabilityArgs(
         namespace=NAMESPACE,
         prometheus_chart=chart_release(settings, "kube-prometheus-stack") if o.prometheus else None,
-        dashboard=o.grafana, alerts=alerts, dcgm=dcgm, depends_on=tuple(depends_on))
+        dashboard=o.grafana, alerts=alerts, dcgm=dcgm, depends_on=tuple(depends_on), alert_routing=routing,
+        storage_class=StorageClassSpec(name=storage["name"], provisioner=storage["provisioner"],
+                                       parameters=dict(storage["parameters"])) if o.prometheus else None)
 
 
 def router_args(settings: Settings, load_balancer_cidrs: tuple[str, ...], depends_on: tuple = ()) -> ModelRouterArgs:

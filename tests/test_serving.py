@@ -95,8 +95,10 @@ def test_multi_model_8b_two_deployments_behind_one_router():
     router = container(deployments["llm-router-deployment"]["spec"]["template"], "router")
     assert router["image"] == "lmcache/lmstack-router:v0.1.11"
     assert flag(router["args"], "--k8s-label-selector") == "llmserving.io/serves=true"
-    # dev has no LoRA, no multi-node: no adapter role, no LeaderWorkerSet controller
-    assert not of_type(run, "aws:eks/podIdentityAssociation:PodIdentityAssociation")
+    # dev has no LoRA, no multi-node: no adapter role, no LeaderWorkerSet controller (Alertmanager's
+    # association, in the monitoring namespace, is tested in test_ecsobs_observability.py)
+    assert not [r for r in of_type(run, "aws:eks/podIdentityAssociation:PodIdentityAssociation")
+                if inputs(r)["namespace"] == "llmserving"]
     assert {inputs(r)["chart"] for r in of_type(run, "kubernetes:helm.sh/v3:Release")} == {"keda", "kube-prometheus-stack"}
     for r in run.registrations:
         if r.type.startswith("kubernetes:") and r.type not in ("kubernetes:helm.sh/v3:Release", "pulumi:providers:kubernetes"):
@@ -238,11 +240,13 @@ def test_lora_base_preloads_mapped_adapters_from_s3_via_pod_identity():
     cm = inputs(one(run, "kubernetes:core/v1:ConfigMap", "tenant-adapters"))
     assert cm["data"]["adapters.tsv"] == "acme-support\tacme\nglobex-legal\tglobex\nglobex-sql\tglobex\n"
     assert cm["data"]["bucket"] == "llmserving-test-adapters"
-    pia = inputs(one(run, "aws:eks/podIdentityAssociation:PodIdentityAssociation"))
+    (pia,) = [inputs(r) for r in of_type(run, "aws:eks/podIdentityAssociation:PodIdentityAssociation")
+              if inputs(r)["namespace"] == "llmserving"]
     assert (pia["namespace"], pia["serviceAccount"], pia["clusterName"]) == ("llmserving", "vllm-lora", "llmserving-test")
     # The adapter store's read-only role (its access is evaluated in test_adapter_store.py).
     assert pia["roleArn"] == READER_ROLE and pia["tags"]["project"] == "llmserving"
-    assert not of_type(run, "aws:iam/role:Role")
+    # The only role here is Alertmanager's SNS publisher (test_ecsobs_observability.py).
+    assert [inputs(r)["name"] for r in of_type(run, "aws:iam/role:Role")] == ["llmserving-prod-alerts-publisher"]
 
 
 def test_two_thousand_tenants_are_data_not_resources():
