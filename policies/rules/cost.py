@@ -28,6 +28,7 @@ TAGGABLE_TYPES = frozenset({
     "aws:lb/listener:Listener", "aws:lb/listenerRule:ListenerRule", "aws:eks/accessEntry:AccessEntry",
     "aws:eks/podIdentityAssociation:PodIdentityAssociation", "aws:ecs/capacityProvider:CapacityProvider",
     "aws:iam/instanceProfile:InstanceProfile", "aws:secretsmanager/secret:Secret", "aws:appautoscaling/target:Target",
+    "aws:sns/topic:Topic",  # Alertmanager's alert topic (components/observability.py)
     "eks:index:Cluster",  # the pulumi_eks component: its `tags` reach the control plane
 })
 DEFAULT_REQUIRED_TAGS = ["project", "stack", "environment", "tier"]
