@@ -5,19 +5,21 @@ From one model spec it renders, in namespace `args.namespace`:
 - a Deployment (the model fits one node: pipeline_parallel == 1) or a
   LeaderWorkerSet `leaderworkerset.x-k8s.io/v1` (pipeline_parallel > 1: one
   group = PP pods of TP GPUs each; the leader starts the Ray head and then
-  `vllm serve` with the Ray executor, workers join `$(LWS_LEADER_ADDRESS)`;
-  `RecreateGroupOnPodRestart` because a group that lost a pod is useless);
-- a Service (leaders only for a LeaderWorkerSet), a PodDisruptionBudget, a
-  NetworkPolicy (only the gateway/router pods and the Prometheus namespace
-  reach port 8000; group members reach each other for Ray/NCCL), a KEDA
-  ScaledObject on `vllm:num_requests_waiting{model_name=...}` that scales
+  `vllm serve` with the Ray executor, workers join `$LWS_LEADER_ADDRESS`,
+  retrying while the head is not up; `RecreateGroupOnPodRestart` because a
+  group that lost a pod is useless);
+- a traffic Service `<model>-http` (leaders only for a LeaderWorkerSet; never
+  named like the LeaderWorkerSet, whose controller creates its own headless
+  Service under that name), a PodDisruptionBudget, a NetworkPolicy (only the
+  gateway/router pods, the load balancer's subnets and the Prometheus
+  namespace reach port 8000; group members reach each other for Ray/NCCL), a
+  KEDA ScaledObject on `vllm:num_requests_waiting{model_name=...}` that scales
   the Deployment or the LeaderWorkerSet (whole groups), and a PodMonitor.
 
 Model cache: node-local disk with an init download step. An init container
 (the vLLM image itself, which ships huggingface_hub) downloads the checkpoint
-into an emptyDir on the node's disk (the GPU instances' NVMe instance store
-when the node class assembles it as RAID0), then vLLM loads it from there
-with HF_HUB_OFFLINE=1. Chosen over a PVC because EBS volumes are zonal and
+into an emptyDir on the node's disk, then vLLM loads it from there with
+HF_HUB_OFFLINE=1. Chosen over a PVC because EBS volumes are zonal and
 ReadWriteOnce (they pin replicas to one zone and cannot be shared, against
 the zone spread), and EFS/FSx add a shared throughput bottleneck and cost
 for files that are read once per start; chosen over a streaming loader
@@ -33,13 +35,27 @@ cache holds one copy of the weights and the emptyDir's size limit (weights x
 headroom) covers it. The Xet chunk cache of huggingface_hub is turned off
 (it would otherwise grow up to 10 GB inside the same emptyDir).
 
+Start-up timeline and awaits: node launch + image pull + download + the
+startup probe budget is one replica's start-up (`pod_ready_seconds`); the
+Deployment/LeaderWorkerSet await timeouts, the Deployment's progress deadline
+and the Ray join window derive from it. Rollouts step by the pool's headroom
+(`Rollout`, chosen by infra/serving.py).
+
+Identity: every container runs as a non-root uid with RuntimeDefault seccomp,
+HOME and caches on emptyDirs, except the engines of an EFA group (uid 0 with
+only IPC_LOCK: Kubernetes grants added capabilities to root only).
+
+LoRA: static adapters start through STATIC_LORA_LAUNCHER (only adapters that
+can load); runtime adapters are fetched and registered through vLLM's API by
+the sync sidecar (`adapter_sync_script`).
+
 Autoscaling: KEDA owns the replica count of the Deployment/LeaderWorkerSet it
 scales, so Pulumi ignores `spec.replicas` on them after creation (otherwise
 every `pulumi up` would reset the count KEDA chose).
 
 Secrets: the Hugging Face token (init container only) and the vLLM API key
-(`VLLM_API_KEY`, read by the server) come from Kubernetes Secrets by name;
-neither is ever on a command line.
+(`VLLM_API_KEY`, read by the server and the adapter sync) come from
+Kubernetes Secrets by name; neither is ever on a command line.
 """
 
 from __future__ import annotations

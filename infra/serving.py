@@ -2,9 +2,11 @@
 observability, and the tenants' LoRA adapter access.
 
 `build(settings, plan, *, k8s_provider, cluster_name, pool_scheduling,
-adapter_bucket_name, adapter_bucket_arn, tags)` is called by infra/stack.py
-with the EKS platform's provider and pool scheduling. Everything lands in
-namespace `llmserving`.
+adapter_bucket_name, adapter_reader_role_arn, tags, load_balancer_cidrs,
+system_nodes, pool_node_sources)` is called by infra/stack.py with the EKS
+platform's provider, pool scheduling and node sources. Everything lands in
+namespace `llmserving`. It returns the traffic Service of each model
+(`<model>-http`) and what a TargetGroupBinding must wait for.
 
 Routing: one endpoint, model-aware, by a router Deployment (the vLLM
 production-stack router) behind the load balancer. ALB listener rules can
@@ -299,7 +301,7 @@ def router_args(settings: Settings, load_balancer_cidrs: tuple[str, ...], depend
         resources=RouterResources(cpu=f"{int(f('router_cpu_millicores'))}m", memory=f"{int(f('router_memory_mib'))}Mi",
                                   memory_limit=f"{int(f('router_memory_limit_mib'))}Mi"),
         depends_on=tuple(depends_on), run_as_user=int(f("run_as_user")), fs_group=int(f("fs_group")),
-        scratch_mib=int(f("sync_scratch_mib")), keepalive_seconds=keepalive_seconds(settings),
+        scratch_mib=int(f("router_scratch_mib")), keepalive_seconds=keepalive_seconds(settings),
         resync_seconds=int(f("router_resync_seconds")))
 
 

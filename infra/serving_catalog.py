@@ -118,6 +118,7 @@ SERVING_FIGURES: dict[str, Assumption] = {
     # HOME, /tmp and the compile caches of a vLLM pod (torch.compile/inductor, Triton, FlashInfer JIT, Ray sessions).
     "scratch_gib": Assumption(value=10, source=_OPS + "; vLLM v0.11 caches under ~/.cache/vllm and /tmp", as_of="2025-10"),
     "sync_scratch_mib": Assumption(value=256, source=_OPS + "; aws-cli HOME and /tmp", as_of="2025-10"),
+    "router_scratch_mib": Assumption(value=256, source=_OPS + "; the router writes only /tmp (vllm-stack-0.1.11)", as_of="2025-10"),
     # The adapter sync stops adding adapters above this share of the adapter cache: past the emptyDir's
     # sizeLimit the kubelet evicts the whole pod (Kubernetes docs 'Local ephemeral storage').
     "adapter_cache_fill_ratio": Assumption(value=0.9, source="Kubernetes docs 'Local ephemeral storage' (emptyDir sizeLimit eviction)", as_of="2025-10"),
