@@ -536,14 +536,16 @@ def render(args: VllmWorkloadArgs) -> list[dict]:
     # The vLLM image has no USER (runs as root, HOME=/root; vllm-project/vllm docker/Dockerfile at
     # v0.11.1). As any other uid, HOME and every cache must point at writable volumes: vLLM's
     # ~/.cache/vllm (torch.compile cache), Triton's ~/.triton, TorchInductor's /tmp/torchinductor_<user>
-    # (getpass.getuser() needs USER when the uid has no passwd entry), FlashInfer's JIT cache, Ray's
-    # /tmp/ray. HF_HOME is the model cache.
+    # (getpass.getuser() needs USER when the uid has no passwd entry), FlashInfer's JIT cache, numba's
+    # cache, Ray's /tmp/ray. HF_HOME is the model cache.
     runtime_env: list[dict] = [
         {"name": "HOME", "value": SCRATCH_DIR}, {"name": "USER", "value": "vllm"},
         {"name": "XDG_CACHE_HOME", "value": f"{SCRATCH_DIR}/.cache"},
         {"name": "VLLM_CACHE_ROOT", "value": f"{SCRATCH_DIR}/.cache/vllm"},
         {"name": "TRITON_CACHE_DIR", "value": f"{SCRATCH_DIR}/.cache/triton"},
         {"name": "TORCHINDUCTOR_CACHE_DIR", "value": f"{SCRATCH_DIR}/.cache/torchinductor"},
+        # numba caches next to its sources (site-packages, root's) unless told otherwise.
+        {"name": "NUMBA_CACHE_DIR", "value": f"{SCRATCH_DIR}/.cache/numba"},
     ]
     env: list[dict] = [{"name": "HF_HUB_OFFLINE", "value": "1"}, {"name": "HF_HOME", "value": f"{MODEL_DIR}/.hf"},
                        *runtime_env]

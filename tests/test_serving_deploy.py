@@ -380,7 +380,8 @@ def test_serving_pods_run_as_non_root_with_seccomp_and_writable_home(case):
             if uid != 0:
                 assert any(env.get("HOME", "").startswith(p) for p in writable), (where, c["name"], env.get("HOME"))
             if c["name"] == "vllm" or c["name"] == "ray-worker":
-                for var in ("XDG_CACHE_HOME", "VLLM_CACHE_ROOT", "TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "HF_HOME"):
+                for var in ("XDG_CACHE_HOME", "VLLM_CACHE_ROOT", "TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR",
+                            "NUMBA_CACHE_DIR", "HF_HOME"):
                     assert any(env[var].startswith(p) for p in writable), (where, var)
                 assert "/tmp" in writable  # Ray's /tmp/ray, Python tempfiles
             if sc_.get("readOnlyRootFilesystem"):
@@ -784,3 +785,42 @@ def test_every_rollout_can_finish_on_the_pools_headroom(case):
 def test_the_rollout_model_catches_a_surge_without_room():
     assert not rollout_finishes(4, 1, 0, free=0)
     assert rollout_finishes(4, 0, 1, free=0) and rollout_finishes(4, 1, 0, free=1)
+
+
+# --- the scripts reach the shell as written -------------------------------------------------------------------
+
+def kubernetes_expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' expansion of command/args (third_party/forked/golang/expansion): $(VAR) of a defined
+    container variable is replaced, undefined references stay as written, and $$ becomes $."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "$" and i + 1 < len(text):
+            nxt = text[i + 1]
+            if nxt == "$":
+                out.append("$")
+                i += 2
+                continue
+            if nxt == "(":
+                end = text.find(")", i + 2)
+                if end != -1:
+                    name = text[i + 2:end]
+                    out.append(env[name] if name in env else text[i:end + 1])
+                    i = end + 1
+                    continue
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_shell_and_python_in_pod_specs_survive_kubernetes_variable_expansion(case):
+    run = shipped_run(case) if case in ("dev", "prod") else run_stack(*CASES[case])
+    checked = 0
+    for where, t in pod_templates(run):
+        for c in t["spec"].get("initContainers", []) + t["spec"]["containers"]:
+            env = {e["name"]: "X" for e in c.get("env", [])}
+            for text in c.get("command", []) + c.get("args", []):
+                assert kubernetes_expand(text, env) == text, (where, c["name"])
+                checked += 1
+    assert checked > 10
+    assert kubernetes_expand("a $$(HOME) $(HOME) $(date +%s)", {"HOME": "/tmp"}) == "a $(HOME) /tmp $(date +%s)"
