@@ -28,6 +28,30 @@ from components.helm_chart import DNS_LABEL
 from components.vllm_workload import create_object
 
 ROUTING_LOGICS = ("roundrobin", "session")
+# The router image (lmcache/lmstack-router, built from vllm-project/production-stack
+# docker/Dockerfile at vllm-stack-0.1.11): python:3.12-slim, no USER (root), the package in
+# the virtualenv /opt/venv, ENTRYPOINT /opt/venv/bin/vllm-router. It writes only /tmp (batch
+# API files, off by default: src/vllm_router/parsers/parser.py --file-storage-path).
+ROUTER_PYTHON = "/opt/venv/bin/python"
+SCRATCH_DIR = "/tmp"
+
+
+def router_launcher(keepalive_seconds: int) -> str:
+    """Python that starts the router with a longer uvicorn keep-alive.
+
+    vllm_router.app.main (vllm-stack-0.1.11) calls uvicorn.run(app, host, port, log_level,
+    root_path) with no keep-alive option and no CLI flag for it, so uvicorn's default of 5 s
+    applies (and uvicorn reads UVICORN_* variables only from its own CLI). main() looks
+    uvicorn.run up when it calls it, so binding the keyword first reaches the server.
+    """
+    return "\n".join([
+        "import functools, sys",
+        "import uvicorn",
+        f"uvicorn.run = functools.partial(uvicorn.run, timeout_keep_alive={int(keepalive_seconds)})",
+        "from vllm_router.app import main",
+        "sys.argv[0] = 'vllm-router'",
+        "sys.exit(main())",
+    ])
 
 
 @dataclass(frozen=True)
@@ -53,8 +77,17 @@ class ModelRouterArgs:
     api_key_secret: Optional[str] = None
     routing_logic: str = "roundrobin"
     resources: RouterResources = field(default_factory=RouterResources)
-    # Resources the objects wait for (the namespace, the API key Secret).
+    # Resources the objects wait for (the namespace, the API key Secret, the system nodes).
     depends_on: tuple[pulumi.Resource, ...] = ()
+    # Non-root identity: the router image has no USER (ROUTER_IMAGE_NOTE).
+    run_as_user: int = 1000
+    fs_group: int = 1000
+    scratch_mib: int = 256
+    # HTTP keep-alive of the router's uvicorn server; 0 keeps uvicorn's default (5 s).
+    keepalive_seconds: int = 0
+    # Re-list engine pods every N seconds (0: watch forever), so models registered after a pod
+    # turned ready (runtime LoRA adapters) reach the routing table.
+    resync_seconds: int = 0
 
 
 def validate_model_router_args(args: ModelRouterArgs) -> None:
@@ -85,6 +118,10 @@ def validate_model_router_args(args: ModelRouterArgs) -> None:
                      f"subnets")
     if args.prometheus_namespace is not None and not DNS_LABEL.match(args.prometheus_namespace):
         p.append(f"prometheus_namespace: got {args.prometheus_namespace!r}; must be a DNS label")
+    if args.run_as_user < 1 or args.fs_group < 1:
+        p.append(f"run_as_user/fs_group: got {args.run_as_user}/{args.fs_group}; non-root ids are >= 1")
+    if args.keepalive_seconds < 0 or args.resync_seconds < 0:
+        p.append(f"keepalive_seconds/resync_seconds: got {args.keepalive_seconds}/{args.resync_seconds}; must be >= 0")
     if args.routing_logic not in ROUTING_LOGICS:
         p.append(f"routing_logic: got {args.routing_logic!r}; allowed: {', '.join(ROUTING_LOGICS)}")
     if p:
@@ -100,9 +137,14 @@ def render(name: str, args: ModelRouterArgs) -> list[dict]:
     key, value = args.engine_selector.split("=", 1)
     cli = ["--host", "0.0.0.0", "--port", str(port), "--service-discovery", "k8s", "--k8s-namespace", args.namespace,
            "--k8s-label-selector", f"{key}={value}", "--k8s-port", str(port), "--routing-logic", args.routing_logic]
-    env: list[dict] = []
+    if args.resync_seconds:
+        cli += ["--k8s-watcher-timeout-seconds", str(args.resync_seconds)]
+    env: list[dict] = [{"name": "HOME", "value": SCRATCH_DIR}]
     if args.api_key_secret:
         env.append({"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": args.api_key_secret, "key": "api-key"}}})
+    # Behind the load balancer the keep-alive must outlast the ALB's idle timeout (router_launcher).
+    command = ({"command": [ROUTER_PYTHON, "-c", router_launcher(args.keepalive_seconds)], "args": cli}
+               if args.keepalive_seconds else {"args": cli})
     probe = {"httpGet": {"path": "/health", "port": "http"}}
     r = args.resources
     peers: list[dict] = [{"ipBlock": {"cidr": cidr}} for cidr in args.load_balancer_cidrs]
@@ -123,13 +165,21 @@ def render(name: str, args: ModelRouterArgs) -> list[dict]:
                       "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
                                                      "whenUnsatisfiable": "ScheduleAnyway",
                                                      "labelSelector": {"matchLabels": dict(labels)}}],
-                      "containers": [{"name": "router", "image": args.image, "args": cli, "env": env,
+                      # runAsNonRoot needs a numeric runAsUser for an image whose user is root, or the
+                      # kubelet refuses to start it (CreateContainerConfigError).
+                      "securityContext": {"runAsNonRoot": True, "runAsUser": args.run_as_user,
+                                          "runAsGroup": args.fs_group, "fsGroup": args.fs_group,
+                                          "seccompProfile": {"type": "RuntimeDefault"}},
+                      "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": f"{args.scratch_mib}Mi"}}],
+                      "containers": [{"name": "router", "image": args.image, "env": env, **command,
+                                      "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH_DIR}],
                                       "ports": [{"name": "http", "containerPort": port}],
                                       "readinessProbe": {**probe, "periodSeconds": 5},
                                       "livenessProbe": {**probe, "periodSeconds": 15, "failureThreshold": 4},
                                       "resources": {"requests": {"cpu": r.cpu, "memory": r.memory},
                                                     "limits": {"memory": r.memory_limit}},
                                       "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
+                                                          "readOnlyRootFilesystem": True,
                                                           "capabilities": {"drop": ["ALL"]}}}]}}}},
         {"apiVersion": "v1", "kind": "Service", "metadata": dict(meta),
          "spec": {"type": "ClusterIP", "selector": dict(labels),
@@ -145,6 +195,7 @@ def render(name: str, args: ModelRouterArgs) -> list[dict]:
 
 class ModelRouter(pulumi.ComponentResource):
     service_name: str
+    service: pulumi.Resource
     port: int
 
     def __init__(self, name: str, args: ModelRouterArgs, opts: Optional[pulumi.ResourceOptions] = None):
@@ -153,5 +204,6 @@ class ModelRouter(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
         self.resources = {o["kind"]: create_object(f"{name}-{o['kind'].lower()}", o, child) for o in objs}
         self.service_name = name
+        self.service = self.resources["Service"]
         self.port = args.port
         self.register_outputs({"service": name, "port": args.port, "namespace": args.namespace})

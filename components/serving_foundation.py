@@ -11,7 +11,8 @@
   service account to the adapter store's read-only role.
 
 Workloads depend on `ready` (every object here), so they are created after
-the namespace, the CRDs the controllers bring, and the tenant mapping.
+the namespace, the CRDs the controllers bring, the tenant mapping and the Pod
+Identity association. The controllers' releases wait for `node_ready`.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ class ServingFoundationArgs:
     tenant_adapters: Optional[TenantAdapterAccess] = None
     labels: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    # What the controllers' pods need before their releases install: a node source (the
+    # system node group). A release with `atomic` waits for its pods and rolls back when no
+    # node exists to run them.
+    node_ready: tuple[pulumi.Resource, ...] = ()
 
 
 def validate_serving_foundation_args(args: ServingFoundationArgs) -> None:
@@ -103,7 +108,9 @@ class ServingFoundation(pulumi.ComponentResource):
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
         ready: list[pulumi.Resource] = [ns]
 
-        self.releases = {c.name: helm_release(c.name, c, pulumi.ResourceOptions(parent=self)) for c in args.charts}
+        self.releases = {c.name: helm_release(c.name, c, pulumi.ResourceOptions(parent=self,
+                                                                                depends_on=list(args.node_ready)))
+                         for c in args.charts}
         ready += list(self.releases.values())
 
         for secret_name, data in sorted(args.secrets.items()):
@@ -119,12 +126,14 @@ class ServingFoundation(pulumi.ComponentResource):
             cm = k8s.core.v1.ConfigMap(
                 t.config_map, metadata={"name": t.config_map, "namespace": args.namespace, "labels": labels},
                 data=dict(t.mapping), opts=in_ns)
-            # The adapter store's read-only role (tenants/ prefix, its KMS key only).
-            aws.eks.PodIdentityAssociation(
+            # The adapter store's read-only role (tenants/ prefix, its KMS key only). EKS injects Pod
+            # Identity credentials when it admits a pod, so the association is part of `ready`: it
+            # exists before any pod of this service account (EKS user guide, "Pod Identity").
+            self.adapter_reader = aws.eks.PodIdentityAssociation(
                 f"{name}-adapter-reader", cluster_name=t.cluster_name, namespace=args.namespace,
                 service_account=t.service_account, role_arn=t.reader_role_arn, tags=dict(args.tags),
                 opts=pulumi.ResourceOptions(parent=self))
-            ready += [sa, cm]
+            ready += [sa, cm, self.adapter_reader]
 
         self.namespace = args.namespace
         self.namespace_resource = ns

@@ -5,19 +5,21 @@ From one model spec it renders, in namespace `args.namespace`:
 - a Deployment (the model fits one node: pipeline_parallel == 1) or a
   LeaderWorkerSet `leaderworkerset.x-k8s.io/v1` (pipeline_parallel > 1: one
   group = PP pods of TP GPUs each; the leader starts the Ray head and then
-  `vllm serve` with the Ray executor, workers join `$(LWS_LEADER_ADDRESS)`;
-  `RecreateGroupOnPodRestart` because a group that lost a pod is useless);
-- a Service (leaders only for a LeaderWorkerSet), a PodDisruptionBudget, a
-  NetworkPolicy (only the gateway/router pods and the Prometheus namespace
-  reach port 8000; group members reach each other for Ray/NCCL), a KEDA
-  ScaledObject on `vllm:num_requests_waiting{model_name=...}` that scales
+  `vllm serve` with the Ray executor, workers join `$LWS_LEADER_ADDRESS`,
+  retrying while the head is not up; `RecreateGroupOnPodRestart` because a
+  group that lost a pod is useless);
+- a traffic Service `<model>-http` (leaders only for a LeaderWorkerSet; never
+  named like the LeaderWorkerSet, whose controller creates its own headless
+  Service under that name), a PodDisruptionBudget, a NetworkPolicy (only the
+  gateway/router pods, the load balancer's subnets and the Prometheus
+  namespace reach port 8000; group members reach each other for Ray/NCCL), a
+  KEDA ScaledObject on `vllm:num_requests_waiting{model_name=...}` that scales
   the Deployment or the LeaderWorkerSet (whole groups), and a PodMonitor.
 
 Model cache: node-local disk with an init download step. An init container
 (the vLLM image itself, which ships huggingface_hub) downloads the checkpoint
-into an emptyDir on the node's disk (the GPU instances' NVMe instance store
-when the node class assembles it as RAID0), then vLLM loads it from there
-with HF_HUB_OFFLINE=1. Chosen over a PVC because EBS volumes are zonal and
+into an emptyDir on the node's disk, then vLLM loads it from there with
+HF_HUB_OFFLINE=1. Chosen over a PVC because EBS volumes are zonal and
 ReadWriteOnce (they pin replicas to one zone and cannot be shared, against
 the zone spread), and EFS/FSx add a shared throughput bottleneck and cost
 for files that are read once per start; chosen over a streaming loader
@@ -33,17 +35,32 @@ cache holds one copy of the weights and the emptyDir's size limit (weights x
 headroom) covers it. The Xet chunk cache of huggingface_hub is turned off
 (it would otherwise grow up to 10 GB inside the same emptyDir).
 
+Start-up timeline and awaits: node launch + image pull + download + the
+startup probe budget is one replica's start-up (`pod_ready_seconds`); the
+Deployment/LeaderWorkerSet await timeouts, the Deployment's progress deadline
+and the Ray join window derive from it. Rollouts step by the pool's headroom
+(`Rollout`, chosen by infra/serving.py).
+
+Identity: every container runs as a non-root uid with RuntimeDefault seccomp,
+HOME and caches on emptyDirs, except the engines of an EFA group (uid 0 with
+only IPC_LOCK: Kubernetes grants added capabilities to root only).
+
+LoRA: static adapters start through STATIC_LORA_LAUNCHER (only adapters that
+can load); runtime adapters are fetched and registered through vLLM's API by
+the sync sidecar (`adapter_sync_script`).
+
 Autoscaling: KEDA owns the replica count of the Deployment/LeaderWorkerSet it
 scales, so Pulumi ignores `spec.replicas` on them after creation (otherwise
 every `pulumi up` would reset the count KEDA chose).
 
 Secrets: the Hugging Face token (init container only) and the vLLM API key
-(`VLLM_API_KEY`, read by the server) come from Kubernetes Secrets by name;
-neither is ever on a command line.
+(`VLLM_API_KEY`, read by the server and the adapter sync) come from
+Kubernetes Secrets by name; neither is ever on a command line.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -89,6 +106,10 @@ class AdapterStore:
     sync_image: str = ""
     sync_interval_seconds: int = 60
     cache_gib: int = 50
+    # Share of the cache the sync fills before it skips further adapters (the emptyDir's
+    # sizeLimit would otherwise evict the whole pod).
+    fill_ratio: float = 0.9
+    sync_scratch_mib: int = 256
 
 
 @dataclass(frozen=True)
@@ -101,6 +122,8 @@ class Autoscaling:
 
 @dataclass(frozen=True)
 class Operations:
+    # Startup probe budget (model load). With the timeline figures below it also sizes the
+    # Kubernetes await timeouts and the Ray join window: one source of truth.
     startup_budget_seconds: int
     startup_period_seconds: int
     prestop_sleep_seconds: int
@@ -110,6 +133,26 @@ class Operations:
     cpu: int
     memory_gib: int
     ray_port: int = 6379
+    # Start-up timeline of one replica before its load starts.
+    node_ready_seconds: int = 0
+    image_pull_seconds: int = 0
+    download_seconds: int = 0
+    await_margin_seconds: int = 0
+    # HOME, /tmp and compile caches.
+    scratch_gib: int = 10
+    # vLLM's HTTP keep-alive (VLLM_HTTP_TIMEOUT_KEEP_ALIVE); 0 keeps vLLM's default (5 s).
+    keepalive_seconds: int = 0
+    run_as_user: int = 1000
+    fs_group: int = 1000
+    ray_join_retry_seconds: int = 5
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """Rolling update step, chosen from the pool's headroom (infra/serving.py rollout())."""
+
+    max_surge: int = 0
+    max_unavailable: int = 1
 
 
 @dataclass(frozen=True)
@@ -137,6 +180,22 @@ class VllmWorkloadArgs:
     adapters: Optional[AdapterStore] = None
     pod_monitor: bool = True
     labels: dict[str, str] = field(default_factory=dict)
+    rollout: Rollout = field(default_factory=Rollout)
+    # What every object waits for: the namespace, Secrets, CRDs, the Pod Identity
+    # association, and a node source for the pods (system nodes, the GPU pool).
+    depends_on: tuple[pulumi.Resource, ...] = ()
+
+
+# Suffix of the traffic Service. Not the model name: that is the LeaderWorkerSet's name, and
+# the LWS controller creates its headless Service under it (the pods resolve LWS_LEADER_ADDRESS
+# through it) and skips creating it when a Service of that name already exists
+# (kubernetes-sigs/lws v0.10.0 pkg/controllers/leaderworkerset_controller.go reconcileHeadlessServices,
+# pkg/utils/controller/controller_utils.go CreateHeadlessServiceIfNotExists).
+TRAFFIC_SERVICE_SUFFIX = "-http"
+
+
+def traffic_service_name(model: str) -> str:
+    return f"{model}{TRAFFIC_SERVICE_SUFFIX}"
 
 
 def validate_vllm_workload_args(args: VllmWorkloadArgs) -> None:
@@ -171,6 +230,15 @@ def validate_vllm_workload_args(args: VllmWorkloadArgs) -> None:
                  f"{args.max_replicas}")
     if args.ops.startup_budget_seconds < args.ops.startup_period_seconds:
         p.append(f"ops.startup_budget_seconds: got {args.ops.startup_budget_seconds}; must cover at least one probe period")
+    if args.ops.run_as_user < 1 or args.ops.fs_group < 1:
+        p.append(f"ops.run_as_user/fs_group: got {args.ops.run_as_user}/{args.ops.fs_group}; non-root ids are >= 1")
+    r = args.rollout
+    if r.max_surge < 0 or r.max_unavailable < 0 or r.max_surge + r.max_unavailable < 1:
+        p.append(f"rollout: got maxSurge {r.max_surge}, maxUnavailable {r.max_unavailable}; both >= 0 and at least "
+                 f"one >= 1, or a rollout never moves")
+    if len(traffic_service_name(s.served_model_name)) > 63:
+        p.append(f"server.served_model_name: got {s.served_model_name!r}; its Service "
+                 f"{traffic_service_name(s.served_model_name)!r} exceeds the 63 characters of a DNS label")
     if not args.gateway_pod_labels:
         p.append("gateway_pod_labels: empty; the NetworkPolicy needs the gateway's pod labels (an empty selector would "
                  "admit every pod)")
@@ -208,12 +276,237 @@ def download_script(source: str, dest: str) -> str:
     ])
 
 
+# Files vLLM v0.11.1 loads a LoRA adapter from (vllm/lora/models.py from_local_checkpoint:
+# adapter_config.json plus adapter_model.safetensors, .bin or .pt).
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin", "adapter_model.pt")
+
+# Runs `vllm serve` with only the --lora-modules entries that can load. vLLM v0.11.1 raises at
+# start-up (init_static_loras) when any entry fails to load, e.g. a tenant's adapter not uploaded
+# yet (a first deploy has an empty bucket) or one above --max-lora-rank ("LoRA rank N is greater
+# than max_lora_rank"): one missing upload would crash-loop every pod of the base model.
+STATIC_LORA_LAUNCHER = f"""\
+import json, os, sys
+WEIGHTS = {ADAPTER_WEIGHTS!r}
+def problem(path, max_rank):
+    config = os.path.join(path, "adapter_config.json")
+    if not os.path.isfile(config):
+        return "no adapter_config.json"
+    if not any(os.path.isfile(os.path.join(path, w)) for w in WEIGHTS):
+        return "no adapter weights (" + ", ".join(WEIGHTS) + ")"
+    try:
+        with open(config) as f:
+            c = json.load(f)
+    except (OSError, ValueError) as e:
+        return "unreadable adapter_config.json (%s)" % e
+    if c.get("peft_type", "LORA") != "LORA":
+        return "peft_type %r is not LORA" % c.get("peft_type")
+    rank = c.get("r")
+    if not isinstance(rank, int) or not 0 < rank <= max_rank:
+        return "rank %r is not within --max-lora-rank %d" % (rank, max_rank)
+    return None
+argv = sys.argv[1:]
+max_rank = int(argv[argv.index("--max-lora-rank") + 1]) if "--max-lora-rank" in argv else 16
+if "--lora-modules" in argv:
+    i = argv.index("--lora-modules")
+    j = i + 1
+    while j < len(argv) and not argv[j].startswith("--"):
+        j += 1
+    keep = []
+    for module in argv[i + 1:j]:
+        name, _, path = module.partition("=")
+        why = problem(path, max_rank)
+        if why:
+            print("llmserving: not serving LoRA adapter %s from %s: %s" % (name, path, why), file=sys.stderr)
+        else:
+            keep.append(module)
+    argv = argv[:i] + (["--lora-modules"] + keep if keep else []) + argv[j:]
+sys.stdout.flush()
+os.execvp(argv[0], argv)
+"""
+
+
+def adapter_sync_script(*, adapter_dir: str, mapping_dir: str, runtime: bool, interval_seconds: int,
+                        budget_kib: int, port: int) -> str:
+    """Bash run by the adapter sync container (amazon/aws-cli image: bash, aws, curl, jq, coreutils).
+
+    Each pass lists `tenants/` once (paginated, not one LIST per adapter) and downloads only
+    complete uploads (adapter_config.json and weights) of mapped adapters, into a staging
+    directory moved into place when whole, so vLLM never sees half an adapter. It stops adding
+    adapters once the cache budget is used (the emptyDir's sizeLimit would evict the pod).
+    An empty bucket is not an error: the base model serves without adapters.
+
+    With `runtime`, it runs forever and registers each present adapter with vLLM through
+    POST /v1/load_lora_adapter (so /v1/models lists it and the router can route to it; vLLM
+    v0.11.1's filesystem resolver would only accept adapters whose base_model_name_or_path is
+    the served model's path, /models/<name>, which customers' adapters never carry), and
+    unloads and deletes adapters no longer mapped.
+    """
+    weights = "|".join(ADAPTER_WEIGHTS)
+    lines = [
+        "set -u",
+        f"dir={shlex.quote(adapter_dir)}",
+        f"mapping={shlex.quote(mapping_dir)}/adapters.tsv",
+        f"bucket=\"$(cat {shlex.quote(mapping_dir)}/bucket)\"",
+        f"budget_kib={int(budget_kib)}",
+        f"api=http://127.0.0.1:{int(port)}",
+        "stage=\"$dir/.staging\"",
+        "auth=()",
+        "if [ -n \"${VLLM_API_KEY:-}\" ]; then auth=(-H \"Authorization: Bearer $VLLM_API_KEY\"); fi",
+        "log() { echo \"adapter-sync: $*\" >&2; }",
+        "declare -A mapped=()",
+        "read_mapping() {",
+        "  mapped=()",
+        "  while IFS=$'\\t' read -r adapter tenant; do",
+        "    [ -n \"$adapter\" ] && [ -n \"$tenant\" ] && mapped[$adapter]=$tenant",
+        "  done < \"$mapping\"",
+        "}",
+        "sync_pass() {",
+        "  local listing key bytes rest tenant adapter file id used_kib size_kib",
+        "  declare -A config=() weights=() size=()",
+        "  if ! listing=\"$(aws s3api list-objects-v2 --bucket \"$bucket\" --prefix tenants/ "
+        "--query 'Contents[].[Key,Size]' --output text)\"; then",
+        "    log \"cannot list s3://$bucket/tenants/; serving what is already here\"",
+        "    return 0",
+        "  fi",
+        "  while IFS=$'\\t' read -r key bytes; do",
+        "    case \"$key\" in tenants/*/*/*) ;; *) continue ;; esac",
+        "    rest=\"${key#tenants/}\"; tenant=\"${rest%%/*}\"; rest=\"${rest#*/}\"",
+        "    adapter=\"${rest%%/*}\"; file=\"${rest#*/}\"; id=\"$tenant/$adapter\"",
+        "    size[$id]=$(( ${size[$id]:-0} + ${bytes:-0} ))",
+        "    case \"$file\" in",
+        "      adapter_config.json) config[$id]=1 ;;",
+        f"      {weights}) weights[$id]=1 ;;",
+        "    esac",
+        "  done <<< \"$listing\"",
+        "  mkdir -p \"$stage\"",
+        "  for adapter in \"${!mapped[@]}\"; do",
+        "    id=\"${mapped[$adapter]}/$adapter\"",
+        "    [ -e \"$dir/$adapter/.complete\" ] && continue",
+        "    # Not uploaded (completely) yet: try again next pass.",
+        "    [ -n \"${config[$id]:-}\" ] && [ -n \"${weights[$id]:-}\" ] || continue",
+        "    used_kib=$(du -sk \"$dir\" | cut -f1)",
+        "    size_kib=$(( (${size[$id]} + 1023) / 1024 ))",
+        "    if [ $(( used_kib + size_kib )) -gt \"$budget_kib\" ]; then",
+        "      log \"adapter cache full ($used_kib KiB used, budget $budget_kib KiB): not fetching $adapter ($size_kib KiB)\"",
+        "      continue",
+        "    fi",
+        "    rm -rf \"$stage/$adapter\"",
+        "    if aws s3 cp --recursive --only-show-errors \"s3://$bucket/tenants/$id/\" \"$stage/$adapter/\"; then",
+        "      touch \"$stage/$adapter/.complete\"",
+        "      rm -rf \"$dir/$adapter\" && mv \"$stage/$adapter\" \"$dir/$adapter\"",
+        "      log \"fetched $adapter\"",
+        "    else",
+        "      rm -rf \"$stage/$adapter\"",
+        "      log \"download of $adapter failed; retrying next pass\"",
+        "    fi",
+        "  done",
+        "}",
+    ]
+    if not runtime:
+        lines += ["read_mapping", "sync_pass", "exit 0"]
+        return "\n".join(lines) + "\n"
+    lines += [
+        "register_pass() {",
+        "  local models adapter body",
+        "  declare -A loaded=()",
+        "  # vLLM not up yet: nothing to register.",
+        "  models=\"$(curl -sf \"${auth[@]}\" \"$api/v1/models\")\" || return 0",
+        "  while read -r adapter; do [ -n \"$adapter\" ] && loaded[$adapter]=1; done < <(",
+        "    printf '%s' \"$models\" | jq -r '.data[] | select(.parent != null) | .id')",
+        "  for adapter in \"${!mapped[@]}\"; do",
+        "    [ -e \"$dir/$adapter/.complete\" ] && [ ! -e \"$dir/$adapter/.refused\" ] || continue",
+        "    [ -n \"${loaded[$adapter]:-}\" ] && continue",
+        "    body=\"$(jq -nc --arg n \"$adapter\" --arg p \"$dir/$adapter\" '{lora_name: $n, lora_path: $p}')\"",
+        "    if curl -sf \"${auth[@]}\" -H 'Content-Type: application/json' -X POST -d \"$body\" "
+        "\"$api/v1/load_lora_adapter\" > /dev/null; then",
+        "      log \"registered $adapter\"",
+        "    else",
+        "      # e.g. rank above --max-lora-rank: do not retry every pass.",
+        "      touch \"$dir/$adapter/.refused\"",
+        "      log \"vLLM refused adapter $adapter\"",
+        "    fi",
+        "  done",
+        "  for adapter in \"${!loaded[@]}\"; do",
+        "    [ -n \"${mapped[$adapter]:-}\" ] && continue",
+        "    body=\"$(jq -nc --arg n \"$adapter\" '{lora_name: $n}')\"",
+        "    curl -sf \"${auth[@]}\" -H 'Content-Type: application/json' -X POST -d \"$body\" "
+        "\"$api/v1/unload_lora_adapter\" > /dev/null && log \"unloaded $adapter\"",
+        "  done",
+        "  # Files of adapters no longer mapped.",
+        "  for path in \"$dir\"/*/; do",
+        "    [ -d \"$path\" ] || continue",
+        "    adapter=\"$(basename \"$path\")\"",
+        "    [ -n \"${mapped[$adapter]:-}\" ] || { rm -rf \"$dir/$adapter\"; log \"removed $adapter\"; }",
+        "  done",
+        "}",
+        "while true; do",
+        "  read_mapping",
+        "  sync_pass",
+        "  register_pass",
+        f"  sleep {int(interval_seconds)}",
+        "done",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def ray_worker_script(*, ray_port: int, join_seconds: int, retry_seconds: int) -> str:
+    """A worker joins its group's Ray head, retrying while the head is not up yet.
+
+    The leader downloads the weights before it starts the head; a worker that gave up after
+    one failed `ray start` would restart, and RecreateGroupOnPodRestart would then recreate
+    the whole group and restart both downloads (vllm-project/vllm
+    examples/online_serving/multi-node-serving.sh retries the same way).
+    """
+    return "\n".join([
+        f"deadline=$(( $(date +%s) + {int(join_seconds)} ))",
+        "while true; do",
+        f"  ray start --address=\"$LWS_LEADER_ADDRESS:{int(ray_port)}\" --block && exit 0",
+        "  if [ \"$(date +%s)\" -ge \"$deadline\" ]; then",
+        f"    echo \"ray worker: head $LWS_LEADER_ADDRESS:{int(ray_port)} not reachable in {int(join_seconds)} s\" >&2",
+        "    exit 1",
+        "  fi",
+        f"  sleep {int(retry_seconds)}",
+        "done",
+    ]) + "\n"
+
+
+def pod_ready_seconds(ops: Operations) -> int:
+    """Node launch + image pull + weight download + load (the startup probe budget)."""
+    return ops.node_ready_seconds + ops.image_pull_seconds + ops.download_seconds + ops.startup_budget_seconds
+
+
+def await_seconds(args: VllmWorkloadArgs) -> tuple[int, int]:
+    """(create, update) await timeouts of the Deployment/LeaderWorkerSet, in seconds.
+
+    Creation starts every replica at once (nodes launch in parallel): one replica's start-up.
+    A rollout replaces maxSurge + maxUnavailable replicas per wave, and KEDA may hold any count
+    up to maxReplicas when it starts: ceil(maxReplicas / step) waves.
+    """
+    per_pod = pod_ready_seconds(args.ops)
+    step = args.rollout.max_surge + args.rollout.max_unavailable
+    waves = max(1, math.ceil(args.max_replicas / step))
+    return per_pod + args.ops.await_margin_seconds, waves * per_pod + args.ops.await_margin_seconds
+
+
 def _selector_labels(name: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": "vllm", "app.kubernetes.io/instance": name}
 
 
-def _meta(name: str, namespace: str, labels: dict[str, str]) -> dict:
-    return {"name": name, "namespace": namespace, "labels": dict(labels)}
+def _meta(name: str, namespace: str, labels: dict[str, str], annotations: Optional[dict[str, str]] = None) -> dict:
+    meta = {"name": name, "namespace": namespace, "labels": dict(labels)}
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return meta
+
+
+SCRATCH_DIR = "/tmp"
+# pulumi-kubernetes (provider/pkg/metadata/overrides.go ReadyCondition): skipAwait makes any kind
+# ready on creation; waitFor gives a custom resource, which is otherwise never awaited, a condition.
+SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
+# LeaderWorkerSet v0.10.0 sets Available (reason AllGroupsReady) with observedGeneration when every
+# group is ready and updated (leaderworkerset_controller.go updateConditions); pulumi-kubernetes
+# checks observedGeneration (await/condition/kubectl.go), so an update waits for the new spec.
+LWS_WAIT_FOR = {"pulumi.com/waitFor": "condition=Available"}
 
 
 def render(args: VllmWorkloadArgs) -> list[dict]:
@@ -227,67 +520,100 @@ def render(args: VllmWorkloadArgs) -> list[dict]:
               "llmserving.io/model": name, "llmserving.io/pool": pl.pool}
     serving_labels = {**labels, "llmserving.io/serves": "true"}
     port = s.port
+    ad = args.adapters if s.lora is not None else None
 
     gpu_res = {"nvidia.com/gpu": str(args.gpus_per_pod)}
     if multinode:
         gpu_res["vpc.amazonaws.com/efa"] = str(pl.efa_interfaces)
+    # Every emptyDir the pod writes lives on the node's disk: the request covers them all, so the
+    # scheduler never places a pod whose caches the node cannot hold.
+    ephemeral_gib = ops.cache_gib + ops.scratch_gib + (ad.cache_gib + math.ceil(ad.sync_scratch_mib / 1024) if ad else 0)
     resources = {
         "requests": {"cpu": str(ops.cpu), "memory": f"{ops.memory_gib}Gi",
-                     "ephemeral-storage": f"{ops.cache_gib}Gi", **gpu_res},
+                     "ephemeral-storage": f"{ephemeral_gib}Gi", **gpu_res},
         "limits": {"memory": f"{ops.memory_gib}Gi", **gpu_res},
     }
-    env: list[dict] = [{"name": "HF_HUB_OFFLINE", "value": "1"}, {"name": "HF_HOME", "value": f"{MODEL_DIR}/.hf"}]
-    if args.api_key_secret:
-        env.append({"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": args.api_key_secret, "key": "api-key"}}})
-    capabilities: dict[str, list[str]] = {"drop": ["ALL"]}
+    # The vLLM image has no USER (runs as root, HOME=/root; vllm-project/vllm docker/Dockerfile at
+    # v0.11.1). As any other uid, HOME and every cache must point at writable volumes: vLLM's
+    # ~/.cache/vllm (torch.compile cache), Triton's ~/.triton, TorchInductor's /tmp/torchinductor_<user>
+    # (getpass.getuser() needs USER when the uid has no passwd entry), FlashInfer's JIT cache, numba's
+    # cache, Ray's /tmp/ray. HF_HOME is the model cache.
+    runtime_env: list[dict] = [
+        {"name": "HOME", "value": SCRATCH_DIR}, {"name": "USER", "value": "vllm"},
+        {"name": "XDG_CACHE_HOME", "value": f"{SCRATCH_DIR}/.cache"},
+        {"name": "VLLM_CACHE_ROOT", "value": f"{SCRATCH_DIR}/.cache/vllm"},
+        {"name": "TRITON_CACHE_DIR", "value": f"{SCRATCH_DIR}/.cache/triton"},
+        {"name": "TORCHINDUCTOR_CACHE_DIR", "value": f"{SCRATCH_DIR}/.cache/torchinductor"},
+        # numba caches next to its sources (site-packages, root's) unless told otherwise.
+        {"name": "NUMBA_CACHE_DIR", "value": f"{SCRATCH_DIR}/.cache/numba"},
+    ]
+    env: list[dict] = [{"name": "HF_HUB_OFFLINE", "value": "1"}, {"name": "HF_HOME", "value": f"{MODEL_DIR}/.hf"},
+                       *runtime_env]
+    if ops.keepalive_seconds:
+        # Longer than the load balancer's idle timeout (vllm/envs.py VLLM_HTTP_TIMEOUT_KEEP_ALIVE, default 5 s).
+        env.append({"name": "VLLM_HTTP_TIMEOUT_KEEP_ALIVE", "value": str(ops.keepalive_seconds)})
+    api_key_env = ([{"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": args.api_key_secret, "key": "api-key"}}}]
+                   if args.api_key_secret else [])
+    env += api_key_env
+    non_root = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+    engine_security: dict[str, Any] = dict(non_root)
     if multinode:
         env += [{"name": "FI_PROVIDER", "value": "efa"}, {"name": "FI_EFA_USE_DEVICE_RDMA", "value": "1"}]
-        capabilities["add"] = ["IPC_LOCK"]
-    ad = args.adapters
-    if s.lora is not None and ad is not None and ad.runtime_loading:
-        # Runtime loading only of adapters on local disk, i.e. those the tenant
-        # mapping lists (the sync step pulls nothing else).
-        env += [{"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"},
-                {"name": "VLLM_PLUGINS", "value": "lora_filesystem_resolver"},
-                {"name": "VLLM_LORA_RESOLVER_CACHE_DIR", "value": ADAPTER_DIR}]
+        # EFA registers (pins) memory: IPC_LOCK. Kubernetes does not grant added capabilities to a
+        # non-root process (no ambient capabilities: kubernetes/kubernetes#56374, containerd#5668
+        # closed unmerged), so the engine of an EFA group stays uid 0 with only IPC_LOCK.
+        engine_security = {"allowPrivilegeEscalation": False, "runAsNonRoot": False, "runAsUser": 0,
+                           "capabilities": {"drop": ["ALL"], "add": ["IPC_LOCK"]}}
+    if ad is not None and ad.runtime_loading:
+        # Adapters are registered through the API by the sync sidecar (adapter_sync_script).
+        env.append({"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"})
 
     model_path = f"{MODEL_DIR}/{name}"
     vllm_args = vllm_server_args(s)
-    mounts = [{"name": "dshm", "mountPath": "/dev/shm"}, {"name": "model-cache", "mountPath": MODEL_DIR}]
+    scratch_mount = {"name": "scratch", "mountPath": SCRATCH_DIR}
+    mounts = [{"name": "dshm", "mountPath": "/dev/shm"}, {"name": "model-cache", "mountPath": MODEL_DIR}, scratch_mount]
     volumes: list[dict] = [
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{ops.shm_gib}Gi"}},
         {"name": "model-cache", "emptyDir": {"sizeLimit": f"{ops.cache_gib}Gi"}},
+        {"name": "scratch", "emptyDir": {"sizeLimit": f"{ops.scratch_gib}Gi"}},
     ]
     download_env: list[dict] = [{"name": "HF_HOME", "value": f"{MODEL_DIR}/.hf"},
-                                {"name": "HF_XET_CHUNK_CACHE_SIZE_BYTES", "value": "0"}]
+                                {"name": "HF_XET_CHUNK_CACHE_SIZE_BYTES", "value": "0"},
+                                {"name": "HOME", "value": SCRATCH_DIR}]
     if args.hf_token_secret:
         download_env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": args.hf_token_secret, "key": "token"}}})
     init_containers: list[dict] = [{
         "name": "model-download", "image": args.image,
         "command": ["python3", "-c", download_script(args.source, model_path)],
-        "env": download_env, "volumeMounts": [{"name": "model-cache", "mountPath": MODEL_DIR}],
+        "env": download_env, "volumeMounts": [{"name": "model-cache", "mountPath": MODEL_DIR}, scratch_mount],
         "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "8Gi"}},
-        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "securityContext": dict(non_root),
     }]
-    if s.lora is not None and ad is not None:
+    if ad is not None:
         volumes += [{"name": "adapters", "emptyDir": {"sizeLimit": f"{ad.cache_gib}Gi"}},
-                    {"name": "tenant-adapters", "configMap": {"name": ad.mapping_config_map}}]
+                    {"name": "tenant-adapters", "configMap": {"name": ad.mapping_config_map}},
+                    {"name": "sync-scratch", "emptyDir": {"sizeLimit": f"{ad.sync_scratch_mib}Mi"}}]
         mounts.append({"name": "adapters", "mountPath": ADAPTER_DIR, "readOnly": True})
-        sync_once = (f"while IFS=$'\\t' read -r adapter tenant; do [ -n \"$adapter\" ] || continue; "
-                     f"aws s3 sync --only-show-errors \"s3://$(cat /etc/llmserving/bucket)/tenants/$tenant/$adapter/\" "
-                     f"\"{ADAPTER_DIR}/$adapter/\"; done < /etc/llmserving/adapters.tsv")
-        sync_mounts = [{"name": "adapters", "mountPath": ADAPTER_DIR},
-                       {"name": "tenant-adapters", "mountPath": "/etc/llmserving", "readOnly": True}]
-        sync = {"image": ad.sync_image, "volumeMounts": sync_mounts,
+        budget_kib = int(ad.cache_gib * ad.fill_ratio * 1024 * 1024)
+        script = adapter_sync_script(adapter_dir=ADAPTER_DIR, mapping_dir="/etc/llmserving", runtime=ad.runtime_loading,
+                                     interval_seconds=ad.sync_interval_seconds, budget_kib=budget_kib, port=port)
+        # The aws-cli image runs as root with HOME=/root (aws/aws-cli docker/Dockerfile at 2.31.18):
+        # here a non-root uid on a read-only root filesystem, HOME on its own small emptyDir.
+        sync = {"name": "adapter-sync", "image": ad.sync_image, "command": ["/bin/bash", "-c", script],
+                "env": [{"name": "HOME", "value": SCRATCH_DIR}, *api_key_env],
+                "volumeMounts": [{"name": "adapters", "mountPath": ADAPTER_DIR},
+                                 {"name": "tenant-adapters", "mountPath": "/etc/llmserving", "readOnly": True},
+                                 {"name": "sync-scratch", "mountPath": SCRATCH_DIR}],
                 "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
-                "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}
+                "securityContext": {**non_root, "readOnlyRootFilesystem": True}}
         if ad.runtime_loading:
-            # Native sidecar: keeps pulling newly mapped adapters without a restart.
-            init_containers.append({**sync, "name": "adapter-sync", "restartPolicy": "Always",
-                                    "command": ["/bin/bash", "-c",
-                                                f"while true; do {sync_once}; sleep {ad.sync_interval_seconds}; done"]})
-        else:
-            init_containers.append({**sync, "name": "adapter-sync", "command": ["/bin/bash", "-c", sync_once]})
+            # Native sidecar: keeps fetching newly mapped adapters and registering them without a restart.
+            sync["restartPolicy"] = "Always"
+        init_containers.append(sync)
+
+    # Static LoRA: serve only the --lora-modules entries that can load (STATIC_LORA_LAUNCHER).
+    static_lora = s.lora is not None and bool(s.lora.modules)
+    serve = (["python3", "-c", STATIC_LORA_LAUNCHER, "vllm", "serve"] if static_lora else ["vllm", "serve"])
 
     probe = {"httpGet": {"path": "/health", "port": "http"}}
     failure_threshold = -(-ops.startup_budget_seconds // ops.startup_period_seconds)
@@ -299,50 +625,65 @@ def render(args: VllmWorkloadArgs) -> list[dict]:
         "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3, "timeoutSeconds": 5},
         "livenessProbe": {**probe, "periodSeconds": 15, "failureThreshold": 4, "timeoutSeconds": 10},
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(ops.prestop_sleep_seconds)]}}},
-        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": capabilities},
+        "securityContext": engine_security,
     }
     if multinode:
         wait_py = ("import os, ray; ray.init(address='auto', logging_level='ERROR'); "
                    "raise SystemExit(0 if sum(n['Alive'] for n in ray.nodes()) >= int(os.environ['LWS_GROUP_SIZE']) else 1)")
         server["command"] = ["/bin/bash", "-c"]
         server["args"] = [f"ray start --head --port={ops.ray_port} && "
-                          f"until python3 -c {shlex.quote(wait_py)}; do sleep 5; done && "
-                          f"exec vllm serve {shlex.join(vllm_args)}"]
+                          f"until python3 -c {shlex.quote(wait_py)}; do sleep {ops.ray_join_retry_seconds}; done && "
+                          f"exec {shlex.join(serve)} {shlex.join(vllm_args)}"]
     else:
-        server["command"] = ["vllm", "serve"]
+        server["command"] = serve
         server["args"] = vllm_args
 
     grace = ops.prestop_sleep_seconds + ops.drain_seconds
     spread = [{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
                "labelSelector": {"matchLabels": dict(sel)}}]
+    # Non-root by default (the EFA engine container overrides it, see above); fsGroup owns the
+    # emptyDir caches; RuntimeDefault seccomp (Checkov CKV_K8S_23, CKV_K8S_31).
+    pod_security = {"runAsNonRoot": True, "runAsUser": ops.run_as_user, "runAsGroup": ops.fs_group,
+                    "fsGroup": ops.fs_group, "seccompProfile": {"type": "RuntimeDefault"}}
 
     def pod_spec(containers: list[dict], inits: list[dict]) -> dict:
         spec = {"containers": containers, "initContainers": inits, "volumes": volumes,
                 "nodeSelector": dict(pl.node_selector), "tolerations": list(pl.tolerations),
                 "topologySpreadConstraints": spread, "terminationGracePeriodSeconds": grace,
-                "automountServiceAccountToken": False, "enableServiceLinks": False}
-        if ad is not None and s.lora is not None:
+                "automountServiceAccountToken": False, "enableServiceLinks": False,
+                "securityContext": dict(pod_security)}
+        if ad is not None:
             spec["serviceAccountName"] = ad.service_account
         return spec
 
+    rollout = args.rollout
+    per_pod = pod_ready_seconds(ops)
     objs: list[dict] = []
     if not multinode:
         objs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(name, args.namespace, labels),
                      "spec": {"replicas": args.replicas, "selector": {"matchLabels": dict(sel)},
-                              "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+                              # From the pool's headroom: a surge pod on a pool with no spare node stays Pending.
+                              "strategy": {"type": "RollingUpdate",
+                                           "rollingUpdate": {"maxSurge": rollout.max_surge,
+                                                             "maxUnavailable": rollout.max_unavailable}},
+                              # One wave of the rollout may take a replica's whole start-up.
+                              "progressDeadlineSeconds": per_pod + ops.await_margin_seconds,
                               "template": {"metadata": {"labels": serving_labels},
                                            "spec": pod_spec([server], init_containers)}}})
         target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
         svc_selector = dict(sel)
     else:
-        worker_cmd = f"ray start --address=$(LWS_LEADER_ADDRESS):{ops.ray_port} --block"
+        worker_cmd = ray_worker_script(ray_port=ops.ray_port, join_seconds=per_pod,
+                                       retry_seconds=ops.ray_join_retry_seconds)
         worker = {"name": "ray-worker", "image": args.image, "command": ["/bin/bash", "-c"], "args": [worker_cmd],
-                  "env": env, "resources": resources, "volumeMounts": mounts,
-                  "securityContext": {"allowPrivilegeEscalation": False, "capabilities": capabilities}}
-        objs.append({"apiVersion": LWS_API, "kind": "LeaderWorkerSet", "metadata": _meta(name, args.namespace, labels),
+                  "env": env, "resources": resources, "volumeMounts": mounts, "securityContext": engine_security}
+        objs.append({"apiVersion": LWS_API, "kind": "LeaderWorkerSet",
+                     "metadata": _meta(name, args.namespace, labels, LWS_WAIT_FOR),
                      "spec": {"replicas": args.replicas, "startupPolicy": "LeaderCreated",
                               "rolloutStrategy": {"type": "RollingUpdate",
-                                                  "rollingUpdateConfiguration": {"maxUnavailable": 1, "maxSurge": 0}},
+                                                  "rollingUpdateConfiguration": {
+                                                      "maxUnavailable": rollout.max_unavailable,
+                                                      "maxSurge": rollout.max_surge}},
                               "leaderWorkerTemplate": {
                                   "size": s.pipeline_parallel, "restartPolicy": "RecreateGroupOnPodRestart",
                                   "leaderTemplate": {"metadata": {"labels": serving_labels},
@@ -352,11 +693,18 @@ def render(args: VllmWorkloadArgs) -> list[dict]:
         target = {"apiVersion": LWS_API, "kind": "LeaderWorkerSet", "name": name}
         svc_selector = {**sel, WORKER_INDEX_LABEL: "0"}
 
-    objs.append({"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, args.namespace, labels),
+    # The Service waits for nothing: readiness is awaited on the Deployment (or the LWS's
+    # Available condition), and a Service await would race the pods (pulumi-kubernetes
+    # await/service.go succeeds while no pod has an address, then fails after 10 minutes of
+    # not-ready endpoints while a model loads). The TargetGroupBinding controller registers
+    # targets as they turn ready.
+    objs.append({"apiVersion": "v1", "kind": "Service",
+                 "metadata": _meta(traffic_service_name(name), args.namespace, labels, SKIP_AWAIT),
                  "spec": {"type": "ClusterIP", "selector": svc_selector,
                           "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}]}})
+    # Voluntary disruptions (node drains) take at most what a rollout step takes, and never less than one.
     objs.append({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _meta(name, args.namespace, labels),
-                 "spec": {"maxUnavailable": 1, "selector": {"matchLabels": dict(sel)}}})
+                 "spec": {"maxUnavailable": max(1, rollout.max_unavailable), "selector": {"matchLabels": dict(sel)}}})
     peers: list[dict] = [{"podSelector": {"matchLabels": dict(args.gateway_pod_labels)}}]
     if args.prometheus_namespace:
         peers.append({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": args.prometheus_namespace}}})
@@ -415,17 +763,30 @@ def create_object(name: str, obj: dict, opts: pulumi.ResourceOptions) -> pulumi.
 class VllmWorkload(pulumi.ComponentResource):
     service_name: str
     kind: str
+    service: pulumi.Resource
 
     def __init__(self, name: str, args: VllmWorkloadArgs, opts: Optional[pulumi.ResourceOptions] = None):
         objs = render(args)  # validates before anything exists
         super().__init__("llmserving:vllm_workload:VllmWorkload", name, {}, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        deps = list(args.depends_on)
         self.kind = objs[0]["kind"]
-        self.service_name = args.server.served_model_name
+        self.service_name = traffic_service_name(args.server.served_model_name)
         scaled = {"Deployment", "LeaderWorkerSet"} if args.autoscaling is not None else set()
-        # KEDA owns the replica count of what it scales; Pulumi sets it only at creation.
-        keda_owned = pulumi.ResourceOptions(parent=self, ignore_changes=["spec.replicas"])
-        self.resources = {o["kind"]: create_object(f"{name}-{o['kind'].lower()}", o,
-                                                   keda_owned if o["kind"] in scaled else child)
-                          for o in objs}
+        # pulumi-kubernetes waits 10 minutes for a Deployment by default (await/deployment.go), far
+        # less than a replica's start-up; the LeaderWorkerSet waits for its Available condition
+        # (LWS_WAIT_FOR). Both get the budget of await_seconds(); a custom timeout takes precedence
+        # over a pulumi.com/timeoutSeconds annotation (metadata/overrides.go TimeoutDuration).
+        create_s, update_s = await_seconds(args)
+        timeouts = pulumi.CustomTimeouts(create=f"{math.ceil(create_s / 60)}m", update=f"{math.ceil(update_s / 60)}m")
+        self.await_seconds = (create_s, update_s)
+        self.resources = {}
+        for o in objs:
+            workload = o["kind"] in ("Deployment", "LeaderWorkerSet")
+            opts_o = pulumi.ResourceOptions(
+                parent=self, depends_on=deps,
+                # KEDA owns the replica count of what it scales; Pulumi sets it only at creation.
+                ignore_changes=["spec.replicas"] if o["kind"] in scaled else None,
+                custom_timeouts=timeouts if workload else None)
+            self.resources[o["kind"]] = create_object(f"{name}-{o['kind'].lower()}", o, opts_o)
+        self.service = self.resources["Service"]
         self.register_outputs({"kind": self.kind, "service": self.service_name, "namespace": args.namespace})

@@ -2,9 +2,11 @@
 observability, and the tenants' LoRA adapter access.
 
 `build(settings, plan, *, k8s_provider, cluster_name, pool_scheduling,
-adapter_bucket_name, adapter_bucket_arn, tags)` is called by infra/stack.py
-with the EKS platform's provider and pool scheduling. Everything lands in
-namespace `llmserving`.
+adapter_bucket_name, adapter_reader_role_arn, tags, load_balancer_cidrs,
+system_nodes, pool_node_sources)` is called by infra/stack.py with the EKS
+platform's provider, pool scheduling and node sources. Everything lands in
+namespace `llmserving`. It returns the traffic Service of each model
+(`<model>-http`) and what a TargetGroupBinding must wait for.
 
 Routing: one endpoint, model-aware, by a router Deployment (the vLLM
 production-stack router) behind the load balancer. ALB listener rules can
@@ -29,8 +31,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -41,8 +43,8 @@ from components.nvidia_runtime import DCGM_METRICS_PORT, DCGM_NAMESPACE, DCGM_PO
 from components.observability import AlertThresholds, DcgmScrape, Observability, ObservabilityArgs
 from components.serving_foundation import ServingFoundation, ServingFoundationArgs, TenantAdapterAccess
 from components.vllm_server_args import LoraSpec, VllmServerSpec
-from components.vllm_workload import (ADAPTER_DIR, AdapterStore, Autoscaling, Operations, Placement, VllmWorkload,
-                                      VllmWorkloadArgs)
+from components.vllm_workload import (ADAPTER_DIR, AdapterStore, Autoscaling, Operations, Placement, Rollout,
+                                      VllmWorkload, VllmWorkloadArgs)
 from infra import capacity
 from infra import serving_catalog as sc
 from infra.config import ModelConfig, Settings
@@ -64,6 +66,11 @@ class Serving:
     router_service: str
     router_port: int
     workloads: dict[str, VllmWorkload]
+    # model -> its traffic Service (the TargetGroupBinding target; not the model name, see
+    # components/vllm_workload.py traffic_service_name).
+    service_names: dict[str, str] = field(default_factory=dict)
+    # What a TargetGroupBinding must wait for: the namespace and the Services it targets.
+    binding_dependencies: list[pulumi.Resource] = field(default_factory=list)
 
 
 def figure(settings: Settings, key: str) -> float:
@@ -91,9 +98,56 @@ def _scheduling(pool_scheduling: dict, pool: str) -> tuple[dict, list]:
     return dict(get("node_selector")), list(get("tolerations"))
 
 
+def keepalive_seconds(settings: Settings) -> int:
+    """HTTP keep-alive of every target behind the ALB: its idle timeout plus a margin.
+
+    The target must keep an idle connection open longer than the load balancer does, or it
+    closes one the ALB is about to reuse and the client gets a 502 (ELB docs, ALB
+    "Connection idle timeout"). vLLM's default is 5 s (vllm/envs.py VLLM_HTTP_TIMEOUT_KEEP_ALIVE,
+    v0.11.1), uvicorn's (the router's server) also 5 s.
+    """
+    return settings.config.ingress.idle_timeout_seconds + int(figure(settings, "keepalive_margin_seconds"))
+
+
+def _nodes_for(mp: capacity.ModelPlan, replicas: int, gpus_per_node: int) -> int:
+    if mp.pipeline_parallel > 1:
+        return replicas * mp.pipeline_parallel
+    return math.ceil(replicas / max(1, gpus_per_node // mp.tensor_parallel))
+
+
+def rollout(settings: Settings, plan: capacity.Plan, model: str) -> Rollout:
+    """The rolling-update step of a model, from its pool's headroom.
+
+    A surge pod needs room: a node the pool can still add (Karpenter: up to the pool's GPU
+    limit; a managed node group: nothing beyond its planned size, no autoscaler runs here).
+    The headroom is what is left when every model of the pool runs at maxReplicas (KEDA may be
+    there when a rollout starts), shared evenly between the pool's models. With room for at
+    least one pod (a whole group for a LeaderWorkerSet): surge into it, never below the
+    serving count. Without: replace one replica at a time (maxSurge 0, maxUnavailable 1), as
+    maxSurge 1 / maxUnavailable 0 would leave the surge pod Pending forever.
+    """
+    mp = next(m for m in plan.models if m.model == model)
+    pp = next(p for p in plan.pools if p.pool == mp.pool)
+    pool = settings.pool(mp.pool)
+    if settings.provisioner(pool) == "karpenter":
+        from infra.eks_platform import gpu_limit  # the NodePool's nvidia.com/gpu limit
+        ceiling = gpu_limit(settings, pool) // pp.gpus_per_node
+    else:
+        ceiling = pp.nodes
+    on_pool = [m for m in plan.models if m.pool == mp.pool]
+    peak = sum(_nodes_for(m, m.max_replicas, pp.gpus_per_node) for m in on_pool)
+    spare_nodes = max(0, ceiling - peak) // len(on_pool)
+    if mp.pipeline_parallel > 1:
+        spare_pods = spare_nodes // mp.pipeline_parallel
+    else:
+        spare_pods = spare_nodes * max(1, pp.gpus_per_node // mp.tensor_parallel)
+    surge = min(spare_pods, max(1, math.ceil(figure(settings, "max_surge_share") * mp.max_replicas)))
+    return Rollout(max_surge=surge, max_unavailable=0) if surge >= 1 else Rollout(max_surge=0, max_unavailable=1)
+
+
 def workload_args(settings: Settings, plan: capacity.Plan, model: ModelConfig, pool_scheduling: dict, *,
                   hf_token_secret: Optional[str], api_key_secret: Optional[str],
-                  load_balancer_cidrs: tuple[str, ...] = ()) -> VllmWorkloadArgs:
+                  load_balancer_cidrs: tuple[str, ...] = (), depends_on: tuple = ()) -> VllmWorkloadArgs:
     """The component args of one model: plan + catalog + config, no resources."""
     c = settings.catalog
     mp = next(p for p in plan.models if p.model == model.name)
@@ -115,7 +169,9 @@ def workload_args(settings: Settings, plan: capacity.Plan, model: ModelConfig, p
                                 runtime_loading=lora_cfg.runtime_loading, adapters=pairs,
                                 sync_image=image(settings, "aws-cli"),
                                 sync_interval_seconds=int(figure(settings, "adapter_sync_interval_seconds")),
-                                cache_gib=int(figure(settings, "adapter_cache_gib")))
+                                cache_gib=int(figure(settings, "adapter_cache_gib")),
+                                fill_ratio=figure(settings, "adapter_cache_fill_ratio"),
+                                sync_scratch_mib=int(figure(settings, "sync_scratch_mib")))
     server = VllmServerSpec(
         served_model_name=model.name, model=f"/models/{model.name}", precision=model.precision,
         checkpoint_precision=ckpt, tensor_parallel=model.tensor_parallel, pipeline_parallel=model.pipeline_parallel,
@@ -130,7 +186,8 @@ def workload_args(settings: Settings, plan: capacity.Plan, model: ModelConfig, p
         budget = figure(settings, "startup_budget_seconds_large")
     else:
         budget = figure(settings, "startup_budget_seconds")
-    disk_gb = params * c.bytes_per_parameter[ckpt].value * figure(settings, "model_cache_headroom")
+    checkpoint_gb = params * c.bytes_per_parameter[ckpt].value
+    disk_gb = checkpoint_gb * figure(settings, "model_cache_headroom")
     tp = model.tensor_parallel
     share = tp / instance.gpu_count * figure(settings, "node_allocatable_share")
     ops = Operations(
@@ -140,7 +197,14 @@ def workload_args(settings: Settings, plan: capacity.Plan, model: ModelConfig, p
         shm_gib=int(figure(settings, "shm_gib_per_gpu") * tp), cache_gib=max(1, math.ceil(disk_gb / 1.073741824)),
         cpu=max(1, min(int(figure(settings, "cpu_per_gpu") * tp), int(instance.vcpus * share))),
         memory_gib=max(1, min(int(figure(settings, "memory_gib_per_gpu") * tp), int(instance.memory_gib * share))),
-        ray_port=int(figure(settings, "ray_port")))
+        ray_port=int(figure(settings, "ray_port")),
+        node_ready_seconds=int(figure(settings, "node_ready_seconds")),
+        image_pull_seconds=int(figure(settings, "image_pull_seconds")),
+        download_seconds=math.ceil(checkpoint_gb * 1000 / figure(settings, "weights_download_mb_per_second")),
+        await_margin_seconds=int(figure(settings, "await_margin_seconds")),
+        scratch_gib=int(figure(settings, "scratch_gib")), keepalive_seconds=keepalive_seconds(settings),
+        run_as_user=int(figure(settings, "run_as_user")), fs_group=int(figure(settings, "fs_group")),
+        ray_join_retry_seconds=int(figure(settings, "ray_join_retry_seconds")))
     return VllmWorkloadArgs(
         namespace=NAMESPACE, source=model.source, server=server, image=image(settings, "vllm"), gpus_per_pod=tp,
         placement=Placement(pool=mp.pool, instance_type=instance.name, node_gpus=instance.gpu_count,
@@ -154,7 +218,8 @@ def workload_args(settings: Settings, plan: capacity.Plan, model: ModelConfig, p
                                 cooldown_seconds=int(figure(settings, "keda_cooldown_seconds"))),
         gateway_pod_labels=dict(ROUTER_LABELS), prometheus_namespace=settings.config.serving.prometheus_namespace,
         load_balancer_cidrs=tuple(load_balancer_cidrs), hf_token_secret=hf_token_secret, api_key_secret=api_key_secret, adapters=adapters,
-        labels={"llmserving.io/stack": settings.stack})
+        labels={"llmserving.io/stack": settings.stack}, rollout=rollout(settings, plan, model.name),
+        depends_on=tuple(depends_on))
 
 
 def tenant_mapping(settings: Settings, bucket: Any) -> dict[str, Any]:
@@ -206,7 +271,7 @@ def chart_release(settings: Settings, key: str) -> ChartRelease:
 
 
 def foundation_args(settings: Settings, *, cluster_name: Any, adapter_bucket_name: Any, adapter_reader_role_arn: Any,
-                    tags: dict[str, str]) -> ServingFoundationArgs:
+                    tags: dict[str, str], node_ready: tuple = ()) -> ServingFoundationArgs:
     cfg = pulumi.Config(settings.project)
     secrets: dict[str, dict[str, Any]] = {}
     if "vllmApiKey" in settings.secrets_set:
@@ -221,7 +286,7 @@ def foundation_args(settings: Settings, *, cluster_name: Any, adapter_bucket_nam
     return ServingFoundationArgs(
         namespace=NAMESPACE,
         charts=tuple(chart_release(settings, k) for k in charts_needed(settings) if k != "kube-prometheus-stack"),
-        secrets=secrets, tenant_adapters=tenants, tags=dict(tags))
+        secrets=secrets, tenant_adapters=tenants, tags=dict(tags), node_ready=tuple(node_ready))
 
 
 def observability_args(settings: Settings, depends_on: tuple = (), cluster_name: Any = None) -> ObservabilityArgs:
@@ -264,36 +329,64 @@ def router_args(settings: Settings, load_balancer_cidrs: tuple[str, ...], depend
         api_key_secret=API_KEY_SECRET if "vllmApiKey" in settings.secrets_set else None,
         resources=RouterResources(cpu=f"{int(f('router_cpu_millicores'))}m", memory=f"{int(f('router_memory_mib'))}Mi",
                                   memory_limit=f"{int(f('router_memory_limit_mib'))}Mi"),
-        depends_on=tuple(depends_on))
+        depends_on=tuple(depends_on), run_as_user=int(f("run_as_user")), fs_group=int(f("fs_group")),
+        scratch_mib=int(f("router_scratch_mib")), keepalive_seconds=keepalive_seconds(settings),
+        resync_seconds=int(f("router_resync_seconds")))
+
+
+def _also_depend_on(deps: Sequence[pulumi.Resource]):
+    """A transformation that makes a component's children (not only the component) wait for `deps`."""
+    def transform(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult:
+        return pulumi.ResourceTransformationResult(
+            props=args.props, opts=pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(depends_on=list(deps))))
+    return transform
 
 
 def build(settings: Settings, plan: capacity.Plan, *, k8s_provider: k8s.Provider, cluster_name: Any,
           pool_scheduling: dict, adapter_bucket_name: Any, adapter_reader_role_arn: Any, tags: dict[str, str],
-          load_balancer_cidrs: tuple[str, ...] = ()) -> Serving:
+          load_balancer_cidrs: tuple[str, ...] = (), system_nodes: Sequence[pulumi.Resource] = (),
+          pool_node_sources: Mapping[str, Sequence[pulumi.Resource]] = {}) -> Serving:  # noqa: B006 (read only)
     """Assembly only: settings and plan -> component args.
 
     `load_balancer_cidrs` (the load balancer's subnets) are the only addresses
     outside the cluster that the router and engines admit (not the whole VPC:
     any pod or instance in it could then bypass the load balancer).
+
+    Ordering (a release or workload created before any node can run its pods fails or
+    hangs): the controllers' releases (KEDA, LeaderWorkerSet, kube-prometheus-stack) and the
+    router wait for `system_nodes`; each model's objects wait for its pool's
+    `pool_node_sources[pool]` (node group or Karpenter NodePool, device plugin), the
+    foundation (namespace, Secrets, CRDs, Pod Identity association) and observability (CRDs).
+    A component's depends_on does not reach its children, so every component takes them in
+    its args.
     """
     prefix = f"{settings.project}-{settings.stack}"
     k8s_opts = pulumi.ResourceOptions(providers={"kubernetes": k8s_provider})
+    system = tuple(system_nodes)
     foundation = ServingFoundation(prefix, foundation_args(
         settings, cluster_name=cluster_name, adapter_bucket_name=adapter_bucket_name,
-        adapter_reader_role_arn=adapter_reader_role_arn, tags=tags), opts=k8s_opts)
-    observability = Observability(f"{prefix}-observability", observability_args(settings, (foundation.namespace_resource,)),
-                                  opts=k8s_opts)
-    deps = [*foundation.ready, *observability.ready]
+        adapter_reader_role_arn=adapter_reader_role_arn, tags=tags, node_ready=system), opts=k8s_opts)
+    # observability_args() and the Observability component are not this module's: the
+    # transformation gives the kube-prometheus-stack release the system-node dependency.
+    # TODO(ecsobs): let Observability pass args.depends_on to its release, then drop this.
+    observability = Observability(
+        f"{prefix}-observability", observability_args(settings, (foundation.namespace_resource, *system)),
+        opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
+            transformations=[_also_depend_on(system)] if system else None)))
+    deps = (*foundation.ready, *observability.ready, *system)
 
     api_key_secret = API_KEY_SECRET if "vllmApiKey" in settings.secrets_set else None
     hf_secret = HF_TOKEN_SECRET if "hfToken" in settings.secrets_set else None
     workloads: dict[str, VllmWorkload] = {}
     for m in settings.config.models:
         args = workload_args(settings, plan, m, pool_scheduling, hf_token_secret=hf_secret, api_key_secret=api_key_secret,
-                             load_balancer_cidrs=load_balancer_cidrs)
-        workloads[m.name] = VllmWorkload(m.name, args, opts=pulumi.ResourceOptions(
-            providers={"kubernetes": k8s_provider}, depends_on=deps))
+                             load_balancer_cidrs=load_balancer_cidrs,
+                             depends_on=(*deps, *pool_node_sources.get(m.pool, ())))
+        workloads[m.name] = VllmWorkload(m.name, args, opts=k8s_opts)
 
-    router = ModelRouter(ROUTER_NAME, router_args(settings, load_balancer_cidrs, tuple(foundation.ready)), opts=k8s_opts)
+    router = ModelRouter(ROUTER_NAME, router_args(settings, load_balancer_cidrs, (*foundation.ready, *system)),
+                         opts=k8s_opts)
     return Serving(namespace=NAMESPACE, router_service=router.service_name, router_port=router.port,
-                   workloads=workloads)
+                   workloads=workloads, service_names={m: w.service_name for m, w in workloads.items()},
+                   binding_dependencies=[foundation.namespace_resource, *(w.service for w in workloads.values()),
+                                         router.service])

@@ -17,6 +17,11 @@ class Image(BaseModel):
     tag: str
     source: str
     as_of: str
+    # The user the image runs as when the pod does not say (its Dockerfile's USER),
+    # and where that was read. A root image needs runAsUser next to runAsNonRoot:
+    # the kubelet refuses runAsNonRoot for a root image without a numeric user.
+    user: str = ""
+    user_source: str = ""
 
     @property
     def ref(self) -> str:
@@ -35,12 +40,20 @@ class Chart(BaseModel):
 
 IMAGES: dict[str, Image] = {
     # vLLM OpenAI server; FACTS.md pins v0.11.1 (flags checked against v0.11 source).
-    "vllm": Image(repository="vllm/vllm-openai", tag="v0.11.1", source="Docker Hub vllm/vllm-openai, vLLM release v0.11.1", as_of="2025-11"),
+    "vllm": Image(repository="vllm/vllm-openai", tag="v0.11.1", source="Docker Hub vllm/vllm-openai, vLLM release v0.11.1", as_of="2025-11",
+                  user="root (uid 0, HOME=/root; ray and huggingface_hub installed)",
+                  user_source="vllm-project/vllm docker/Dockerfile at v0.11.1: no USER instruction; requirements/cuda.txt ray[cgraph]"),
     # Model-aware router of the vLLM production stack (routes by the request's `model`,
     # discovers engines and their served models, LoRA adapters included, via the Kubernetes API).
-    "router": Image(repository="lmcache/lmstack-router", tag="v0.1.11", source="Docker Hub lmcache/lmstack-router (vllm-project/production-stack)", as_of="2025-10"),
+    # Tag v0.1.11 is built from git tag vllm-stack-0.1.11 (.github/workflows/router-docker-release.yml).
+    "router": Image(repository="lmcache/lmstack-router", tag="v0.1.11", source="Docker Hub lmcache/lmstack-router (vllm-project/production-stack)", as_of="2025-10",
+                    user="root (uid 0; python:3.12-slim; entrypoint /opt/venv/bin/vllm-router; writes only /tmp)",
+                    user_source="vllm-project/production-stack docker/Dockerfile at vllm-stack-0.1.11: no USER instruction"),
     # Syncs tenants' LoRA adapters from S3 (read-only) with the pod's Pod Identity credentials.
-    "aws-cli": Image(repository="amazon/aws-cli", tag="2.31.18", source="Docker Hub amazon/aws-cli", as_of="2025-10"),
+    "aws-cli": Image(repository="amazon/aws-cli", tag="2.31.18", source="Docker Hub amazon/aws-cli", as_of="2025-10",
+                     user="root (uid 0; amazonlinux:2023 with bash, curl-minimal, jq, findutils; ENTRYPOINT aws)",
+                     user_source="aws/aws-cli docker/Dockerfile at 2.31.18: no USER instruction, installs jq and findutils; "
+                                 "AL2023 user guide 'curl-minimal': default package of AL2023 containers"),
 }
 
 CHARTS: dict[str, Chart] = {
@@ -95,4 +108,32 @@ SERVING_FIGURES: dict[str, Assumption] = {
     "router_cpu_millicores": Assumption(value=500, source=_OPS, as_of="2025-10"),
     "router_memory_mib": Assumption(value=1024, source=_OPS, as_of="2025-10"),
     "router_memory_limit_mib": Assumption(value=2048, source=_OPS, as_of="2025-10"),
+    # Re-list engine pods this often: the router (production-stack v0.1.11, service_discovery.py) reads a pod's
+    # /v1/models only on pod events, so adapters registered at runtime show up on the next re-list.
+    "router_resync_seconds": Assumption(value=60, source="production-stack vllm-stack-0.1.11 --k8s-watcher-timeout-seconds", as_of="2025-10"),
+    # Non-root identity of every serving container (vLLM, model download, adapter sync, router). None of the
+    # images sets a USER (see IMAGES), so the pods name a numeric uid; fsGroup owns the emptyDir caches.
+    "run_as_user": Assumption(value=1000, source="any non-zero uid; Kubernetes docs 'Configure a Security Context'", as_of="2025-10"),
+    "fs_group": Assumption(value=1000, source="Kubernetes docs 'Configure a Security Context' (fsGroup)", as_of="2025-10"),
+    # HOME, /tmp and the compile caches of a vLLM pod (torch.compile/inductor, Triton, FlashInfer JIT, Ray sessions).
+    "scratch_gib": Assumption(value=10, source=_OPS + "; vLLM v0.11 caches under ~/.cache/vllm and /tmp", as_of="2025-10"),
+    "sync_scratch_mib": Assumption(value=256, source=_OPS + "; aws-cli HOME and /tmp", as_of="2025-10"),
+    "router_scratch_mib": Assumption(value=256, source=_OPS + "; the router writes only /tmp (vllm-stack-0.1.11)", as_of="2025-10"),
+    # The adapter sync stops adding adapters above this share of the adapter cache: past the emptyDir's
+    # sizeLimit the kubelet evicts the whole pod (Kubernetes docs 'Local ephemeral storage').
+    "adapter_cache_fill_ratio": Assumption(value=0.9, source="Kubernetes docs 'Local ephemeral storage' (emptyDir sizeLimit eviction)", as_of="2025-10"),
+    # The target's HTTP keep-alive must exceed the load balancer's idle timeout, or the target closes a connection
+    # the ALB is about to reuse and clients see 502s (ELB docs, ALB 'Connection idle timeout').
+    "keepalive_margin_seconds": Assumption(value=15, source="AWS ELB docs, Application Load Balancers: connection idle timeout", as_of="2025-10"),
+    # Start-up timeline of one replica, from which the Kubernetes await timeouts are derived (with the
+    # startup probe budget above: one source of truth).
+    "node_ready_seconds": Assumption(value=300, source=_OPS + "; GPU node launch, boot, NVIDIA device plugin registration", as_of="2025-10"),
+    "image_pull_seconds": Assumption(value=300, source=_OPS + "; vllm/vllm-openai v0.11.1 is several GB compressed", as_of="2025-10"),
+    # Hub download into the node's disk; a gp3 root volume writes 125 MiB/s by default (botocore ec2 model).
+    "weights_download_mb_per_second": Assumption(value=100, source="gp3 default throughput 125 MiB/s (botocore ec2 CreateVolume)", as_of="2025-10"),
+    "await_margin_seconds": Assumption(value=300, source=_OPS, as_of="2025-10"),
+    # Largest rollout surge as a share of maxReplicas (Kubernetes' own default maxSurge is 25%).
+    "max_surge_share": Assumption(value=0.25, source="Kubernetes docs 'Deployments': default maxSurge 25%", as_of="2025-10"),
+    # Pause between `ray start` attempts of a worker while the group's head is not up yet.
+    "ray_join_retry_seconds": Assumption(value=5, source="vllm-project/vllm examples/online_serving/multi-node-serving.sh (v0.11.1): retries every 5 s", as_of="2025-10"),
 }

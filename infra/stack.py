@@ -70,10 +70,15 @@ def build(settings: Settings, plan: capacity.Plan) -> None:
             settings, plan, k8s_provider=platform.k8s_provider, cluster_name=platform.cluster_name,
             pool_scheduling=platform.pool_scheduling, adapter_bucket_name=store.configured_bucket_name,
             adapter_reader_role_arn=store.reader_role_arn, tags=tags,
-            load_balancer_cidrs=tuple(subnet_cidrs(network.vpc_cidr, len(zones))[1]))
+            load_balancer_cidrs=tuple(subnet_cidrs(network.vpc_cidr, len(zones))[1]),
+            # TODO(lead): direct attribute after platform merge (EksPlatform.system_nodes / .pool_node_sources).
+            system_nodes=getattr(platform, "system_nodes", []),
+            pool_node_sources=getattr(platform, "pool_node_sources", {}))
+        # TODO(lead): pass node_ready= and depends_on=workloads.binding_dependencies once
+        # build_eks_bindings takes them (platform branch).
         edge_mod.build_eks_bindings(
             settings, edge, k8s_provider=platform.k8s_provider, cluster_name=platform.cluster_name,
-            vpc_id=network.vpc_id, namespace=workloads.namespace,
+            vpc_id=network.vpc_id, namespace=workloads.namespace, service_names=workloads.service_names,
             router=(workloads.router_service, workloads.router_port), tags=tags)
         pulumi.export("clusterName", platform.cluster_name)
     else:

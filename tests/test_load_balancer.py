@@ -164,7 +164,8 @@ def test_prod_stack_builds_the_edge_with_deletion_protection():
     assert https["defaultActions"][0]["type"] == "forward"
     bindings = {inputs(r)["spec"]["serviceRef"]["name"]: inputs(r)["spec"]
                 for r in of_type(run, "kubernetes:elbv2.k8s.aws/v1beta1:TargetGroupBinding")}
-    assert sorted(bindings) == ["llama-3-1-70b", "llama-3-1-8b", "llm-router"]
+    # Traffic Services are <model>-http (not the model name: see components/vllm_workload.py).
+    assert sorted(bindings) == ["llama-3-1-70b-http", "llama-3-1-8b-http", "llm-router"]
     assert run.outputs["endpoint"].endswith(".us-east-1.elb.amazonaws.com")
 
 
