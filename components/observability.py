@@ -347,8 +347,9 @@ class Observability(pulumi.ComponentResource):
             chart = replace(chart, values=values)
             self.alert_topic_arn = topic.arn
         if chart is not None:
-            ready.append(helm_release(chart.name, chart, pulumi.ResourceOptions(parent=self,
-                                                                                depends_on=before_release)))
+            # The release schedules pods: it waits for what the caller lists (nodes, namespace).
+            ready.append(helm_release(chart.name, chart, pulumi.ResourceOptions(
+                parent=self, depends_on=[*args.depends_on, *before_release])))
         # Custom resources need the operator's CRDs (the release); namespaced ones the namespace.
         after = pulumi.ResourceOptions(parent=self, depends_on=[*args.depends_on, *ready])
         created = {}

@@ -106,7 +106,9 @@ def keepalive_seconds(settings: Settings) -> int:
     "Connection idle timeout"). vLLM's default is 5 s (vllm/envs.py VLLM_HTTP_TIMEOUT_KEEP_ALIVE,
     v0.11.1), uvicorn's (the router's server) also 5 s.
     """
-    return settings.config.ingress.idle_timeout_seconds + int(figure(settings, "keepalive_margin_seconds"))
+    from infra import edge_catalog as _edge  # one margin for EKS and ECS
+
+    return _edge.keep_alive_seconds(settings.config.ingress.idle_timeout_seconds)
 
 
 def _nodes_for(mp: capacity.ModelPlan, replicas: int, gpus_per_node: int) -> int:
@@ -334,13 +336,6 @@ def router_args(settings: Settings, load_balancer_cidrs: tuple[str, ...], depend
         resync_seconds=int(f("router_resync_seconds")))
 
 
-def _also_depend_on(deps: Sequence[pulumi.Resource]):
-    """A transformation that makes a component's children (not only the component) wait for `deps`."""
-    def transform(args: pulumi.ResourceTransformationArgs) -> pulumi.ResourceTransformationResult:
-        return pulumi.ResourceTransformationResult(
-            props=args.props, opts=pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(depends_on=list(deps))))
-    return transform
-
 
 def build(settings: Settings, plan: capacity.Plan, *, k8s_provider: k8s.Provider, cluster_name: Any,
           pool_scheduling: dict, adapter_bucket_name: Any, adapter_reader_role_arn: Any, tags: dict[str, str],
@@ -366,13 +361,10 @@ def build(settings: Settings, plan: capacity.Plan, *, k8s_provider: k8s.Provider
     foundation = ServingFoundation(prefix, foundation_args(
         settings, cluster_name=cluster_name, adapter_bucket_name=adapter_bucket_name,
         adapter_reader_role_arn=adapter_reader_role_arn, tags=tags, node_ready=system), opts=k8s_opts)
-    # observability_args() and the Observability component are not this module's: the
-    # transformation gives the kube-prometheus-stack release the system-node dependency.
-    # TODO(ecsobs): let Observability pass args.depends_on to its release, then drop this.
     observability = Observability(
-        f"{prefix}-observability", observability_args(settings, (foundation.namespace_resource, *system)),
-        opts=pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(
-            transformations=[_also_depend_on(system)] if system else None)))
+        f"{prefix}-observability",
+        observability_args(settings, (foundation.namespace_resource, *system), cluster_name=cluster_name),
+        opts=k8s_opts)
     deps = (*foundation.ready, *observability.ready, *system)
 
     api_key_secret = API_KEY_SECRET if "vllmApiKey" in settings.secrets_set else None

@@ -124,7 +124,6 @@ SERVING_FIGURES: dict[str, Assumption] = {
     "adapter_cache_fill_ratio": Assumption(value=0.9, source="Kubernetes docs 'Local ephemeral storage' (emptyDir sizeLimit eviction)", as_of="2025-10"),
     # The target's HTTP keep-alive must exceed the load balancer's idle timeout, or the target closes a connection
     # the ALB is about to reuse and clients see 502s (ELB docs, ALB 'Connection idle timeout').
-    "keepalive_margin_seconds": Assumption(value=15, source="AWS ELB docs, Application Load Balancers: connection idle timeout", as_of="2025-10"),
     # Start-up timeline of one replica, from which the Kubernetes await timeouts are derived (with the
     # startup probe budget above: one source of truth).
     "node_ready_seconds": Assumption(value=300, source=_OPS + "; GPU node launch, boot, NVIDIA device plugin registration", as_of="2025-10"),

@@ -219,7 +219,7 @@ def test_releases_workloads_and_router_wait_for_a_node_source_and_pods_for_pod_i
         for child in (r for r in run.registrations if r.parent == comp.urn):
             assert urn[f"{pool}-nodes"] in child.dependencies, (comp.name, child.name)
             assert urn["llmserving"] in child.dependencies, (comp.name, child.name)  # the namespace
-    pia = one(run, "aws:eks/podIdentityAssociation:PodIdentityAssociation")
+    pia = one(run, "aws:eks/podIdentityAssociation:PodIdentityAssociation", "llmserving-prod-adapter-reader")
     lora = one(run, DEPLOYMENT, "llama-3-1-8b-deployment")
     assert inputs(lora)["spec"]["template"]["spec"]["serviceAccountName"] == inputs(pia)["serviceAccount"]
     assert pia.urn in lora.dependencies  # EKS injects Pod Identity credentials when it admits the pod
