@@ -17,6 +17,7 @@ from components.budget import StackBudget, StackBudgetArgs
 from components.load_balancer import LoadBalancerArgs, ModelLoadBalancer
 from components.log_archive import LogArchive, LogArchiveArgs
 from infra import edge_catalog as ec
+from infra import upstream
 from infra.config import Settings
 
 # Namespace the serving workloads run in on EKS (infra/serving.py).
@@ -134,4 +135,4 @@ def build_eks_bindings(settings: Settings, edge: Edge, *, k8s_provider, cluster_
                                                   service_name=router[0], port=router[1])}
                     if router and lb.default_target_group_arn is not None else {})},
         alb_security_group_id=lb.security_group_id, chart=chart["chart"], chart_version=chart["version"],
-        chart_repo=chart["repo"], tags=dict(tags or {})))
+        chart_repo=chart["repo"], controller_policy=upstream.alb_controller_policy(), tags=dict(tags or {})))

@@ -60,7 +60,7 @@ from components.karpenter import Karpenter, KarpenterArgs
 from components.karpenter_gpu_pool import KarpenterGpuPool, KarpenterGpuPoolArgs
 from components.network import Network
 from components.nvidia_runtime import HelmChart, NvidiaRuntime, NvidiaRuntimeArgs
-from infra import capacity
+from infra import capacity, upstream
 from infra import eks_catalog as ec
 from infra.config import ConfigError, GpuPoolConfig, Settings
 
@@ -187,7 +187,8 @@ def build(settings: Settings, plan: capacity.Plan, network: Network, tags: dict[
         chart = ec.HELM_CHARTS["karpenter"]
         karpenter = Karpenter(f"{name}-karpenter", KarpenterArgs(
             cluster_name=name, chart=chart.chart, chart_version=chart.version, node_policy_arns=node_policies,
-            region=settings.region, account_id=identity.account_id, tags=tags),
+            region=settings.region, account_id=identity.account_id,
+            controller_policy_templates=upstream.karpenter_controller_policy_templates(), tags=tags),
             opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[cluster]))
         node_role_arn = karpenter.node_role_arn
         d = ec.KARPENTER_DISRUPTION

@@ -12,6 +12,7 @@ from components.gpu_node_group import GpuNodeGroup, GpuNodeGroupArgs, validate_g
 from components.karpenter import Karpenter, KarpenterArgs, validate_karpenter_args
 from components.karpenter_gpu_pool import KarpenterGpuPool, KarpenterGpuPoolArgs, validate_karpenter_gpu_pool_args
 from components.nvidia_runtime import HelmChart, NvidiaRuntime, NvidiaRuntimeArgs, validate_nvidia_runtime_args
+from infra import upstream
 from tests.harness import inputs, of_type, one, run_component
 from tests.k8s_validation import validate_object
 
@@ -176,7 +177,8 @@ def test_nvidia_runtime_rejects_unpinned_charts():
 
 def karpenter_args(**kw) -> KarpenterArgs:
     base = dict(cluster_name="llmserving-test", chart="oci://public.ecr.aws/karpenter/karpenter", chart_version="1.14.1",
-                node_policy_arns=POLICIES, region="us-east-1", account_id="123456789012", tags=TAGS)
+                node_policy_arns=POLICIES, region="us-east-1", account_id="123456789012",
+                controller_policy_templates=upstream.karpenter_controller_policy_templates(), tags=TAGS)
     return KarpenterArgs(**{**base, **kw})
 
 
@@ -210,8 +212,8 @@ def test_karpenter_iam_pod_identity_and_node_access_entry():
     assert assoc["roleArn"].endswith(":role/llmserving-test-karpenter-controller")
     roles = {inputs(r)["name"]: json.loads(inputs(r)["assumeRolePolicy"]) for r in of_type(run, "aws:iam/role:Role")}
     assert roles["llmserving-test-karpenter-controller"]["Statement"][0]["Principal"] == {"Service": "pods.eks.amazonaws.com"}
-    policy = json.loads(inputs(one(run, "aws:iam/rolePolicy:RolePolicy"))["policy"])
-    passrole = next(s for s in policy["Statement"] if s["Sid"] == "PassNodeRole")
+    policy = json.loads(inputs(one(run, "aws:iam/rolePolicy:RolePolicy", "k-controller-IAMIntegrationPolicy"))["policy"])
+    passrole = next(s for s in policy["Statement"] if s["Sid"] == "AllowPassingInstanceRole")
     assert passrole["Resource"] == entry["principalArn"]
 
 
