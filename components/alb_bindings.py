@@ -132,6 +132,9 @@ class AlbBindings(pulumi.ComponentResource):
         release = k8s.helm.v3.Release(
             f"{name}-controller", name="aws-load-balancer-controller", chart=args.chart, version=args.chart_version,
             repository_opts={"repo": args.chart_repo}, namespace=CONTROLLER_NAMESPACE,
+            # region and vpcId explicitly: the controller would otherwise read them from IMDS,
+            # which pods cannot reach with hop limit 1 (chart 3.5.0 values.yaml: "Set this
+            # manually when your pods are unable to use the metadata service").
             values={"clusterName": args.cluster_name, "region": args.region, "vpcId": args.vpc_id,
                     "replicaCount": 2,
                     "serviceAccount": {"create": True, "name": CONTROLLER_SERVICE_ACCOUNT},

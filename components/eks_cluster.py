@@ -48,7 +48,8 @@ class EksClusterArgs:
     system_nodes: int = 2
     system_root_volume_gib: int = 50
     node_policy_arns: list[str] = field(default_factory=list)
-    imds_hop_limit: int = 2
+    # 1: pods must not reach IMDS (node credentials); Pod Identity serves them.
+    imds_hop_limit: int = 1
     protect: bool = True
     tags: dict[str, str] = field(default_factory=dict)
 

@@ -1,7 +1,7 @@
 """GPU managed node group: an EKS managed node group on the NVIDIA AL2023 AMI.
 
 Visible as `aws:eks/nodeGroup:NodeGroup` with its launch template (IMDSv2
-required, hop limit for pods, encrypted gp3 root sized for model weights),
+required with hop limit 1 so pods never reach the node role, encrypted gp3 root sized for model weights),
 the GPU taint and the labels workloads select on. For a model split across
 nodes the group gets EFA interfaces and a cluster placement group; a cluster
 placement group lives in one zone, so such a group takes exactly one subnet.
@@ -41,7 +41,8 @@ class GpuNodeGroupArgs:
     max_size: int
     root_volume_gib: int
     node_policy_arns: list[str]
-    imds_hop_limit: int = 2
+    # 1: pods must not reach IMDS (node credentials); Pod Identity serves them.
+    imds_hop_limit: int = 1
     # EFA: interfaces per node (0 = no EFA) and the security groups they join.
     efa_interfaces: int = 0
     security_group_ids: list = field(default_factory=list)

@@ -200,6 +200,11 @@ class Karpenter(pulumi.ComponentResource):
                 "replicas": args.controller_replicas,
                 "serviceAccount": {"create": True, "name": SERVICE_ACCOUNT},
                 "settings": {"clusterName": args.cluster_name, "interruptionQueue": queue.name},
+                # Nodes answer IMDS only one hop away (hop limit 1), so the controller
+                # cannot ask IMDS for its region; without AWS_REGION it exits at start
+                # (aws/karpenter-provider-aws v1.14.1 pkg/operator/operator.go: region from
+                # the SDK config, else IMDS; chart values.yaml `controller.env`).
+                "controller": {"env": [{"name": "AWS_REGION", "value": args.region}]},
                 # The controller must not run on the GPU nodes it manages.
                 "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
                     {"matchExpressions": [{"key": "karpenter.sh/nodepool", "operator": "DoesNotExist"},

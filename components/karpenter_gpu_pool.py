@@ -45,7 +45,8 @@ class KarpenterGpuPoolArgs:
     consolidate_after: str = "1h"
     expire_after: str = "720h"
     budget_nodes: str = "10%"
-    imds_hop_limit: int = 2
+    # 1: pods must not reach IMDS (node credentials); Pod Identity serves them.
+    imds_hop_limit: int = 1
     labels: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
 

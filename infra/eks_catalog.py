@@ -86,8 +86,13 @@ NODE_MANAGED_POLICIES = Pin(
     "AmazonEKSWorkerNodePolicy,AmazonEKS_CNI_Policy,AmazonEC2ContainerRegistryPullOnly,AmazonSSMManagedInstanceCore",
     "EKS User Guide, Amazon EKS node IAM role", "2025-10")
 
-# Metadata hop limit 2 lets pods (one network hop beyond the node) reach IMDSv2.
-IMDS_HOP_LIMIT = Pin("2", "EKS best practices, Restrict access to the instance profile (IMDSv2 hop limit)", "2025-10")
+# Metadata hop limit 1: IMDSv2 responses never reach a pod (one hop beyond the
+# node), so no pod can take the node role's credentials. Pods get credentials
+# and region from EKS Pod Identity; the controllers that would otherwise ask
+# IMDS for their region (Karpenter, the AWS Load Balancer Controller) get it
+# explicitly (components/karpenter.py, components/alb_bindings.py).
+IMDS_HOP_LIMIT = Pin("1", "EKS best practices guide, Security, 'Restrict access to the instance profile assigned to "
+                          "the worker node' (hop limit 1); Checkov CKV_AWS_341", "2026-12")
 
 # CPU nodes for cluster services (CoreDNS, Karpenter controller): two on-demand
 # nodes so a node loss keeps the controller and DNS up.

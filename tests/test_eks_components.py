@@ -109,7 +109,7 @@ def test_node_group_nvidia_ami_taint_labels_scaling_and_launch_template():
     assert ng["tags"] == TAGS
     lt = inputs(one(run, "aws:ec2/launchTemplate:LaunchTemplate"))
     assert lt["metadataOptions"] == {"httpEndpoint": "enabled", "httpTokens": "required",
-                                     "httpPutResponseHopLimit": 2, "instanceMetadataTags": "disabled"}
+                                     "httpPutResponseHopLimit": 1, "instanceMetadataTags": "disabled"}
     ebs = lt["blockDeviceMappings"][0]["ebs"]
     assert ebs == {"volumeSize": 1000, "volumeType": "gp3", "encrypted": "true", "deleteOnTermination": "true"}
     assert "networkInterfaces" not in lt and not of_type(run, "aws:ec2/placementGroup:PlacementGroup")
