@@ -14,6 +14,7 @@ replacing it would drop every workload.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -23,6 +24,7 @@ import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
 from components.errors import ArgsError, out_of_range
+from components.iam_trust import ec2_trust, pod_identity_trust
 
 LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 REQUIRED_ADDONS = ("vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent", "aws-ebs-csi-driver")
@@ -38,6 +40,10 @@ class EksClusterArgs:
     private_subnet_ids: list
     # add-on name -> pinned version (eksbuild)
     addon_versions: dict[str, str]
+    # Where the cluster lives: its ARN scopes the Pod Identity trust of the EBS CSI role.
+    region: str = ""
+    account_id: str = ""
+    partition: str = "aws"
     endpoint_public_access: bool = False
     public_access_cidrs: list[str] = field(default_factory=list)
     log_types: tuple[str, ...] = LOG_TYPES
@@ -58,6 +64,10 @@ def validate_eks_cluster_args(args: EksClusterArgs) -> None:
     p: list[str] = []
     if not args.cluster_name or len(args.cluster_name) > 100:
         p.append(f"cluster_name: got {args.cluster_name!r}; must be 1-100 characters")
+    if not re.match(r"^[a-z]{2}(-gov)?-[a-z]+-\d$", args.region):
+        p.append(f"region: got {args.region!r}; the cluster's AWS region, e.g. us-east-1")
+    if not (args.account_id.isdigit() and len(args.account_id) == 12):
+        p.append(f"account_id: got {args.account_id!r}; must be a 12-digit AWS account id")
     if not args.private_subnet_ids or len(args.private_subnet_ids) < 2:
         p.append(f"private_subnet_ids: got {len(args.private_subnet_ids or [])}; EKS needs subnets in at least 2 zones")
     unknown_logs = [t for t in args.log_types if t not in LOG_TYPES]
@@ -89,10 +99,6 @@ def validate_eks_cluster_args(args: EksClusterArgs) -> None:
             p.append(f"admin_role_arns: got {arn!r}; must be an IAM role ARN")
     if p:
         raise ArgsError("EksCluster", p)
-
-
-def _policy(statement: list[dict]) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": statement})
 
 
 class EksCluster(pulumi.ComponentResource):
@@ -155,8 +161,9 @@ class EksCluster(pulumi.ComponentResource):
 
         ebs_role = aws.iam.Role(
             f"{name}-ebs-csi", name=f"{args.cluster_name}-ebs-csi"[:64],
-            assume_role_policy=_policy([{"Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
-                                         "Action": ["sts:AssumeRole", "sts:TagSession"]}]),
+            assume_role_policy=json.dumps(pod_identity_trust(
+                f"arn:{args.partition}:eks:{args.region}:{args.account_id}:cluster/{args.cluster_name}",
+                "kube-system", EBS_CSI_SERVICE_ACCOUNT)),
             tags=args.tags, opts=child)
         aws.iam.RolePolicyAttachment(f"{name}-ebs-csi", role=ebs_role.name,
                                      policy_arn="arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy",
@@ -175,9 +182,8 @@ class EksCluster(pulumi.ComponentResource):
                           addon_version=args.addon_versions[addon], resolve_conflicts_on_create="OVERWRITE",
                           resolve_conflicts_on_update="PRESERVE", tags=args.tags, opts=after_cluster, **extra)
 
-        node_role = aws.iam.Role(f"{name}-system-node", name=f"{args.cluster_name}-system-node"[:64], assume_role_policy=_policy([
-            {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]),
-            tags=args.tags, opts=child)
+        node_role = aws.iam.Role(f"{name}-system-node", name=f"{args.cluster_name}-system-node"[:64],
+                                 assume_role_policy=json.dumps(ec2_trust()), tags=args.tags, opts=child)
         attachments = [aws.iam.RolePolicyAttachment(f"{name}-system-node-{arn.rsplit('/', 1)[-1]}", role=node_role.name,
                                                     policy_arn=arn, opts=child) for arn in args.node_policy_arns]
         lt = aws.ec2.LaunchTemplate(

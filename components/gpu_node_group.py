@@ -20,6 +20,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.errors import ArgsError, out_of_range
+from components.iam_trust import ec2_trust
 
 NVIDIA_AMI_TYPES = ("AL2023_x86_64_NVIDIA", "BOTTLEROCKET_x86_64_NVIDIA")
 CAPACITY_TYPES = ("ON_DEMAND", "SPOT")
@@ -90,10 +91,8 @@ class GpuNodeGroup(pulumi.ComponentResource):
         super().__init__("llmserving:eks:GpuNodeGroup", name, {}, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        role = aws.iam.Role(f"{name}-node", name=f"{name}-node"[:64], assume_role_policy=json.dumps({
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
-            tags=args.tags, opts=child)
+        role = aws.iam.Role(f"{name}-node", name=f"{name}-node"[:64], assume_role_policy=json.dumps(ec2_trust()),
+                            tags=args.tags, opts=child)
         attachments = [aws.iam.RolePolicyAttachment(f"{name}-node-{arn.rsplit('/', 1)[-1]}", role=role.name,
                                                     policy_arn=arn, opts=child)
                        for arn in args.node_policy_arns]

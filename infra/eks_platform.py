@@ -138,9 +138,11 @@ def build(settings: Settings, plan: capacity.Plan, network: Network, tags: dict[
     prod = c.environment == "prod"
     hop_limit = int(ec.IMDS_HOP_LIMIT.value)
     node_policies = _policy_arns()
+    identity = aws.get_caller_identity()
 
     cluster = EksCluster(name, EksClusterArgs(
         cluster_name=name, kubernetes_version=c.kubernetes_version, vpc_id=network.vpc_id,
+        region=settings.region, account_id=identity.account_id,
         private_subnet_ids=network.private_subnet_ids,
         addon_versions={a: pin.value for a, pin in ec.ADDON_VERSIONS[c.kubernetes_version].items()},
         endpoint_public_access=bool(c.network.api_public_cidrs) and not prod,
@@ -183,7 +185,6 @@ def build(settings: Settings, plan: capacity.Plan, network: Network, tags: dict[
         opts=k8s_opts)
 
     if karpenter_pools:
-        identity = aws.get_caller_identity()
         chart = ec.HELM_CHARTS["karpenter"]
         karpenter = Karpenter(f"{name}-karpenter", KarpenterArgs(
             cluster_name=name, chart=chart.chart, chart_version=chart.version, node_policy_arns=node_policies,

@@ -23,7 +23,7 @@ POLICIES = ["arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy", "arn:aws:iam::a
 def cluster_args(**kw) -> EksClusterArgs:
     base = dict(cluster_name="llmserving-test", kubernetes_version="1.33", vpc_id="vpc-123",
                 private_subnet_ids=["subnet-a", "subnet-b"], addon_versions={a: "v1.0.0-eksbuild.1" for a in REQUIRED_ADDONS},
-                node_policy_arns=POLICIES, tags=TAGS)
+                node_policy_arns=POLICIES, region="us-east-1", account_id="123456789012", tags=TAGS)
     return EksClusterArgs(**{**base, **kw})
 
 
