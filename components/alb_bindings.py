@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -59,6 +59,12 @@ class AlbBindingsArgs:
     # Upstream's IAM policy for the chart's release (required).
     controller_policy: Optional[Mapping[str, Any]] = None
     partition: str = "aws"
+    # Seconds Helm waits for the controller to be ready (provider default: 300).
+    helm_timeout_seconds: int = 600
+    # What must exist before the controller's pods can schedule (the system node group).
+    node_ready: Sequence[pulumi.Resource] = ()
+    # What every TargetGroupBinding waits for (the serving namespace, the Services it names).
+    depends_on: Sequence[pulumi.Resource] = ()
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -81,6 +87,8 @@ def validate_alb_bindings_args(args: AlbBindingsArgs) -> None:
         problems.append(f"chart_version: got {args.chart_version!r}; pin an exact chart version such as 3.5.0")
     if not re.match(r"^\d{12}$", args.account_id):
         problems.append(f"account_id: got {args.account_id!r}; must be a 12-digit account id")
+    if not 60 <= args.helm_timeout_seconds <= 3600:
+        problems.append(f"helm_timeout_seconds: got {args.helm_timeout_seconds}; allowed 60-3600")
     if not args.controller_policy or not args.controller_policy.get("Statement"):
         problems.append("controller_policy: got none; pass upstream's iam_policy.json of the chart's release "
                         "(infra/upstream)")
@@ -132,6 +140,7 @@ class AlbBindings(pulumi.ComponentResource):
         release = k8s.helm.v3.Release(
             f"{name}-controller", name="aws-load-balancer-controller", chart=args.chart, version=args.chart_version,
             repository_opts={"repo": args.chart_repo}, namespace=CONTROLLER_NAMESPACE,
+            atomic=True, cleanup_on_fail=True, max_history=5, timeout=args.helm_timeout_seconds,
             # region and vpcId explicitly: the controller would otherwise read them from IMDS,
             # which pods cannot reach with hop limit 1 (chart 3.5.0 values.yaml: "Set this
             # manually when your pods are unable to use the metadata service").
@@ -140,7 +149,8 @@ class AlbBindings(pulumi.ComponentResource):
                     "serviceAccount": {"create": True, "name": CONTROLLER_SERVICE_ACCOUNT},
                     # Pulumi owns the ALB; the controller only binds targets.
                     "createIngressClassResource": False, "enableServiceMutatorWebhook": False},
-            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[identity, policy]))
+            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider,
+                                        depends_on=[identity, policy, *args.node_ready]))
 
         self.bindings: dict[str, k8s.apiextensions.CustomResource] = {}
         for model in models:
@@ -152,7 +162,10 @@ class AlbBindings(pulumi.ComponentResource):
                 metadata={"name": model, "namespace": args.namespace,
                           "labels": {"app.kubernetes.io/managed-by": "pulumi", "llmserving.io/model": model}},
                 spec=obj.apply(lambda o: o["spec"]),
-                opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[release]))
+                # The controller's webhook and CRD come with the release; the namespace
+                # and the Service the binding names must exist first.
+                opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider,
+                                            depends_on=[release, *args.depends_on]))
 
         self.controller_role_arn = role.arn
         self.register_outputs({"controllerRoleArn": self.controller_role_arn,

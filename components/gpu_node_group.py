@@ -48,6 +48,9 @@ class GpuNodeGroupArgs:
     efa_interfaces: int = 0
     security_group_ids: list = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
+    # What must exist before nodes launch: the node-level add-ons (CNI, Pod
+    # Identity agent) and, for SPOT, the Spot service-linked role.
+    prerequisites: tuple[pulumi.Resource, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -142,7 +145,7 @@ class GpuNodeGroup(pulumi.ComponentResource):
             labels=labels,
             taints=[GPU_TAINT],
             tags=args.tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*attachments, *args.prerequisites]),
         )
         self.node_group_name = ng.node_group_name
         self.node_role_arn = role.arn

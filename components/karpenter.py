@@ -58,6 +58,10 @@ class KarpenterArgs:
     partition: str = "aws"
     namespace: str = "kube-system"
     controller_replicas: int = 2
+    # Seconds Helm waits for the controller to be ready (provider default: 300).
+    helm_timeout_seconds: int = 600
+    # What must exist before the controller's pods can schedule (the system node group).
+    node_ready: tuple[pulumi.Resource, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -75,6 +79,7 @@ def validate_karpenter_args(args: KarpenterArgs) -> None:
     if not args.node_policy_arns:
         p.append("node_policy_arns: got []; nodes need the EKS worker-node policies")
     p += out_of_range("controller_replicas", args.controller_replicas, 1, 5)
+    p += out_of_range("helm_timeout_seconds", args.helm_timeout_seconds, 60, 3600)
     if not args.account_id.isdigit() or len(args.account_id) != 12:
         p.append(f"account_id: got {args.account_id!r}; must be a 12-digit AWS account id")
     if not args.controller_policy_templates:
@@ -196,6 +201,7 @@ class Karpenter(pulumi.ComponentResource):
         self.release = k8s.helm.v3.Release(
             f"{name}-controller", name="karpenter", chart=args.chart, version=args.chart_version,
             namespace=args.namespace, atomic=True, cleanup_on_fail=True, max_history=5,
+            timeout=args.helm_timeout_seconds,
             values={
                 "replicas": args.controller_replicas,
                 "serviceAccount": {"create": True, "name": SERVICE_ACCOUNT},
@@ -210,7 +216,8 @@ class Karpenter(pulumi.ComponentResource):
                     {"matchExpressions": [{"key": "karpenter.sh/nodepool", "operator": "DoesNotExist"},
                                           {"key": "nvidia.com/gpu.present", "operator": "DoesNotExist"}]}]}}},
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[association, *controller_policy_resources]))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[association, *controller_policy_resources,
+                                                                 *args.node_ready]))
 
         self.node_role_name = node_role.name
         self.node_role_arn = node_role.arn

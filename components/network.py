@@ -84,8 +84,8 @@ class Network(pulumi.ComponentResource):
         # out to anywhere; nothing here uses it, so adopt it with no rules
         # (CIS AWS Foundations 5.4, Checkov CKV2_AWS_12). Terraform's
         # aws_default_security_group removes every rule not declared.
-        aws.ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=vpc.id, ingress=[], egress=[],
-                                     tags=tags({"Name": f"{name}-default-unused"}), opts=child)
+        # No tags: it costs nothing, and it is AWS's group, adopted, not created.
+        aws.ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=vpc.id, ingress=[], egress=[], opts=child)
 
         discovery = {f"kubernetes.io/cluster/{c}": "shared" for c in args.cluster_names}
         karpenter = {"karpenter.sh/discovery": args.cluster_names[0]} if args.cluster_names else {}

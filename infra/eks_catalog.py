@@ -101,3 +101,22 @@ SYSTEM_NODES = {
     "count": Pin("2", "project assumption: survive one node loss", "2025-10"),
     "root_volume_gib": Pin("50", "project assumption: OS + container images of cluster services", "2025-10"),
 }
+
+# Helm release timeouts (seconds) for a FIRST install. pulumi-kubernetes'
+# helm.v3.Release waits for every object to be ready (skipAwait false) for
+# `timeout` seconds, 300 when unset (pulumi/pulumi-kubernetes
+# provider/pkg/provider/helm_release.go: defaultTimeoutSeconds = 300, applied
+# in setDefaults; Python SDK 4.34.2 Release.timeout); with `atomic` a timed-out
+# install is purged and `pulumi up` fails. The releases wait for the system node
+# group (nodes have joined), so their time goes to image pulls and webhooks;
+# the GPU DaemonSets also wait for GPU nodes that join meanwhile (a p5 boots
+# and joins in several minutes).
+_HELM_SRC = ("pulumi-kubernetes helm_release.go defaultTimeoutSeconds=300 (too short when nodes join during the "
+             "install); project sizing for a first install")
+HELM_TIMEOUTS: dict[str, Pin] = {
+    "karpenter": Pin("600", _HELM_SRC + ": 2 controller replicas + webhooks on fresh system nodes", "2026-12"),
+    "aws-load-balancer-controller": Pin("600", _HELM_SRC + ": 2 replicas + webhook certificate", "2026-12"),
+    "nvidia-device-plugin": Pin("900", _HELM_SRC + ": DaemonSet on GPU nodes that may still be joining", "2026-12"),
+    "dcgm-exporter": Pin("900", _HELM_SRC + ": DaemonSet on GPU nodes that may still be joining", "2026-12"),
+    "aws-efa-k8s-device-plugin": Pin("900", _HELM_SRC + ": DaemonSet on EFA nodes that may still be joining", "2026-12"),
+}
