@@ -88,9 +88,13 @@ NODE_MANAGED_POLICIES = Pin(
 
 # Metadata hop limit 1: IMDSv2 responses never reach a pod (one hop beyond the
 # node), so no pod can take the node role's credentials. Pods get credentials
-# and region from EKS Pod Identity; the controllers that would otherwise ask
-# IMDS for their region (Karpenter, the AWS Load Balancer Controller) get it
-# explicitly (components/karpenter.py, components/alb_bindings.py).
+# from EKS Pod Identity, which injects no region (awsdocs/amazon-eks-user-guide
+# pod-id-how-it-works.adoc: only AWS_CONTAINER_CREDENTIALS_FULL_URI and
+# AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE): a pod that calls AWS sets AWS_REGION
+# or the service's region setting. Karpenter and the AWS Load Balancer
+# Controller get it explicitly (components/karpenter.py, alb_bindings.py); the
+# EBS CSI driver falls back to the Kubernetes API for its metadata
+# (kubernetes-sigs/aws-ebs-csi-driver docs/install.md, "Metadata").
 IMDS_HOP_LIMIT = Pin("1", "EKS best practices guide, Security, 'Restrict access to the instance profile assigned to "
                           "the worker node' (hop limit 1); Checkov CKV_AWS_341", "2026-12")
 

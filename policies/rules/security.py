@@ -374,7 +374,7 @@ def _hop_limit(r: Res, cfg: dict, report) -> None:
 lt_hop_limit = resource_policy(
     "launch-template-imds-hop-limit",
     "Launch templates and EC2NodeClasses keep the IMDS hop limit at most maxHopLimit (default 1: pods get credentials "
-    "and region from Pod Identity, not IMDS; EKS best practices, Checkov CKV_AWS_341).",
+    "from Pod Identity, never the node role's from IMDS; EKS best practices, Checkov CKV_AWS_341).",
     _hop_limit, types=[LAUNCH_TEMPLATE, EC2NODECLASS],
     schema={"maxHopLimit": {"type": "integer", "minimum": 1, "default": 1}})
 
