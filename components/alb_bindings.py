@@ -5,10 +5,12 @@ The ALB, its listeners and target groups belong to Pulumi
 them; the controller only keeps each target group's targets equal to the
 ready pod IPs behind a Kubernetes Service (TargetGroupBinding, target type
 ip) and opens the pods' security group to the ALB's. The controller runs
-from a pinned Helm chart and gets AWS credentials through EKS Pod Identity;
-its IAM policy is scoped to what TargetGroupBinding needs (describe, register
-and deregister on these target groups, security-group ingress in this VPC),
-not the controller's full Ingress-provisioning policy.
+from a pinned Helm chart and gets AWS credentials through EKS Pod Identity.
+Its IAM policy is the one upstream publishes for the chart's release
+(`docs/install/iam_policy.json`, vendored in infra/upstream), passed in as
+`controller_policy`: upstream does not document which calls each controller
+feature makes, so a hand-narrowed policy fails silently when a release starts
+calling something new (e.g. v3.x's subnet resolver reads route tables).
 
 The Kubernetes provider comes from the EKS platform (infra/eks_platform.py).
 """
@@ -18,13 +20,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.errors import ArgsError
+from components.iam_trust import pod_identity_trust
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
@@ -53,6 +56,15 @@ class AlbBindingsArgs:
     chart: str = "aws-load-balancer-controller"
     chart_version: str = "3.5.0"
     chart_repo: str = "https://aws.github.io/eks-charts"
+    # Upstream's IAM policy for the chart's release (required).
+    controller_policy: Optional[Mapping[str, Any]] = None
+    partition: str = "aws"
+    # Seconds Helm waits for the controller to be ready (provider default: 300).
+    helm_timeout_seconds: int = 600
+    # What must exist before the controller's pods can schedule (the system node group).
+    node_ready: Sequence[pulumi.Resource] = ()
+    # What every TargetGroupBinding waits for (the serving namespace, the Services it names).
+    depends_on: Sequence[pulumi.Resource] = ()
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -75,6 +87,11 @@ def validate_alb_bindings_args(args: AlbBindingsArgs) -> None:
         problems.append(f"chart_version: got {args.chart_version!r}; pin an exact chart version such as 3.5.0")
     if not re.match(r"^\d{12}$", args.account_id):
         problems.append(f"account_id: got {args.account_id!r}; must be a 12-digit account id")
+    if not 60 <= args.helm_timeout_seconds <= 3600:
+        problems.append(f"helm_timeout_seconds: got {args.helm_timeout_seconds}; allowed 60-3600")
+    if not args.controller_policy or not args.controller_policy.get("Statement"):
+        problems.append("controller_policy: got none; pass upstream's iam_policy.json of the chart's release "
+                        "(infra/upstream)")
     if problems:
         raise ArgsError("AlbBindings", problems)
 
@@ -99,23 +116,6 @@ def target_group_binding(model: str, namespace: str, target: ServiceTarget, targ
     }
 
 
-def controller_policy(target_group_arns: list[str], region: str, account_id: str, vpc_id: str) -> dict:
-    return {"Version": "2012-10-17", "Statement": [
-        {"Sid": "Describe", "Effect": "Allow", "Resource": "*", "Action": [
-            "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
-            "elasticloadbalancing:DescribeLoadBalancers", "elasticloadbalancing:DescribeListeners",
-            "elasticloadbalancing:DescribeTags", "elasticloadbalancing:DescribeTargetGroupAttributes",
-            "ec2:DescribeSecurityGroups", "ec2:DescribeInstances", "ec2:DescribeNetworkInterfaces",
-            "ec2:DescribeVpcs", "ec2:DescribeSubnets", "ec2:DescribeAvailabilityZones"]},
-        {"Sid": "RegisterTargets", "Effect": "Allow", "Resource": sorted(target_group_arns),
-         "Action": ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"]},
-        {"Sid": "OpenPodsToAlb", "Effect": "Allow",
-         "Resource": f"arn:aws:ec2:{region}:{account_id}:security-group/*",
-         "Action": ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"],
-         "Condition": {"ArnEquals": {"ec2:Vpc": f"arn:aws:ec2:{region}:{account_id}:vpc/{vpc_id}"}}},
-    ]}
-
-
 class AlbBindings(pulumi.ComponentResource):
     def __init__(self, name: str, args: AlbBindingsArgs, opts: pulumi.ResourceOptions | None = None):
         validate_alb_bindings_args(args)
@@ -123,18 +123,16 @@ class AlbBindings(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
 
-        role = aws.iam.Role(f"{name}-controller", name=f"{name}-controller"[:64], description="AWS Load Balancer Controller (TargetGroupBinding only)",
-                            assume_role_policy=json.dumps({"Version": "2012-10-17", "Statement": [{
-                                "Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
-                                "Action": ["sts:AssumeRole", "sts:TagSession"],
-                                "Condition": {"StringEquals": {"aws:SourceAccount": args.account_id}}}]},
-                                sort_keys=True),
+        role = aws.iam.Role(f"{name}-controller", name=f"{name}-controller"[:64],
+                            description="AWS Load Balancer Controller (TargetGroupBinding only)",
+                            assume_role_policy=pulumi.Output.from_input(args.cluster_name).apply(
+                                lambda cluster: json.dumps(pod_identity_trust(
+                                    f"arn:{args.partition}:eks:{args.region}:{args.account_id}:cluster/{cluster}",
+                                    CONTROLLER_NAMESPACE, CONTROLLER_SERVICE_ACCOUNT), sort_keys=True)),
                             tags=tags, opts=child)
         models = sorted(args.targets)
-        aws.iam.RolePolicy(f"{name}-controller", role=role.id, policy=pulumi.Output.all(
-            args.vpc_id, *[args.targets[m].target_group_arn for m in models]).apply(
-            lambda v: json.dumps(controller_policy(list(v[1:]), args.region, args.account_id, v[0]), sort_keys=True)),
-            opts=child)
+        policy = aws.iam.RolePolicy(f"{name}-controller", role=role.id,
+                                    policy=json.dumps(args.controller_policy, sort_keys=True), opts=child)
         identity = aws.eks.PodIdentityAssociation(
             f"{name}-controller", cluster_name=args.cluster_name, namespace=CONTROLLER_NAMESPACE,
             service_account=CONTROLLER_SERVICE_ACCOUNT, role_arn=role.arn, tags=tags, opts=child)
@@ -142,12 +140,17 @@ class AlbBindings(pulumi.ComponentResource):
         release = k8s.helm.v3.Release(
             f"{name}-controller", name="aws-load-balancer-controller", chart=args.chart, version=args.chart_version,
             repository_opts={"repo": args.chart_repo}, namespace=CONTROLLER_NAMESPACE,
+            atomic=True, cleanup_on_fail=True, max_history=5, timeout=args.helm_timeout_seconds,
+            # region and vpcId explicitly: the controller would otherwise read them from IMDS,
+            # which pods cannot reach with hop limit 1 (chart 3.5.0 values.yaml: "Set this
+            # manually when your pods are unable to use the metadata service").
             values={"clusterName": args.cluster_name, "region": args.region, "vpcId": args.vpc_id,
                     "replicaCount": 2,
                     "serviceAccount": {"create": True, "name": CONTROLLER_SERVICE_ACCOUNT},
                     # Pulumi owns the ALB; the controller only binds targets.
                     "createIngressClassResource": False, "enableServiceMutatorWebhook": False},
-            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[identity]))
+            opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider,
+                                        depends_on=[identity, policy, *args.node_ready]))
 
         self.bindings: dict[str, k8s.apiextensions.CustomResource] = {}
         for model in models:
@@ -159,7 +162,10 @@ class AlbBindings(pulumi.ComponentResource):
                 metadata={"name": model, "namespace": args.namespace,
                           "labels": {"app.kubernetes.io/managed-by": "pulumi", "llmserving.io/model": model}},
                 spec=obj.apply(lambda o: o["spec"]),
-                opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider, depends_on=[release]))
+                # The controller's webhook and CRD come with the release; the namespace
+                # and the Service the binding names must exist first.
+                opts=pulumi.ResourceOptions(parent=self, provider=args.k8s_provider,
+                                            depends_on=[release, *args.depends_on]))
 
         self.controller_role_arn = role.arn
         self.register_outputs({"controllerRoleArn": self.controller_role_arn,

@@ -13,7 +13,9 @@ replacing it would drop every workload.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -23,9 +25,14 @@ import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
 from components.errors import ArgsError, out_of_range
+from components.iam_trust import ec2_trust, pod_identity_trust
 
 LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 REQUIRED_ADDONS = ("vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent", "aws-ebs-csi-driver")
+# DaemonSets every node needs before it runs pods, vs Deployments that need nodes to run on
+# (terraform-aws-modules/terraform-aws-eks `before_compute` does the same split).
+ADDONS_BEFORE_NODES = ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")
+ADDONS_AFTER_NODES = ("coredns", "aws-ebs-csi-driver")
 EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 
@@ -38,8 +45,16 @@ class EksClusterArgs:
     private_subnet_ids: list
     # add-on name -> pinned version (eksbuild)
     addon_versions: dict[str, str]
+    # Where the cluster lives: its ARN scopes the Pod Identity trust of the EBS CSI role.
+    region: str = ""
+    account_id: str = ""
+    partition: str = "aws"
     endpoint_public_access: bool = False
     public_access_cidrs: list[str] = field(default_factory=list)
+    # Sources that reach the private endpoint (HTTPS on the cluster security
+    # group): a deployer in the VPC, a peered network or a VPN.
+    deployer_cidrs: list[str] = field(default_factory=list)
+    deployer_security_group_ids: list = field(default_factory=list)
     log_types: tuple[str, ...] = LOG_TYPES
     admin_role_arns: list[str] = field(default_factory=list)
     # CPU nodes for cluster services (CoreDNS, Karpenter, device-plugin
@@ -48,7 +63,8 @@ class EksClusterArgs:
     system_nodes: int = 2
     system_root_volume_gib: int = 50
     node_policy_arns: list[str] = field(default_factory=list)
-    imds_hop_limit: int = 2
+    # 1: pods must not reach IMDS (node credentials); Pod Identity serves them.
+    imds_hop_limit: int = 1
     protect: bool = True
     tags: dict[str, str] = field(default_factory=dict)
 
@@ -57,6 +73,10 @@ def validate_eks_cluster_args(args: EksClusterArgs) -> None:
     p: list[str] = []
     if not args.cluster_name or len(args.cluster_name) > 100:
         p.append(f"cluster_name: got {args.cluster_name!r}; must be 1-100 characters")
+    if not re.match(r"^[a-z]{2}(-gov)?-[a-z]+-\d$", args.region):
+        p.append(f"region: got {args.region!r}; the cluster's AWS region, e.g. us-east-1")
+    if not (args.account_id.isdigit() and len(args.account_id) == 12):
+        p.append(f"account_id: got {args.account_id!r}; must be a 12-digit AWS account id")
     if not args.private_subnet_ids or len(args.private_subnet_ids) < 2:
         p.append(f"private_subnet_ids: got {len(args.private_subnet_ids or [])}; EKS needs subnets in at least 2 zones")
     unknown_logs = [t for t in args.log_types if t not in LOG_TYPES]
@@ -76,6 +96,12 @@ def validate_eks_cluster_args(args: EksClusterArgs) -> None:
                 p.append(f"public_access_cidrs: got {c!r}; the API must not be open to the internet")
     elif args.public_access_cidrs:
         p.append(f"public_access_cidrs: got {args.public_access_cidrs}; set endpoint_public_access to use them")
+    for c in args.deployer_cidrs:
+        try:
+            if ipaddress.ip_network(c).prefixlen == 0:
+                p.append(f"deployer_cidrs: got {c!r}; the API must not admit every address")
+        except ValueError:
+            p.append(f"deployer_cidrs: got {c!r}; must be a CIDR")
     if not 1 <= args.system_nodes <= 10:
         p.append(f"system_nodes: got {args.system_nodes}; allowed 1-10 (cluster services only)")
     p += out_of_range("system_root_volume_gib", args.system_root_volume_gib, 20, 1000)
@@ -90,12 +116,12 @@ def validate_eks_cluster_args(args: EksClusterArgs) -> None:
         raise ArgsError("EksCluster", p)
 
 
-def _policy(statement: list[dict]) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": statement})
-
-
 class EksCluster(pulumi.ComponentResource):
     cluster_name: pulumi.Output[str]
+    # The CPU node group for cluster services; depend on it before installing
+    # anything that must schedule a pod (Helm releases wait for ready pods).
+    system_node_group: aws.eks.NodeGroup
+    addons: dict[str, aws.eks.Addon]
     cluster_security_group_id: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     provider: k8s.Provider
@@ -148,35 +174,53 @@ class EksCluster(pulumi.ComponentResource):
         self.cluster_security_group_id = cluster.cluster_security_group_id
         self.kubeconfig = cluster.kubeconfig_json
 
+        # The cluster security group admits only itself (EKS user guide, "Amazon EKS
+        # security group requirements"): a deployer outside it cannot reach the
+        # private endpoint's HTTPS without these rules.
+        for i, cidr in enumerate(args.deployer_cidrs):
+            ip = {"cidr_ipv6": cidr} if ipaddress.ip_network(cidr).version == 6 else {"cidr_ipv4": cidr}
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-deployer-cidr-{i}", security_group_id=cluster.cluster_security_group_id, ip_protocol="tcp",
+                from_port=443, to_port=443, description=f"cluster API from deployer network {cidr}", opts=child, **ip)
+        for i, group in enumerate(args.deployer_security_group_ids):
+            aws.vpc.SecurityGroupIngressRule(
+                f"{name}-deployer-sg-{i}", security_group_id=cluster.cluster_security_group_id, ip_protocol="tcp",
+                from_port=443, to_port=443, referenced_security_group_id=group,
+                description="cluster API from the deployer security group", opts=child)
+
         # Karpenter finds the node security group by its discovery tag.
         aws.ec2.Tag(f"{name}-sg-discovery", resource_id=cluster.cluster_security_group_id,
                     key="karpenter.sh/discovery", value=args.cluster_name, opts=child)
 
         ebs_role = aws.iam.Role(
             f"{name}-ebs-csi", name=f"{args.cluster_name}-ebs-csi"[:64],
-            assume_role_policy=_policy([{"Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
-                                         "Action": ["sts:AssumeRole", "sts:TagSession"]}]),
+            assume_role_policy=json.dumps(pod_identity_trust(
+                f"arn:{args.partition}:eks:{args.region}:{args.account_id}:cluster/{args.cluster_name}",
+                "kube-system", EBS_CSI_SERVICE_ACCOUNT)),
             tags=args.tags, opts=child)
         aws.iam.RolePolicyAttachment(f"{name}-ebs-csi", role=ebs_role.name,
                                      policy_arn="arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy",
                                      opts=child)
 
-        after_cluster = pulumi.ResourceOptions(parent=self, depends_on=[cluster])
-        for addon in REQUIRED_ADDONS:
+        def addon(addon_name: str, depends_on: list) -> aws.eks.Addon:
             extra = {}
-            if addon == "aws-ebs-csi-driver":
+            if addon_name == "aws-ebs-csi-driver":
                 extra["pod_identity_associations"] = [{"role_arn": ebs_role.arn, "service_account": EBS_CSI_SERVICE_ACCOUNT}]
-            if addon == "vpc-cni":
+            if addon_name == "vpc-cni":
                 # The add-on ships with NetworkPolicy enforcement off; without it
                 # the serving NetworkPolicies would be decoration.
                 extra["configuration_values"] = json.dumps({"enableNetworkPolicy": "true"})
-            aws.eks.Addon(f"{name}-{addon}", cluster_name=self.cluster_name, addon_name=addon,
-                          addon_version=args.addon_versions[addon], resolve_conflicts_on_create="OVERWRITE",
-                          resolve_conflicts_on_update="PRESERVE", tags=args.tags, opts=after_cluster, **extra)
+            return aws.eks.Addon(f"{name}-{addon_name}", cluster_name=self.cluster_name, addon_name=addon_name,
+                                 addon_version=args.addon_versions[addon_name], resolve_conflicts_on_create="OVERWRITE",
+                                 resolve_conflicts_on_update="PRESERVE", tags=args.tags,
+                                 opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on), **extra)
 
-        node_role = aws.iam.Role(f"{name}-system-node", name=f"{args.cluster_name}-system-node"[:64], assume_role_policy=_policy([
-            {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]),
-            tags=args.tags, opts=child)
+        # Node-level add-ons go first: a node without the CNI never turns Ready,
+        # and pods started before the Pod Identity agent get no credentials.
+        self.addons = {a: addon(a, [cluster]) for a in ADDONS_BEFORE_NODES}
+
+        node_role = aws.iam.Role(f"{name}-system-node", name=f"{args.cluster_name}-system-node"[:64],
+                                 assume_role_policy=json.dumps(ec2_trust()), tags=args.tags, opts=child)
         attachments = [aws.iam.RolePolicyAttachment(f"{name}-system-node-{arn.rsplit('/', 1)[-1]}", role=node_role.name,
                                                     policy_arn=arn, opts=child) for arn in args.node_policy_arns]
         lt = aws.ec2.LaunchTemplate(
@@ -188,7 +232,9 @@ class EksCluster(pulumi.ComponentResource):
             tag_specifications=[{"resource_type": t, "tags": {**args.tags, "Name": f"{args.cluster_name}-system"}}
                                 for t in ("instance", "volume")],
             tags=args.tags, opts=child)
-        aws.eks.NodeGroup(
+        # Creating a managed node group returns once its nodes have joined, so
+        # whatever depends on it can schedule pods on CPU nodes.
+        self.system_node_group = aws.eks.NodeGroup(
             f"{name}-system", cluster_name=self.cluster_name, node_group_name="system", node_role_arn=node_role.arn,
             subnet_ids=args.private_subnet_ids, instance_types=list(args.system_instance_types),
             ami_type="AL2023_x86_64_STANDARD", capacity_type="ON_DEMAND",
@@ -197,7 +243,11 @@ class EksCluster(pulumi.ComponentResource):
             update_config={"max_unavailable": 1},
             launch_template={"id": lt.id, "version": lt.latest_version.apply(str)},
             labels={"llmserving.io/role": "system"}, tags=args.tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster, *attachments]))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster, *attachments, *self.addons.values()]))
+        # Add-ons that run Deployments (CoreDNS, the EBS CSI controller) need
+        # nodes: created before any exist they stay DEGRADED and the create,
+        # which waits for ACTIVE, fails.
+        self.addons.update({a: addon(a, [cluster, self.system_node_group]) for a in ADDONS_AFTER_NODES})
 
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=cluster.kubeconfig_json,
                                      enable_server_side_apply=True, opts=child)

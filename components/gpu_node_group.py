@@ -1,7 +1,7 @@
 """GPU managed node group: an EKS managed node group on the NVIDIA AL2023 AMI.
 
 Visible as `aws:eks/nodeGroup:NodeGroup` with its launch template (IMDSv2
-required, hop limit for pods, encrypted gp3 root sized for model weights),
+required with hop limit 1 so pods never reach the node role, encrypted gp3 root sized for model weights),
 the GPU taint and the labels workloads select on. For a model split across
 nodes the group gets EFA interfaces and a cluster placement group; a cluster
 placement group lives in one zone, so such a group takes exactly one subnet.
@@ -20,6 +20,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.errors import ArgsError, out_of_range
+from components.iam_trust import ec2_trust
 
 NVIDIA_AMI_TYPES = ("AL2023_x86_64_NVIDIA", "BOTTLEROCKET_x86_64_NVIDIA")
 CAPACITY_TYPES = ("ON_DEMAND", "SPOT")
@@ -41,11 +42,15 @@ class GpuNodeGroupArgs:
     max_size: int
     root_volume_gib: int
     node_policy_arns: list[str]
-    imds_hop_limit: int = 2
+    # 1: pods must not reach IMDS (node credentials); Pod Identity serves them.
+    imds_hop_limit: int = 1
     # EFA: interfaces per node (0 = no EFA) and the security groups they join.
     efa_interfaces: int = 0
     security_group_ids: list = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
+    # What must exist before nodes launch: the node-level add-ons (CNI, Pod
+    # Identity agent) and, for SPOT, the Spot service-linked role.
+    prerequisites: tuple[pulumi.Resource, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -89,10 +94,8 @@ class GpuNodeGroup(pulumi.ComponentResource):
         super().__init__("llmserving:eks:GpuNodeGroup", name, {}, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        role = aws.iam.Role(f"{name}-node", name=f"{name}-node"[:64], assume_role_policy=json.dumps({
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
-            tags=args.tags, opts=child)
+        role = aws.iam.Role(f"{name}-node", name=f"{name}-node"[:64], assume_role_policy=json.dumps(ec2_trust()),
+                            tags=args.tags, opts=child)
         attachments = [aws.iam.RolePolicyAttachment(f"{name}-node-{arn.rsplit('/', 1)[-1]}", role=role.name,
                                                     policy_arn=arn, opts=child)
                        for arn in args.node_policy_arns]
@@ -142,7 +145,7 @@ class GpuNodeGroup(pulumi.ComponentResource):
             labels=labels,
             taints=[GPU_TAINT],
             tags=args.tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=attachments),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*attachments, *args.prerequisites]),
         )
         self.node_group_name = ng.node_group_name
         self.node_role_arn = role.arn

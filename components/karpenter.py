@@ -17,20 +17,22 @@ GPU NodePools and EC2NodeClasses are `KarpenterGpuPool` components
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Mapping, Optional
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.errors import ArgsError, out_of_range
+from components.iam_trust import ec2_trust, pod_identity_trust
 
 SERVICE_ACCOUNT = "karpenter"
 
-# The events Karpenter's interruption controller acts on. Source: Karpenter
-# docs, "Interruption" and the getting-started CloudFormation template
-# (karpenter.sh, v1.8, taken 2025-10).
+# The events Karpenter's interruption controller acts on. Source: the
+# getting-started CloudFormation template of the pinned release (vendored:
+# infra/upstream/karpenter-v1.14.1-cloudformation.yaml, the five AWS::Events::Rule).
 INTERRUPTION_EVENTS: dict[str, dict] = {
     "health": {"source": ["aws.health"], "detail-type": ["AWS Health Event"]},
     "spot-interruption": {"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]},
@@ -50,8 +52,16 @@ class KarpenterArgs:
     node_policy_arns: list[str]
     region: str
     account_id: str
+    # Upstream's controller policy documents (`!Sub` strings by logical id),
+    # from the pinned release's cloudformation.yaml (infra/upstream).
+    controller_policy_templates: Mapping[str, str] = field(default_factory=dict)
+    partition: str = "aws"
     namespace: str = "kube-system"
     controller_replicas: int = 2
+    # Seconds Helm waits for the controller to be ready (provider default: 300).
+    helm_timeout_seconds: int = 600
+    # What must exist before the controller's pods can schedule (the system node group).
+    node_ready: tuple[pulumi.Resource, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -69,8 +79,17 @@ def validate_karpenter_args(args: KarpenterArgs) -> None:
     if not args.node_policy_arns:
         p.append("node_policy_arns: got []; nodes need the EKS worker-node policies")
     p += out_of_range("controller_replicas", args.controller_replicas, 1, 5)
+    p += out_of_range("helm_timeout_seconds", args.helm_timeout_seconds, 60, 3600)
     if not args.account_id.isdigit() or len(args.account_id) != 12:
         p.append(f"account_id: got {args.account_id!r}; must be a 12-digit AWS account id")
+    if not args.controller_policy_templates:
+        p.append("controller_policy_templates: got none; pass upstream's policy documents for the chart's release "
+                 "(infra/upstream: cloudformation.yaml of the pinned Karpenter version)")
+    for key, template in args.controller_policy_templates.items():
+        unknown = sorted(set(_SUB_VARIABLE.findall(template)) - set(POLICY_SUBSTITUTIONS))
+        if unknown:
+            p.append(f"controller_policy_templates[{key}]: references {unknown}; "
+                     f"allowed: {', '.join(POLICY_SUBSTITUTIONS)}")
     if p:
         raise ArgsError("Karpenter", p)
 
@@ -79,47 +98,47 @@ def _doc(statements: list[dict]) -> dict:
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def controller_policy(cluster_name: str, region: str, account_id: str, node_role_arn: str,
-                      queue_arn: str) -> dict:
-    """What the controller may do: launch and end its own instances, manage
-    instance profiles for the node role, read pricing and SSM AMI parameters,
-    consume the interruption queue."""
-    tagged = {"StringEquals": {f"aws:ResourceTag/kubernetes.io/cluster/{cluster_name}": "owned"}}
-    request_tagged = {"StringEquals": {f"aws:RequestTag/kubernetes.io/cluster/{cluster_name}": "owned"}}
+# `${Name}` references of a CloudFormation `!Sub` string (`${!Literal}` is an escape, not a reference).
+_SUB_VARIABLE = re.compile(r"\$\{([^}!]+)\}")
+# What upstream's policy documents may reference (the template's own parameters).
+POLICY_SUBSTITUTIONS = ("AWS::Partition", "AWS::Region", "AWS::AccountId", "ClusterName",
+                        "KarpenterNodeRole.Arn", "KarpenterInterruptionQueue.Arn")
+
+
+def render_policy_template(template: str, values: Mapping[str, str]) -> dict:
+    """A `!Sub` policy string with its `${...}` references replaced, as a policy document.
+
+    Unknown references are an error: a new upstream release that references
+    something else must be reviewed, not rendered with a literal `${...}`.
+    """
+    missing = sorted(set(_SUB_VARIABLE.findall(template)) - set(values))
+    if missing:
+        raise ValueError(f"policy template references {missing}; known: {sorted(values)}")
+    return json.loads(_SUB_VARIABLE.sub(lambda m: values[m.group(1)], template))
+
+
+def controller_policies(templates: Mapping[str, str], *, partition: str, region: str, account_id: str,
+                        cluster_name: str, node_role_arn: str, queue_arn: str) -> dict[str, dict]:
+    """Upstream's controller policy documents with only the substitutions upstream documents."""
+    values = {"AWS::Partition": partition, "AWS::Region": region, "AWS::AccountId": account_id,
+              "ClusterName": cluster_name, "KarpenterNodeRole.Arn": node_role_arn,
+              "KarpenterInterruptionQueue.Arn": queue_arn}
+    return {name: render_policy_template(t, values) for name, t in sorted(templates.items())}
+
+
+def interruption_queue_policy(queue_arn: str, rule_arns: list[str]) -> dict:
+    """Upstream's queue policy (cloudformation.yaml KarpenterInterruptionQueuePolicy), with the
+    EventBridge statement limited to this stack's rules: EventBridge sends the rule ARN as
+    aws:SourceArn (EventBridge user guide, "Amazon SQS permissions")."""
     return _doc([
-        {"Sid": "Read", "Effect": "Allow", "Resource": "*", "Action": [
-            "ec2:DescribeAvailabilityZones", "ec2:DescribeImages", "ec2:DescribeInstances",
-            "ec2:DescribeInstanceTypeOfferings", "ec2:DescribeInstanceTypes", "ec2:DescribeLaunchTemplates",
-            "ec2:DescribeSecurityGroups", "ec2:DescribeSpotPriceHistory", "ec2:DescribeSubnets",
-            "ec2:DescribeCapacityReservations", "pricing:GetProducts"]},
-        {"Sid": "SSMAmiParameters", "Effect": "Allow", "Action": "ssm:GetParameter",
-         "Resource": f"arn:aws:ssm:{region}::parameter/aws/service/*"},
-        {"Sid": "LaunchShared", "Effect": "Allow", "Action": ["ec2:RunInstances", "ec2:CreateFleet"], "Resource": [
-            f"arn:aws:ec2:{region}::image/*", f"arn:aws:ec2:{region}::snapshot/*",
-            f"arn:aws:ec2:{region}:*:security-group/*", f"arn:aws:ec2:{region}:*:subnet/*",
-            f"arn:aws:ec2:{region}:*:capacity-reservation/*"]},
-        {"Sid": "LaunchOwned", "Effect": "Allow", "Condition": request_tagged,
-         "Action": ["ec2:RunInstances", "ec2:CreateFleet", "ec2:CreateLaunchTemplate"], "Resource": [
-             f"arn:aws:ec2:{region}:*:fleet/*", f"arn:aws:ec2:{region}:*:instance/*",
-             f"arn:aws:ec2:{region}:*:volume/*", f"arn:aws:ec2:{region}:*:network-interface/*",
-             f"arn:aws:ec2:{region}:*:launch-template/*", f"arn:aws:ec2:{region}:*:spot-instances-request/*"]},
-        {"Sid": "TagOnCreate", "Effect": "Allow", "Action": "ec2:CreateTags", "Condition": {
-            **request_tagged, "StringEqualsIfExists": {"ec2:CreateAction": ["RunInstances", "CreateFleet", "CreateLaunchTemplate"]}},
-         "Resource": [f"arn:aws:ec2:{region}:*:{r}/*" for r in
-                      ("fleet", "instance", "volume", "network-interface", "launch-template", "spot-instances-request")]},
-        {"Sid": "ManageOwned", "Effect": "Allow", "Condition": tagged,
-         "Action": ["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate", "ec2:CreateTags"], "Resource": [
-             f"arn:aws:ec2:{region}:*:instance/*", f"arn:aws:ec2:{region}:*:launch-template/*"]},
-        {"Sid": "PassNodeRole", "Effect": "Allow", "Action": "iam:PassRole", "Resource": node_role_arn,
-         "Condition": {"StringEquals": {"iam:PassedToService": ["ec2.amazonaws.com"]}}},
-        {"Sid": "InstanceProfiles", "Effect": "Allow", "Resource": f"arn:aws:iam::{account_id}:instance-profile/*",
-         "Action": ["iam:CreateInstanceProfile", "iam:TagInstanceProfile", "iam:AddRoleToInstanceProfile",
-                    "iam:RemoveRoleFromInstanceProfile", "iam:DeleteInstanceProfile", "iam:GetInstanceProfile",
-                    "iam:ListInstanceProfiles"]},
-        {"Sid": "Cluster", "Effect": "Allow", "Action": "eks:DescribeCluster",
-         "Resource": f"arn:aws:eks:{region}:{account_id}:cluster/{cluster_name}"},
-        {"Sid": "InterruptionQueue", "Effect": "Allow", "Resource": queue_arn,
-         "Action": ["sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage"]},
+        {"Sid": "EventBridgeRules", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": queue_arn,
+         "Principal": {"Service": "events.amazonaws.com"},
+         "Condition": {"ArnEquals": {"aws:SourceArn": sorted(rule_arns)}}},
+        # Upstream also lets the SQS service principal send; no source keys are documented for it.
+        {"Sid": "SqsService", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": queue_arn,
+         "Principal": {"Service": "sqs.amazonaws.com"}},
+        {"Sid": "DenyNonTLS", "Effect": "Deny", "Action": "sqs:*", "Resource": queue_arn, "Principal": "*",
+         "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
     ])
 
 
@@ -138,23 +157,21 @@ class Karpenter(pulumi.ComponentResource):
         queue = aws.sqs.Queue(f"{name}-interruption", name=f"{args.cluster_name}-karpenter",
                               message_retention_seconds=QUEUE_RETENTION_SECONDS, sqs_managed_sse_enabled=True,
                               tags=args.tags, opts=child)
-        aws.sqs.QueuePolicy(f"{name}-interruption", queue_url=queue.url, policy=queue.arn.apply(lambda arn: json.dumps(_doc([
-            {"Sid": "EventBridgeAndSqs", "Effect": "Allow", "Action": "sqs:SendMessage", "Resource": arn,
-             "Principal": {"Service": ["events.amazonaws.com", "sqs.amazonaws.com"]}},
-            {"Sid": "DenyNonTLS", "Effect": "Deny", "Action": "sqs:*", "Resource": arn, "Principal": "*",
-             "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
-        ]))), opts=child)
+        rules = []
         for key, pattern in INTERRUPTION_EVENTS.items():
             rule = aws.cloudwatch.EventRule(f"{name}-{key}", name=f"{args.cluster_name}-karpenter-{key}",
                                             description=f"Karpenter interruption: {pattern['detail-type'][0]}",
                                             event_pattern=json.dumps(pattern), tags=args.tags, opts=child)
             aws.cloudwatch.EventTarget(f"{name}-{key}", rule=rule.name, target_id="karpenter-interruption-queue",
                                        arn=queue.arn, opts=child)
+            rules.append(rule)
+        aws.sqs.QueuePolicy(f"{name}-interruption", queue_url=queue.url, policy=pulumi.Output.all(
+            queue.arn, *[r.arn for r in rules]).apply(
+            lambda a: json.dumps(interruption_queue_policy(a[0], list(a[1:])))), opts=child)
 
         # --- node role and its access entry ---------------------------------
         node_role = aws.iam.Role(f"{name}-node", name=f"{args.cluster_name}-karpenter-node",
-                                 assume_role_policy=json.dumps(_doc([{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                                      "Principal": {"Service": "ec2.amazonaws.com"}}])),
+                                 assume_role_policy=json.dumps(ec2_trust()),
                                  tags=args.tags, opts=child)
         for arn in args.node_policy_arns:
             aws.iam.RolePolicyAttachment(f"{name}-node-{arn.rsplit('/', 1)[-1]}", role=node_role.name, policy_arn=arn,
@@ -163,15 +180,20 @@ class Karpenter(pulumi.ComponentResource):
                             type="EC2_LINUX", tags=args.tags, opts=child)
 
         # --- controller role through Pod Identity ----------------------------
+        cluster_arn = f"arn:{args.partition}:eks:{args.region}:{args.account_id}:cluster/{args.cluster_name}"
         controller_role = aws.iam.Role(
             f"{name}-controller", name=f"{args.cluster_name}-karpenter-controller",
-            assume_role_policy=json.dumps(_doc([{"Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"],
-                                                 "Principal": {"Service": "pods.eks.amazonaws.com"}}])),
+            assume_role_policy=json.dumps(pod_identity_trust(cluster_arn, args.namespace, SERVICE_ACCOUNT)),
             tags=args.tags, opts=child)
-        aws.iam.RolePolicy(f"{name}-controller", role=controller_role.id,
-                           policy=pulumi.Output.all(node_role.arn, queue.arn).apply(lambda a: json.dumps(
-                               controller_policy(args.cluster_name, args.region, args.account_id, a[0], a[1]))),
-                           opts=child)
+        # One inline policy per upstream managed policy document, named after it,
+        # so a release bump shows up as a diff of the documents upstream changed.
+        policies = pulumi.Output.all(node_role.arn, queue.arn).apply(lambda a: controller_policies(
+            args.controller_policy_templates, partition=args.partition, region=args.region,
+            account_id=args.account_id, cluster_name=args.cluster_name, node_role_arn=a[0], queue_arn=a[1]))
+        controller_policy_resources = [
+            aws.iam.RolePolicy(f"{name}-controller-{key}", name=key, role=controller_role.id,
+                               policy=policies.apply(lambda d, k=key: json.dumps(d[k])), opts=child)
+            for key in sorted(args.controller_policy_templates)]
         association = aws.eks.PodIdentityAssociation(
             f"{name}-controller", cluster_name=args.cluster_name, namespace=args.namespace,
             service_account=SERVICE_ACCOUNT, role_arn=controller_role.arn, tags=args.tags, opts=child)
@@ -179,16 +201,23 @@ class Karpenter(pulumi.ComponentResource):
         self.release = k8s.helm.v3.Release(
             f"{name}-controller", name="karpenter", chart=args.chart, version=args.chart_version,
             namespace=args.namespace, atomic=True, cleanup_on_fail=True, max_history=5,
+            timeout=args.helm_timeout_seconds,
             values={
                 "replicas": args.controller_replicas,
                 "serviceAccount": {"create": True, "name": SERVICE_ACCOUNT},
                 "settings": {"clusterName": args.cluster_name, "interruptionQueue": queue.name},
+                # Nodes answer IMDS only one hop away (hop limit 1), so the controller
+                # cannot ask IMDS for its region; without AWS_REGION it exits at start
+                # (aws/karpenter-provider-aws v1.14.1 pkg/operator/operator.go: region from
+                # the SDK config, else IMDS; chart values.yaml `controller.env`).
+                "controller": {"env": [{"name": "AWS_REGION", "value": args.region}]},
                 # The controller must not run on the GPU nodes it manages.
                 "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
                     {"matchExpressions": [{"key": "karpenter.sh/nodepool", "operator": "DoesNotExist"},
                                           {"key": "nvidia.com/gpu.present", "operator": "DoesNotExist"}]}]}}},
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[association]))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[association, *controller_policy_resources,
+                                                                 *args.node_ready]))
 
         self.node_role_name = node_role.name
         self.node_role_arn = node_role.arn

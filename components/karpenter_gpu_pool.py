@@ -45,8 +45,12 @@ class KarpenterGpuPoolArgs:
     consolidate_after: str = "1h"
     expire_after: str = "720h"
     budget_nodes: str = "10%"
-    imds_hop_limit: int = 2
+    # 1: pods must not reach IMDS (node credentials); Pod Identity serves them.
+    imds_hop_limit: int = 1
     labels: dict[str, str] = field(default_factory=dict)
+    # What must exist before Karpenter may launch for this pool (e.g. the Spot
+    # service-linked role on an account that never used Spot).
+    prerequisites: tuple[pulumi.Resource, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -137,5 +141,5 @@ class KarpenterGpuPool(pulumi.ComponentResource):
             f"{name}-nodepool", api_version="karpenter.sh/v1", kind="NodePool",
             metadata={"name": args.pool_name, "labels": {POOL_LABEL: args.pool_name}},
             spec=node_pool_spec(args),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[node_class]))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[node_class, *args.prerequisites]))
         self.register_outputs({"nodePool": node_pool.metadata["name"], "nodeClass": node_class.metadata["name"]})

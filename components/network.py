@@ -10,6 +10,7 @@ per GB.
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
@@ -17,6 +18,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.errors import ArgsError
+from components.iam_trust import flow_logs_trust
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,8 @@ class NetworkArgs:
     # Balancer Controller look for.
     cluster_names: list[str] = field(default_factory=list)
     flow_log_retention_days: int = 30
+    # Account of the flow log (its role's confused-deputy condition); looked up when None.
+    account_id: Optional[str] = None
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -56,6 +60,8 @@ def validate_network_args(args: NetworkArgs) -> None:
             problems.append(f"zones: got {z!r}; must be a zone of {args.region}")
     if args.nat_gateways not in ("single", "per-zone"):
         problems.append(f"nat_gateways: got {args.nat_gateways!r}; allowed: single, per-zone")
+    if args.account_id is not None and not (args.account_id.isdigit() and len(args.account_id) == 12):
+        problems.append(f"account_id: got {args.account_id!r}; must be a 12-digit AWS account id")
     if problems:
         raise ArgsError("Network", problems)
 
@@ -74,6 +80,12 @@ class Network(pulumi.ComponentResource):
         vpc = aws.ec2.Vpc(f"{name}-vpc", cidr_block=args.vpc_cidr, enable_dns_hostnames=True, enable_dns_support=True,
                           tags=tags({"Name": f"{name}-vpc"}), opts=child)
         igw = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags=tags({"Name": f"{name}-igw"}), opts=child)
+        # The VPC's default security group admits all traffic from itself and
+        # out to anywhere; nothing here uses it, so adopt it with no rules
+        # (CIS AWS Foundations 5.4, Checkov CKV2_AWS_12). Terraform's
+        # aws_default_security_group removes every rule not declared.
+        # No tags: it costs nothing, and it is AWS's group, adopted, not created.
+        aws.ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=vpc.id, ingress=[], egress=[], opts=child)
 
         discovery = {f"kubernetes.io/cluster/{c}": "shared" for c in args.cluster_names}
         karpenter = {"karpenter.sh/discovery": args.cluster_names[0]} if args.cluster_names else {}
@@ -118,10 +130,10 @@ class Network(pulumi.ComponentResource):
         # Flow logs: the record of who talked to the GPU nodes.
         log_group = aws.cloudwatch.LogGroup(f"{name}-flow-logs", name=f"/llmserving/{name}/vpc-flow-logs",
                                             retention_in_days=args.flow_log_retention_days, tags=tags({}), opts=child)
-        role = aws.iam.Role(f"{name}-flow-logs", name=f"{name}-flow-logs"[:64], assume_role_policy=pulumi.Output.json_dumps({
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
-                           "Action": "sts:AssumeRole"}]}), tags=tags({}), opts=child)
+        account = (pulumi.Output.from_input(args.account_id) if args.account_id
+                   else aws.get_caller_identity_output(opts=pulumi.InvokeOptions(parent=self)).account_id)
+        role = aws.iam.Role(f"{name}-flow-logs", name=f"{name}-flow-logs"[:64], assume_role_policy=account.apply(
+            lambda acct: json.dumps(flow_logs_trust(args.region, acct))), tags=tags({}), opts=child)
         aws.iam.RolePolicy(f"{name}-flow-logs", role=role.id, policy=log_group.arn.apply(lambda arn: pulumi.Output.json_dumps({
             "Version": "2012-10-17",
             "Statement": [{"Effect": "Allow", "Resource": [arn, f"{arn}:*"],

@@ -23,7 +23,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.errors import ArgsError
+from components.errors import ArgsError, out_of_range
 
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
 GPU_NODE_AFFINITY = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
@@ -35,6 +35,8 @@ class HelmChart:
     chart: str
     version: str
     repository: str = ""
+    # Seconds Helm waits for the release's objects to be ready (provider default: 300).
+    timeout_seconds: int = 300
 
 
 DCGM_NAMESPACE = "gpu-monitoring"
@@ -55,6 +57,8 @@ class NvidiaRuntimeArgs:
     efa_device_plugin: Optional[HelmChart] = None
     efa_pools: tuple[str, ...] = ()
     pool_label: str = POOL_LABEL
+    # What must exist before these releases install (the system node group).
+    node_ready: tuple[pulumi.Resource, ...] = ()
 
 
 def _pinned(what: str, chart: HelmChart, p: list[str]) -> None:
@@ -63,6 +67,7 @@ def _pinned(what: str, chart: HelmChart, p: list[str]) -> None:
         p.append(f"{what}.version: got {v!r}; pin an exact chart version")
     if not chart.chart:
         p.append(f"{what}.chart: got {chart.chart!r}; name the chart")
+    p += out_of_range(f"{what}.timeout_seconds", chart.timeout_seconds, 60, 3600)
 
 
 def validate_nvidia_runtime_args(args: NvidiaRuntimeArgs) -> None:
@@ -88,7 +93,7 @@ def _release(name: str, chart: HelmChart, namespace: str, values: dict, opts: pu
     return k8s.helm.v3.Release(
         name, name=name, chart=chart.chart, version=chart.version, namespace=namespace,
         repository_opts={"repo": chart.repository} if chart.repository else None,
-        values=values, atomic=True, cleanup_on_fail=True, max_history=5, opts=opts)
+        values=values, atomic=True, cleanup_on_fail=True, max_history=5, timeout=chart.timeout_seconds, opts=opts)
 
 
 class NvidiaRuntime(pulumi.ComponentResource):
@@ -96,13 +101,15 @@ class NvidiaRuntime(pulumi.ComponentResource):
         validate_nvidia_runtime_args(args)
         super().__init__("llmserving:eks:NvidiaRuntime", name, {}, opts)
         child = pulumi.ResourceOptions(parent=self)
+        # Helm waits for ready pods: install only once the cluster has nodes.
+        after_nodes = pulumi.ResourceOptions(parent=self, depends_on=list(args.node_ready))
         tolerations = [GPU_TOLERATION, *args.extra_tolerations]
 
         device_plugin = _release(
             "nvidia-device-plugin", args.device_plugin, args.namespace,
             {"tolerations": tolerations, "affinity": GPU_NODE_AFFINITY, "priorityClassName": "system-node-critical",
              "gfd": {"enabled": False}},
-            child)
+            after_nodes)
         outputs = {"devicePluginRelease": device_plugin.name}
 
         if args.dcgm_exporter is not None:
@@ -114,7 +121,7 @@ class NvidiaRuntime(pulumi.ComponentResource):
                 "dcgm-exporter", args.dcgm_exporter, args.monitoring_namespace,
                 {"tolerations": tolerations, "affinity": GPU_NODE_AFFINITY,
                  "serviceMonitor": {"enabled": False}},
-                pulumi.ResourceOptions(parent=self, depends_on=[ns]))
+                pulumi.ResourceOptions(parent=self, depends_on=[ns, *args.node_ready]))
             outputs["dcgmExporterRelease"] = dcgm.name
         if args.efa_device_plugin is not None:
             efa_nodes = {"keys": [args.pool_label], "values": sorted(args.efa_pools)}
@@ -122,6 +129,6 @@ class NvidiaRuntime(pulumi.ComponentResource):
                 "aws-efa-k8s-device-plugin", args.efa_device_plugin, args.namespace,
                 {"tolerations": tolerations, "nodeSelector": {"nvidia.com/gpu.present": "true"},
                  "supportedInstanceLabels": efa_nodes},
-                child)
+                after_nodes)
             outputs["efaDevicePluginRelease"] = efa.name
         self.register_outputs(outputs)

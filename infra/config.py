@@ -335,6 +335,57 @@ class EksConfig(_Strict):
                 raise ValueError(f"{arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
         return v
 
+    # Who runs `pulumi up` against the cluster API (Helm releases and Kubernetes
+    # objects go through it). The endpoint is private: these sources get HTTPS
+    # (443) on the cluster security group: a runner in the VPC, a peered
+    # network or a VPN (CIDRs), or instances in a security group of the VPC.
+    deployer_cidrs: list[str] = []
+    deployer_security_group_ids: list[str] = []
+    # Bootstrap of a new account, before any runner exists in the VPC: opens a
+    # PUBLIC API endpoint restricted to these CIDRs (your egress IPs), in prod
+    # too. Remove the key once a deployer inside the VPC works; the next `up`
+    # closes the public endpoint (README, "Deploying for real").
+    bootstrap_public_cidrs: list[str] = []
+
+    @field_validator("deployer_cidrs")
+    @classmethod
+    def _deployer_cidrs(cls, v: list[str]) -> list[str]:
+        for c in v:
+            try:
+                net = ipaddress.ip_network(c)
+            except ValueError:
+                raise ValueError(f"{c!r} is not a CIDR; list the networks your deployer connects from, "
+                                 f"e.g. 10.60.0.0/16 (a peered VPC or VPN)")
+            if net.prefixlen == 0:
+                raise ValueError(f"{c!r} admits every address to the cluster API; list the deployer's networks")
+        return v
+
+    @field_validator("deployer_security_group_ids")
+    @classmethod
+    def _deployer_groups(cls, v: list[str]) -> list[str]:
+        for g in v:
+            if not re.match(r"^sg-[0-9a-f]{8}([0-9a-f]{9})?$", g):
+                raise ValueError(f"{g!r} is not a security group id (sg- and 8 or 17 hex digits)")
+        return v
+
+    @field_validator("bootstrap_public_cidrs")
+    @classmethod
+    def _bootstrap(cls, v: list[str]) -> list[str]:
+        for c in v:
+            try:
+                net = ipaddress.ip_network(c)
+            except ValueError:
+                raise ValueError(f"{c!r} is not a CIDR; list your deployer's public egress IPs, e.g. 192.0.2.10/32")
+            if net.version != 4:
+                raise ValueError(f"{c!r} is IPv6; EKS public access CIDRs are IPv4")
+            if net.prefixlen == 0:
+                raise ValueError(f"{c!r} opens the cluster API to the internet; list only the deployer's public "
+                                 f"egress IPs (prefix /16 to /32) and remove the key after the bootstrap")
+            if net.prefixlen < 16:
+                raise ValueError(f"{c!r} is wider than /16; list only the deployer's public egress IPs "
+                                 f"(prefix /16 to /32)")
+        return v
+
 
 class IngressConfig(_Strict):
     """Public entry: ALB with TLS, WAF, access logs (see components/load_balancer.py)."""
@@ -432,6 +483,10 @@ class StackConfig(_Strict):
     adapter_store: AdapterStoreConfig = AdapterStoreConfig()
     catalog: cat.CatalogOverrides = cat.CatalogOverrides()
     tags: dict[str, str] = {}
+    # The account's EC2 Spot service-linked role, needed before the first Spot
+    # launch: `create` it in this stack (when a pool uses spot), or `existing`:
+    # the account has it already (EC2, by hand, or another stack created it).
+    spot_service_linked_role: Literal["create", "existing"] = "create"
     ingress: IngressConfig = IngressConfig()
     ecs: EcsConfig = EcsConfig()
     adapter_store: AdapterStoreConfig = AdapterStoreConfig()

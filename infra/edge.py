@@ -1,4 +1,5 @@
-"""Edge of a stack, for both orchestrators: log archive, adapter store, ALB (+ WAF), budget.
+"""Edge of a stack, for both orchestrators: log archive, adapter store, ALB (+ WAF), budget, and the
+account's Spot service-linked role when a pool uses spot.
 
 Only this module (and infra/stack.py) maps stack settings onto the edge
 components' typed args; the components know nothing of stacks or tiers.
@@ -7,7 +8,7 @@ components' typed args; the components know nothing of stacks or tiers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_aws as aws
@@ -16,7 +17,10 @@ from components.adapter_store import AdapterStore, AdapterStoreArgs
 from components.budget import StackBudget, StackBudgetArgs
 from components.load_balancer import LoadBalancerArgs, ModelLoadBalancer
 from components.log_archive import LogArchive, LogArchiveArgs
+from components.spot_service_linked_role import SpotServiceLinkedRole, SpotServiceLinkedRoleArgs
 from infra import edge_catalog as ec
+from infra import upstream
+from infra.eks_catalog import HELM_TIMEOUTS
 from infra.config import Settings
 
 # Namespace the serving workloads run in on EKS (infra/serving.py).
@@ -32,6 +36,10 @@ class Edge:
     adapter_store: AdapterStore
     load_balancer: ModelLoadBalancer
     budget: StackBudget
+    # The account's EC2 Spot service-linked role when this stack creates it
+    # (a pool uses spot and `spotServiceLinkedRole` is `create`), else None.
+    # Spot capacity (Karpenter NodePools, spot node groups, spot ASGs) depends on it.
+    spot_service_linked_role: Optional[pulumi.Resource] = None
 
 
 def account_id() -> str:
@@ -89,6 +97,17 @@ def build_load_balancer(settings: Settings, network, tags: dict[str, str], *,
         default_target=default_target, tags=tags, depends_on=(logs.policy,) if logs else ()))
 
 
+def uses_spot(settings: Settings) -> bool:
+    return any(p.capacity_type in ("spot", "spot-with-on-demand-fallback") for p in settings.config.gpu_pools)
+
+
+def build_spot_service_linked_role(settings: Settings) -> Optional[pulumi.Resource]:
+    """The account's Spot service-linked role, when this stack must create it (see the component)."""
+    if not uses_spot(settings) or settings.config.spot_service_linked_role != "create":
+        return None
+    return SpotServiceLinkedRole(f"{_prefix(settings)}-spot", SpotServiceLinkedRoleArgs()).role
+
+
 def build_budget(settings: Settings, tags: dict[str, str]) -> StackBudget:
     b = settings.config.budget
     return StackBudget(f"{_prefix(settings)}-budget", StackBudgetArgs(
@@ -105,19 +124,25 @@ def build(settings: Settings, network, tags: dict[str, str]) -> Edge:
     lb = build_load_balancer(settings, network, tags, log_archive=logs,
                              default_target=ROUTER_TARGET if settings.config.orchestrator == "eks" else None)
     budget = build_budget(settings, tags)
+    spot_role = build_spot_service_linked_role(settings)
     pulumi.export("endpoint", lb.dns_name)
     pulumi.export("routingHeader", "x-llm-model")
     pulumi.export("adapterBucket", store.bucket_name)
-    return Edge(account_id=account, log_archive=logs, adapter_store=store, load_balancer=lb, budget=budget)
+    return Edge(account_id=account, log_archive=logs, adapter_store=store, load_balancer=lb, budget=budget,
+                spot_service_linked_role=spot_role)
 
 
 def build_eks_bindings(settings: Settings, edge: Edge, *, k8s_provider, cluster_name, vpc_id,
                        service_names: Optional[Mapping[str, str]] = None, namespace: str = SERVING_NAMESPACE,
-                       router: Optional[tuple[str, int]] = None, tags: Optional[dict[str, str]] = None):
+                       router: Optional[tuple[str, int]] = None, tags: Optional[dict[str, str]] = None,
+                       node_ready: Sequence[pulumi.Resource] = (), depends_on: Sequence[pulumi.Resource] = ()):
     """EKS: the AWS Load Balancer Controller and a TargetGroupBinding per model.
 
     `service_names` maps model -> Kubernetes Service (default: the model name)
-    in `namespace`; the Service must expose the vLLM port.
+    in `namespace`; the Service must expose the vLLM port. `node_ready`: what
+    must exist before the controller's pods can schedule (EksPlatform.system_nodes);
+    `depends_on`: what every TargetGroupBinding waits for (the serving
+    namespace and the Services it names).
     """
     from components.alb_bindings import AlbBindings, AlbBindingsArgs, ServiceTarget
 
@@ -134,4 +159,6 @@ def build_eks_bindings(settings: Settings, edge: Edge, *, k8s_provider, cluster_
                                                   service_name=router[0], port=router[1])}
                     if router and lb.default_target_group_arn is not None else {})},
         alb_security_group_id=lb.security_group_id, chart=chart["chart"], chart_version=chart["version"],
-        chart_repo=chart["repo"], tags=dict(tags or {})))
+        chart_repo=chart["repo"], controller_policy=upstream.alb_controller_policy(),
+        helm_timeout_seconds=int(HELM_TIMEOUTS["aws-load-balancer-controller"].value),
+        node_ready=tuple(node_ready), depends_on=tuple(depends_on), tags=dict(tags or {})))

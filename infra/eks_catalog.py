@@ -86,8 +86,17 @@ NODE_MANAGED_POLICIES = Pin(
     "AmazonEKSWorkerNodePolicy,AmazonEKS_CNI_Policy,AmazonEC2ContainerRegistryPullOnly,AmazonSSMManagedInstanceCore",
     "EKS User Guide, Amazon EKS node IAM role", "2025-10")
 
-# Metadata hop limit 2 lets pods (one network hop beyond the node) reach IMDSv2.
-IMDS_HOP_LIMIT = Pin("2", "EKS best practices, Restrict access to the instance profile (IMDSv2 hop limit)", "2025-10")
+# Metadata hop limit 1: IMDSv2 responses never reach a pod (one hop beyond the
+# node), so no pod can take the node role's credentials. Pods get credentials
+# from EKS Pod Identity, which injects no region (awsdocs/amazon-eks-user-guide
+# pod-id-how-it-works.adoc: only AWS_CONTAINER_CREDENTIALS_FULL_URI and
+# AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE): a pod that calls AWS sets AWS_REGION
+# or the service's region setting. Karpenter and the AWS Load Balancer
+# Controller get it explicitly (components/karpenter.py, alb_bindings.py); the
+# EBS CSI driver falls back to the Kubernetes API for its metadata
+# (kubernetes-sigs/aws-ebs-csi-driver docs/install.md, "Metadata").
+IMDS_HOP_LIMIT = Pin("1", "EKS best practices guide, Security, 'Restrict access to the instance profile assigned to "
+                          "the worker node' (hop limit 1); Checkov CKV_AWS_341", "2026-12")
 
 # CPU nodes for cluster services (CoreDNS, Karpenter controller): two on-demand
 # nodes so a node loss keeps the controller and DNS up.
@@ -95,4 +104,23 @@ SYSTEM_NODES = {
     "instance_types": Pin("m6i.large,m7i.large", "project assumption: 2 vCPU / 8 GiB per system node", "2025-10"),
     "count": Pin("2", "project assumption: survive one node loss", "2025-10"),
     "root_volume_gib": Pin("50", "project assumption: OS + container images of cluster services", "2025-10"),
+}
+
+# Helm release timeouts (seconds) for a FIRST install. pulumi-kubernetes'
+# helm.v3.Release waits for every object to be ready (skipAwait false) for
+# `timeout` seconds, 300 when unset (pulumi/pulumi-kubernetes
+# provider/pkg/provider/helm_release.go: defaultTimeoutSeconds = 300, applied
+# in setDefaults; Python SDK 4.34.2 Release.timeout); with `atomic` a timed-out
+# install is purged and `pulumi up` fails. The releases wait for the system node
+# group (nodes have joined), so their time goes to image pulls and webhooks;
+# the GPU DaemonSets also wait for GPU nodes that join meanwhile (a p5 boots
+# and joins in several minutes).
+_HELM_SRC = ("pulumi-kubernetes helm_release.go defaultTimeoutSeconds=300 (too short when nodes join during the "
+             "install); project sizing for a first install")
+HELM_TIMEOUTS: dict[str, Pin] = {
+    "karpenter": Pin("600", _HELM_SRC + ": 2 controller replicas + webhooks on fresh system nodes", "2026-12"),
+    "aws-load-balancer-controller": Pin("600", _HELM_SRC + ": 2 replicas + webhook certificate", "2026-12"),
+    "nvidia-device-plugin": Pin("900", _HELM_SRC + ": DaemonSet on GPU nodes that may still be joining", "2026-12"),
+    "dcgm-exporter": Pin("900", _HELM_SRC + ": DaemonSet on GPU nodes that may still be joining", "2026-12"),
+    "aws-efa-k8s-device-plugin": Pin("900", _HELM_SRC + ": DaemonSet on EFA nodes that may still be joining", "2026-12"),
 }

@@ -2,8 +2,12 @@
 
 `build(settings, plan, network, tags)` assembles, for one stack:
 
-- `EksCluster`: private API endpoint; in non-prod stacks a public endpoint
-  restricted to `network.apiPublicCidrs` (prod rejects public CIDRs);
+- `EksCluster`: private API endpoint reached by the deployer through
+  `eks.deployerCidrs` / `eks.deployerSecurityGroupIds` (HTTPS on the cluster
+  security group); in non-prod stacks also a public endpoint restricted to
+  `network.apiPublicCidrs` (prod rejects them); while a new account is
+  bootstrapped, a public endpoint restricted to `eks.bootstrapPublicCidrs`
+  (any stack; removed afterwards, README "Deploying for real");
 - per GPU pool, by provisioner: `GpuNodeGroup` (EKS managed node group, e.g.
   the prod p5 pool for 70B FP8) or `KarpenterGpuPool` (spot first with
   on-demand fallback, e.g. the dev g5/g6e pool and the prod g5 LoRA pool);
@@ -48,19 +52,21 @@ off when clusters must share resources created in the same program.)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Optional
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.eks_cluster import EksCluster, EksClusterArgs
+from components.eks_cluster import ADDONS_BEFORE_NODES, EksCluster, EksClusterArgs
 from components.gpu_node_group import GpuNodeGroup, GpuNodeGroupArgs
 from components.karpenter import Karpenter, KarpenterArgs
 from components.karpenter_gpu_pool import KarpenterGpuPool, KarpenterGpuPoolArgs
 from components.network import Network
 from components.nvidia_runtime import HelmChart, NvidiaRuntime, NvidiaRuntimeArgs
-from infra import capacity
+from infra import capacity, upstream
 from infra import eks_catalog as ec
 from infra.config import ConfigError, GpuPoolConfig, Settings
 
@@ -84,10 +90,29 @@ class EksPlatform:
     k8s_provider: k8s.Provider
     node_role_arn: pulumi.Output[str]
     pool_scheduling: dict[str, PoolScheduling]
+    # What must exist before any pod can run on the CPU (system) nodes: the
+    # system node group and the add-ons that need it (CoreDNS). Helm releases
+    # and workloads that schedule pods depend on these.
+    system_nodes: list[pulumi.Resource] = field(default_factory=list)
+    # Per GPU pool name: what provides its nodes (the GpuNodeGroup, or the
+    # KarpenterGpuPool and the Karpenter release that acts on it).
+    pool_node_sources: dict[str, list[pulumi.Resource]] = field(default_factory=dict)
 
 
 def _policy_arns() -> list[str]:
     return [f"arn:aws:iam::aws:policy/{p}" for p in ec.NODE_MANAGED_POLICIES.value.split(",")]
+
+
+# RFC 5737 documentation ranges (TEST-NET-1/2/3): placeholders, never a real client.
+DOCUMENTATION_RANGES = tuple(ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"))
+
+
+def api_public_cidrs(settings: Settings) -> list[str]:
+    """Who may reach a PUBLIC API endpoint (none = private only): `network.apiPublicCidrs`
+    outside prod, plus `eks.bootstrapPublicCidrs` while a new account is bootstrapped."""
+    c = settings.config
+    standing = list(c.network.api_public_cidrs) if c.environment != "prod" else []
+    return list(dict.fromkeys([*standing, *c.eks.bootstrap_public_cidrs]))
 
 
 def pool_needs_efa(settings: Settings, pool: GpuPoolConfig) -> bool:
@@ -111,7 +136,9 @@ def validate(settings: Settings, plan: capacity.Plan) -> None:
                  f"(pinned: {', '.join(sorted(ec.ADDON_VERSIONS))}); add them to infra/eks_catalog.py first")
     if c.environment == "prod" and c.network.api_public_cidrs:
         p.append(f"{k('network.apiPublicCidrs')}: got {c.network.api_public_cidrs}; prod clusters use a private "
-                 f"API endpoint only; reach it through the VPC (VPN, bastion via SSM)")
+                 f"API endpoint: reach it from the VPC (eks.deployerCidrs / eks.deployerSecurityGroupIds for a "
+                 f"runner, peering or VPN); for the first deploy of a new account use eks.bootstrapPublicCidrs "
+                 f"and remove it afterwards (README, Deploying for real)")
     plans = {pp.pool: pp for pp in plan.pools}
     # Totals at max size are the policy pack's to judge (gpu-max-total,
     # gpu-max-per-pool): limits live in one place and show up in previews.
@@ -131,26 +158,46 @@ def validate(settings: Settings, plan: capacity.Plan) -> None:
         raise ConfigError(p)
 
 
-def build(settings: Settings, plan: capacity.Plan, network: Network, tags: dict[str, str]) -> EksPlatform:
+def build(settings: Settings, plan: capacity.Plan, network: Network, tags: dict[str, str], *,
+          spot_service_linked_role: Optional[pulumi.Resource] = None) -> EksPlatform:
+    """`spot_service_linked_role`: Edge.spot_service_linked_role; spot capacity waits for it."""
     validate(settings, plan)
+
+    def _spot_prerequisites(pool: GpuPoolConfig) -> tuple[pulumi.Resource, ...]:
+        spot = pool.capacity_type in ("spot", "spot-with-on-demand-fallback")
+        return (spot_service_linked_role,) if spot and spot_service_linked_role is not None else ()
+
     c = settings.config
     name = f"{settings.project}-{settings.stack}"  # also the Karpenter/ELB discovery tag value
-    prod = c.environment == "prod"
     hop_limit = int(ec.IMDS_HOP_LIMIT.value)
     node_policies = _policy_arns()
+    identity = aws.get_caller_identity()
+    public_cidrs = api_public_cidrs(settings)
+    if c.eks.bootstrap_public_cidrs:
+        pulumi.log.warn(f"{settings.project}:eks.bootstrapPublicCidrs opens a public cluster API endpoint to "
+                        f"{', '.join(c.eks.bootstrap_public_cidrs)}; remove it once a deployer in the VPC works "
+                        f"(the next `up` closes it)")
+    for cidr in c.network.api_public_cidrs:
+        if any(ipaddress.ip_network(cidr).subnet_of(doc) for doc in DOCUMENTATION_RANGES):
+            pulumi.log.warn(f"{settings.project}:network.apiPublicCidrs lists {cidr}, a documentation range "
+                            f"(RFC 5737) nobody connects from: replace it with your office or VPN egress CIDR")
 
     cluster = EksCluster(name, EksClusterArgs(
         cluster_name=name, kubernetes_version=c.kubernetes_version, vpc_id=network.vpc_id,
+        region=settings.region, account_id=identity.account_id,
         private_subnet_ids=network.private_subnet_ids,
         addon_versions={a: pin.value for a, pin in ec.ADDON_VERSIONS[c.kubernetes_version].items()},
-        endpoint_public_access=bool(c.network.api_public_cidrs) and not prod,
-        public_access_cidrs=list(c.network.api_public_cidrs) if not prod else [],
+        endpoint_public_access=bool(public_cidrs), public_access_cidrs=public_cidrs,
+        deployer_cidrs=list(c.eks.deployer_cidrs), deployer_security_group_ids=list(c.eks.deployer_security_group_ids),
         log_types=tuple(ec.EKS_LOG_TYPES.value.split(",")), admin_role_arns=list(c.eks.admin_role_arns),
         system_instance_types=ec.SYSTEM_NODES["instance_types"].value.split(","),
         system_nodes=int(ec.SYSTEM_NODES["count"].value),
         system_root_volume_gib=int(ec.SYSTEM_NODES["root_volume_gib"].value), node_policy_arns=node_policies,
         imds_hop_limit=hop_limit, protect=True, tags=tags))
     k8s_opts = pulumi.ResourceOptions(providers=[cluster.provider])
+    system_nodes: list[pulumi.Resource] = [cluster.system_node_group, cluster.addons["coredns"]]
+    node_addons = tuple(cluster.addons[a] for a in ADDONS_BEFORE_NODES)
+    node_sources: dict[str, list[pulumi.Resource]] = {}
 
     plans = {pp.pool: pp for pp in plan.pools}
     scheduling: dict[str, PoolScheduling] = {}
@@ -171,42 +218,50 @@ def build(settings: Settings, plan: capacity.Plan, network: Network, tags: dict[
             min_size=pool.min_nodes, desired_size=max(pool.min_nodes, desired), max_size=pool.max_nodes,
             root_volume_gib=pool.root_volume_gib, node_policy_arns=node_policies, imds_hop_limit=hop_limit,
             efa_interfaces=efa_ifs, security_group_ids=[cluster.cluster_security_group_id] if efa else [],
-            labels={"llmserving.io/provisioner": "managed-node-group"}, tags=tags))
+            labels={"llmserving.io/provisioner": "managed-node-group"},
+            prerequisites=(*node_addons, *_spot_prerequisites(pool)), tags=tags))
         node_role_arn = node_role_arn or group.node_role_arn
+        node_sources[pool.name] = [group]
         scheduling[pool.name] = PoolScheduling({POOL_LABEL: pool.name}, [dict(GPU_TOLERATION)], efa)
 
     efa_pools = tuple(p.name for p in c.gpu_pools if pool_needs_efa(settings, p))
     NvidiaRuntime(f"{name}-nvidia", NvidiaRuntimeArgs(
         device_plugin=_chart("nvidia-device-plugin"),
         dcgm_exporter=_chart("dcgm-exporter") if c.observability.dcgm_exporter else None,
-        efa_device_plugin=_chart("aws-efa-k8s-device-plugin") if efa_pools else None, efa_pools=efa_pools),
+        efa_device_plugin=_chart("aws-efa-k8s-device-plugin") if efa_pools else None, efa_pools=efa_pools,
+        node_ready=(cluster.system_node_group,)),
         opts=k8s_opts)
 
     if karpenter_pools:
-        identity = aws.get_caller_identity()
         chart = ec.HELM_CHARTS["karpenter"]
         karpenter = Karpenter(f"{name}-karpenter", KarpenterArgs(
             cluster_name=name, chart=chart.chart, chart_version=chart.version, node_policy_arns=node_policies,
-            region=settings.region, account_id=identity.account_id, tags=tags),
+            region=settings.region, account_id=identity.account_id,
+            controller_policy_templates=upstream.karpenter_controller_policy_templates(),
+            helm_timeout_seconds=int(ec.HELM_TIMEOUTS["karpenter"].value), node_ready=(cluster.system_node_group,),
+            tags=tags),
             opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[cluster]))
         node_role_arn = karpenter.node_role_arn
         d = ec.KARPENTER_DISRUPTION
         for pool in karpenter_pools:
-            KarpenterGpuPool(f"{name}-{pool.name}", KarpenterGpuPoolArgs(
+            gpu_pool = KarpenterGpuPool(f"{name}-{pool.name}", KarpenterGpuPoolArgs(
                 pool_name=pool.name, cluster_name=name, node_role_name=karpenter.node_role_name,
                 instance_types=list(pool.instance_types), capacity_types=KARPENTER_CAPACITY[pool.capacity_type],
                 gpu_limit=gpu_limit(settings, pool), ami_alias=ec.KARPENTER_AMI_ALIAS.value,
                 root_volume_gib=pool.root_volume_gib, zones=list(network.zones),
                 consolidation_policy=d["consolidation_policy"].value, consolidate_after=d["consolidate_after"].value,
                 expire_after=d["expire_after"].value, budget_nodes=d["budget_nodes"].value, imds_hop_limit=hop_limit,
-                labels={"llmserving.io/provisioner": "karpenter"}, tags=tags),
+                labels={"llmserving.io/provisioner": "karpenter"}, prerequisites=_spot_prerequisites(pool), tags=tags),
                 opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[karpenter.release]))
+            node_sources[pool.name] = [gpu_pool, karpenter.release]
             scheduling[pool.name] = PoolScheduling({POOL_LABEL: pool.name}, [dict(GPU_TOLERATION)], False)
 
     return EksPlatform(cluster_name=cluster.cluster_name, k8s_provider=cluster.provider,
-                       node_role_arn=node_role_arn, pool_scheduling=scheduling)
+                       node_role_arn=node_role_arn, pool_scheduling=scheduling, system_nodes=system_nodes,
+                       pool_node_sources=node_sources)
 
 
 def _chart(key: str) -> HelmChart:
     pin = ec.HELM_CHARTS[key]
-    return HelmChart(chart=pin.chart, version=pin.version, repository=pin.repository)
+    return HelmChart(chart=pin.chart, version=pin.version, repository=pin.repository,
+                     timeout_seconds=int(ec.HELM_TIMEOUTS[key].value))

@@ -102,7 +102,7 @@ def good_world() -> list[Registration]:
         "enabledClusterLogTypes": ["api", "audit", "authenticator", "controllerManager", "scheduler"],
         "encryptionConfigKeyArn": key_arn, "tags": TAGS}, protect=True, custom=False))
     gpu_lt = reg("aws:ec2/launchTemplate:LaunchTemplate", "p5-lt", {
-        "metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 2, "httpEndpoint": "enabled"},
+        "metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 1, "httpEndpoint": "enabled"},
         "blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"encrypted": "true", "volumeSize": 1000}}],
         "tags": TAGS})
     add(gpu_lt)
@@ -126,6 +126,12 @@ def good_world() -> list[Registration]:
                 "expireAfter": "720h"}},
         "limits": {"nvidia.com/gpu": "40"},
         "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "30m"}}, ns=None)))
+    add(reg("kubernetes:karpenter.k8s.aws/v1:EC2NodeClass", "gpu", _k8s("karpenter.k8s.aws/v1", "EC2NodeClass", "gpu", {
+        "role": "llmserving-prod-karpenter-node", "amiSelectorTerms": [{"alias": "al2023@v20251103"}],
+        "subnetSelectorTerms": [{"tags": {"karpenter.sh/discovery": "llmserving-prod"}}],
+        "securityGroupSelectorTerms": [{"tags": {"karpenter.sh/discovery": "llmserving-prod"}}],
+        "metadataOptions": {"httpEndpoint": "enabled", "httpTokens": "required", "httpPutResponseHopLimit": 1}},
+        ns=None)))
     q = reg("aws:sqs/queue:Queue", "interruptions", {"messageRetentionSeconds": 300, "sqsManagedSseEnabled": True, "tags": TAGS})
     add(q)
     add(reg("aws:cloudwatch/eventRule:EventRule", "spot-interruption", {

@@ -12,6 +12,7 @@ from components.gpu_node_group import GpuNodeGroup, GpuNodeGroupArgs, validate_g
 from components.karpenter import Karpenter, KarpenterArgs, validate_karpenter_args
 from components.karpenter_gpu_pool import KarpenterGpuPool, KarpenterGpuPoolArgs, validate_karpenter_gpu_pool_args
 from components.nvidia_runtime import HelmChart, NvidiaRuntime, NvidiaRuntimeArgs, validate_nvidia_runtime_args
+from infra import upstream
 from tests.harness import inputs, of_type, one, run_component
 from tests.k8s_validation import validate_object
 
@@ -22,7 +23,7 @@ POLICIES = ["arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy", "arn:aws:iam::a
 def cluster_args(**kw) -> EksClusterArgs:
     base = dict(cluster_name="llmserving-test", kubernetes_version="1.33", vpc_id="vpc-123",
                 private_subnet_ids=["subnet-a", "subnet-b"], addon_versions={a: "v1.0.0-eksbuild.1" for a in REQUIRED_ADDONS},
-                node_policy_arns=POLICIES, tags=TAGS)
+                node_policy_arns=POLICIES, region="us-east-1", account_id="123456789012", tags=TAGS)
     return EksClusterArgs(**{**base, **kw})
 
 
@@ -108,7 +109,7 @@ def test_node_group_nvidia_ami_taint_labels_scaling_and_launch_template():
     assert ng["tags"] == TAGS
     lt = inputs(one(run, "aws:ec2/launchTemplate:LaunchTemplate"))
     assert lt["metadataOptions"] == {"httpEndpoint": "enabled", "httpTokens": "required",
-                                     "httpPutResponseHopLimit": 2, "instanceMetadataTags": "disabled"}
+                                     "httpPutResponseHopLimit": 1, "instanceMetadataTags": "disabled"}
     ebs = lt["blockDeviceMappings"][0]["ebs"]
     assert ebs == {"volumeSize": 1000, "volumeType": "gp3", "encrypted": "true", "deleteOnTermination": "true"}
     assert "networkInterfaces" not in lt and not of_type(run, "aws:ec2/placementGroup:PlacementGroup")
@@ -176,7 +177,8 @@ def test_nvidia_runtime_rejects_unpinned_charts():
 
 def karpenter_args(**kw) -> KarpenterArgs:
     base = dict(cluster_name="llmserving-test", chart="oci://public.ecr.aws/karpenter/karpenter", chart_version="1.14.1",
-                node_policy_arns=POLICIES, region="us-east-1", account_id="123456789012", tags=TAGS)
+                node_policy_arns=POLICIES, region="us-east-1", account_id="123456789012",
+                controller_policy_templates=upstream.karpenter_controller_policy_templates(), tags=TAGS)
     return KarpenterArgs(**{**base, **kw})
 
 
@@ -210,8 +212,8 @@ def test_karpenter_iam_pod_identity_and_node_access_entry():
     assert assoc["roleArn"].endswith(":role/llmserving-test-karpenter-controller")
     roles = {inputs(r)["name"]: json.loads(inputs(r)["assumeRolePolicy"]) for r in of_type(run, "aws:iam/role:Role")}
     assert roles["llmserving-test-karpenter-controller"]["Statement"][0]["Principal"] == {"Service": "pods.eks.amazonaws.com"}
-    policy = json.loads(inputs(one(run, "aws:iam/rolePolicy:RolePolicy"))["policy"])
-    passrole = next(s for s in policy["Statement"] if s["Sid"] == "PassNodeRole")
+    policy = json.loads(inputs(one(run, "aws:iam/rolePolicy:RolePolicy", "k-controller-IAMIntegrationPolicy"))["policy"])
+    passrole = next(s for s in policy["Statement"] if s["Sid"] == "AllowPassingInstanceRole")
     assert passrole["Resource"] == entry["principalArn"]
 
 

@@ -96,7 +96,7 @@ def test_platform_checks_run_before_any_resource_is_registered(monkeypatch):
     net = stack_value("prod", "llmserving:network")
     net["apiPublicCidrs"] = ["198.51.100.0/24"]
     msg = _config_error("prod", {"llmserving:network": net})
-    assert "llmserving:network.apiPublicCidrs: got ['198.51.100.0/24']; prod clusters use a private API endpoint only" in msg
+    assert "llmserving:network.apiPublicCidrs: got ['198.51.100.0/24']; prod clusters use a private API endpoint: reach it from the VPC" in msg
     assert recorded == []
     assert eks_platform.validate  # the check lives in infra/eks_platform.py
 

@@ -12,6 +12,7 @@ from components.errors import ArgsError
 from components.load_balancer import (LoadBalancerArgs, ModelLoadBalancer, ROUTING_HEADER, aws_name,
                                       validate_load_balancer_args)
 from infra.config import ConfigError
+from infra import upstream
 from tests.aws_models import enum
 from tests.harness import inputs, of_type, one, run_component, shipped_run, settings_for
 from tests.k8s_validation import validate_object
@@ -192,7 +193,7 @@ def _bindings():
         targets={"llama-3-1-8b": ServiceTarget(target_group_arn="arn:aws:elasticloadbalancing:us-east-1:123456789012:"
                                                                  "targetgroup/llmserving-test-llama-3-1-8b/0123456789abcdef",
                                                service_name="llama-3-1-8b")},
-        alb_security_group_id="sg-0123456789abcdef0", tags=TAGS))
+        alb_security_group_id="sg-0123456789abcdef0", controller_policy=upstream.alb_controller_policy(), tags=TAGS))
 
 
 def test_target_group_binding_is_valid_against_the_upstream_crd():
@@ -209,9 +210,7 @@ def test_target_group_binding_is_valid_against_the_upstream_crd():
     identity = inputs(one(run, "aws:eks/podIdentityAssociation:PodIdentityAssociation"))
     assert identity["serviceAccount"] == "aws-load-balancer-controller" and identity["namespace"] == "kube-system"
     policy = json.loads(inputs(one(run, "aws:iam/rolePolicy:RolePolicy"))["policy"])
-    register = next(s for s in policy["Statement"] if s["Sid"] == "RegisterTargets")
-    assert register["Resource"] == ["arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/"
-                                    "llmserving-test-llama-3-1-8b/0123456789abcdef"]
+    assert policy == upstream.alb_controller_policy()  # v3.5.0's iam_policy.json, unchanged
 
 
 def test_invalid_target_group_binding_fails_the_schema():
@@ -230,4 +229,5 @@ def test_bindings_need_a_kubernetes_provider():
             chart_version="latest"))
     assert e.value.problems == [
         "k8s_provider: got NoneType; pass the EKS cluster's kubernetes.Provider",
-        "chart_version: got 'latest'; pin an exact chart version such as 3.5.0"]
+        "chart_version: got 'latest'; pin an exact chart version such as 3.5.0",
+        "controller_policy: got none; pass upstream's iam_policy.json of the chart's release (infra/upstream)"]

@@ -173,8 +173,9 @@ def test_flow_logs(single):
 
 
 def test_every_taggable_resource_carries_the_cost_tags(per_zone):
+    # The default security group is AWS's, adopted to strip its rules; it costs nothing.
     untagged = {"llmserving:network:Network", "aws:ec2/routeTableAssociation:RouteTableAssociation",
-                "aws:iam/rolePolicy:RolePolicy"}
+                "aws:iam/rolePolicy:RolePolicy", "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"}
     for r in per_zone.registrations:
         if r.type in untagged:
             continue

@@ -141,8 +141,12 @@ CASES = [
      ["EKS cluster 'cluster' does not encrypt Kubernetes secrets with a KMS key (CKV_AWS_58)"]),
     ("launch-template-imdsv2", "prod", "p5-lt", ("metadataOptions", "httpTokens"), "optional",
      ["launch template 'p5-lt' does not require IMDSv2 (metadataOptions.httpTokens: optional) (CKV_AWS_79)"]),
-    ("launch-template-imds-hop-limit", "prod", "p5-lt", ("metadataOptions", "httpPutResponseHopLimit"), 3,
-     ["launch template 'p5-lt' lets IMDS responses travel 3 hops; at most 2 (pods beyond that reach node credentials)"]),
+    ("launch-template-imds-hop-limit", "prod", "p5-lt", ("metadataOptions", "httpPutResponseHopLimit"), 2,
+     ["launch template 'p5-lt' lets IMDS responses travel 2 hops; at most 1 (a pod one hop beyond the node would "
+      "reach the node role's credentials) (CKV_AWS_341)"]),
+    ("launch-template-imds-hop-limit", "prod", "gpu", ("spec", "metadataOptions", "httpPutResponseHopLimit"), 2,
+     ["EC2NodeClass 'gpu' lets IMDS responses travel 2 hops; at most 1 (a pod one hop beyond the node would "
+      "reach the node role's credentials) (CKV_AWS_341)"]),
     ("launch-template-ebs-encrypted", "prod", "p5-lt", ("blockDeviceMappings", 0, "ebs", "encrypted"), "false",
      ["launch template 'p5-lt' volume /dev/xvda is not encrypted (CKV_AWS_8)"]),
     ("alb-https-only", "prod", "http", ("defaultActions",), [{"type": "forward", "targetGroupArn": "arn:tg"}],

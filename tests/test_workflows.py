@@ -117,3 +117,13 @@ def test_pulumi_workflow_previews_with_policy_pack_and_deploys_prod_behind_envir
     assert up["with"]["stack-name"].endswith("/llmserving/prod")
     assert up["with"]["policyPackConfigs"] == "policies/config/prod.json"
     assert deploy["needs"] == "test"
+
+
+def test_prod_preview_runs_where_the_private_api_is_reachable():
+    """Prod's API endpoint is private: its preview runs on the deploy job's runner in the VPC."""
+    doc = wf("pulumi.yml")
+    preview, deploy = doc["jobs"]["preview"], doc["jobs"]["deploy"]
+    assert preview["runs-on"] == "${{ fromJSON(matrix.runner) }}"
+    runners = {i["stack"]: i["runner"] for i in preview["strategy"]["matrix"]["include"]}
+    assert json.loads(runners["prod"]) == deploy["runs-on"] == ["self-hosted", "linux", "x64", "llmserving-prod-vpc"]
+    assert "vars.DEV_PREVIEW_RUNNER" in runners["dev"]

@@ -9,7 +9,7 @@ import ipaddress
 import json
 from typing import Any
 
-from rules.common import (Res, UNKNOWN, WORKLOAD_TYPES, all_containers, as_list, container_args, env_names, fmt, get,
+from rules.common import (EC2NODECLASS, Res, UNKNOWN, WORKLOAD_TYPES, all_containers, as_list, container_args, env_names, fmt, get,
                           has_flag, flag, is_vllm, num, of_type, refers_to, resource_policy, stack_policy, truthy,
                           workload_label)
 from rules.ecs import ECS_TASK, ecs_containers
@@ -360,17 +360,23 @@ lt_imdsv2 = resource_policy(
 
 
 def _hop_limit(r: Res, cfg: dict, report) -> None:
-    hops = num(r.get("metadataOptions", "httpPutResponseHopLimit"))
-    limit = cfg.get("maxHopLimit", 2)
+    # EC2NodeClass: spec.metadataOptions (Karpenter's default is 1 when absent).
+    node_class = r.type == EC2NODECLASS
+    hops = num(r.get("spec", "metadataOptions", "httpPutResponseHopLimit") if node_class
+               else r.get("metadataOptions", "httpPutResponseHopLimit"))
+    limit = cfg.get("maxHopLimit", 1)
     if hops is not None and hops > limit:
-        report(f"launch template '{r.name}' lets IMDS responses travel {fmt(hops)} hops; at most {fmt(limit)} "
-               f"(pods beyond that reach node credentials)")
+        what = "EC2NodeClass" if node_class else "launch template"
+        report(f"{what} '{r.name}' lets IMDS responses travel {fmt(hops)} hops; at most {fmt(limit)} "
+               f"(a pod one hop beyond the node would reach the node role's credentials) (CKV_AWS_341)")
 
 
 lt_hop_limit = resource_policy(
     "launch-template-imds-hop-limit",
-    "Launch templates keep the IMDS hop limit at most maxHopLimit (2 lets pods on the node reach IMDSv2; no Checkov ID).",
-    _hop_limit, types=[LAUNCH_TEMPLATE], schema={"maxHopLimit": {"type": "integer", "minimum": 1, "default": 2}})
+    "Launch templates and EC2NodeClasses keep the IMDS hop limit at most maxHopLimit (default 1: pods get credentials "
+    "from Pod Identity, never the node role's from IMDS; EKS best practices, Checkov CKV_AWS_341).",
+    _hop_limit, types=[LAUNCH_TEMPLATE, EC2NODECLASS],
+    schema={"maxHopLimit": {"type": "integer", "minimum": 1, "default": 1}})
 
 
 def _ebs_encrypted(r: Res, cfg: dict, report) -> None:
