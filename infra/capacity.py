@@ -199,16 +199,16 @@ def replica_throughput(settings: Settings, model: ModelConfig, instance: cat.Ins
 
 def _placement_problem(key: str, m: ModelConfig, instance: cat.InstanceType, tp: int, pp: int,
                        instance_key: str) -> str | None:
-    on = f"{instance.name} ({instance_key})"
     if tp > instance.gpu_count:
-        return (f"{key}.tensorParallel: got {tp}; {on} has {instance.gpu_count} GPUs per node, "
-                f"so tensorParallel must be at most {instance.gpu_count}")
+        return (f"{key}.tensorParallel: got {tp}; {instance.name} has {instance.gpu_count} GPUs per node, "
+                f"so tensorParallel must be at most {instance.gpu_count} ({instance_key})")
     if pp > 1 and tp != instance.gpu_count:
         return (f"{key}.tensorParallel: got {tp}; a model split across nodes ({key}.pipelineParallel {pp}) "
-                f"uses every GPU of each node, so tensorParallel must equal {instance.gpu_count} on {on}")
+                f"uses every GPU of each node, so tensorParallel must equal {instance.gpu_count} on {instance.name} "
+                f"({instance_key})")
     if pp > 1 and not instance.efa:
-        return (f"{key}.pipelineParallel: got {pp}; {on} has no EFA, and a model split across "
-                f"nodes needs it; use p4d, p4de or p5")
+        return (f"{key}.pipelineParallel: got {pp}; {instance.name} has no EFA, and a model split across "
+                f"nodes needs it; use p4d, p4de or p5 ({instance_key})")
     return None
 
 
@@ -349,8 +349,8 @@ def _limit_problems(settings: Settings, pools: list[PoolPlan]) -> list[str]:
     for pp in pools:
         if pp.gpus > cfg.gpu_limits.max_gpus_per_pool:
             problems.append(f"{k('gpuLimits.maxGpusPerPool')}: got {cfg.gpu_limits.max_gpus_per_pool}; pool {pp.pool!r} "
-                            f"({k(f'gpuPools[{index[pp.pool]}]')}) is planned at {pp.gpus} GPUs ({pp.nodes} x "
-                            f"{pp.instance_type})")
+                            f"is planned at {pp.gpus} GPUs ({pp.nodes} x {pp.instance_type}) "
+                            f"({k(f'gpuPools[{index[pp.pool]}]')})")
     total = sum(pp.gpus for pp in pools)
     if total > cfg.gpu_limits.max_gpus_total:
         parts = ", ".join(f"{pp.pool} {pp.gpus}" for pp in pools)

@@ -418,8 +418,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         ack = pr_ack.from_targets(args.allow_destructive)
         if args.pr_event:
             ack = ack.merged(pr_ack.from_event_file(args.pr_event))
-        doc = preview(args.stack, stack_file=Path(args.stack_file) if args.stack_file else None,
-                      policy_config_file=Path(args.policy_config) if args.policy_config else None)
+        extra = {"policy_config_file": Path(args.policy_config)} if args.policy_config else {}
+        doc = preview(args.stack, stack_file=Path(args.stack_file) if args.stack_file else None, **extra)
     except (ConfigError, PlanError, PreviewInputError, PolicyConfigError, pr_ack.EventError) as e:
         err.print(f"[red]error:[/] {e}", markup=True, soft_wrap=True)
         return EXIT_CONFIG
