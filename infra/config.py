@@ -149,7 +149,8 @@ class ScaleConfig(_Strict):
     @model_validator(mode="after")
     def _one_target(self):
         if self.tier is None and self.users is None and self.target_tokens_per_second is None:
-            raise ValueError("set tier (small, medium or large), users, or targetTokensPerSecond")
+            raise KeyedProblems([("tier", _NO_VALUE, "required key is missing; set {here}.tier (small, medium or "
+                                                     "large), {here}.users or {here}.targetTokensPerSecond")])
         return self
 
 
@@ -653,6 +654,8 @@ def _problems(error: ValidationError, root: type[BaseModel], prefix: str) -> lis
         if e["type"] == "extra_forbidden":
             holder = _model_at(root, loc)
             allowed = _keys_of(holder) if holder else []
+            if holder is StackConfig:
+                allowed = sorted(allowed + list(SECRET_KEYS))
             hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
             aws = _AWS_KEYS_HINT.get(str(loc[-1])) if len(loc) == 1 and holder is root else None
             problems.append(

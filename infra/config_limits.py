@@ -201,6 +201,7 @@ def limit_problems(c: "StackConfig", catalog: cat.Catalog, project: str) -> list
                 p.append(f"{k(f'gpuPools[{j}].capacityType')}: got 'spot'; model {m.name!r} on this pool spans "
                          f"{m.pipeline_parallel} nodes ({k(f'models[{i}].pipelineParallel')} {m.pipeline_parallel}), "
                          f"and one Spot interruption takes the whole replica down; use 'on-demand'")
+    p += _catalog_value_problems(c, catalog, k)
     reserved = PROGRAM_TAGS + (("model",) if c.orchestrator == "ecs" else ())
     for key, value in c.tags.items():
         where = k(f"tags.{key}")
@@ -265,3 +266,39 @@ _SPEC_KEYS = {"precision": "precision", "checkpoint_precision": "source", "tenso
               "pipeline_parallel": "pipelineParallel", "gpu_memory_utilization": "gpuMemoryUtilization",
               "kv_cache_dtype": "kvCacheDtype", "max_model_len": "maxModelLen",
               "max_num_batched_tokens": "batching.maxNumBatchedTokens", "max_num_seqs": "batching.maxNumSeqs"}
+
+
+# Catalog figures a stack may override (catalog.assumptions, catalog.tiers,
+# catalog.bytesPerParameter) and the values the planner can work with.
+ASSUMPTION_BOUNDS: dict[str, Bound] = {
+    "active_request_share": Bound(0, 1, above=True),
+    "tokens_per_request_per_second": Bound(0, 10_000, above=True),
+    "tensor_parallel_efficiency_per_doubling": Bound(0, 1, above=True),
+    "pipeline_parallel_efficiency_per_stage": Bound(0, 1, above=True),
+    "kv_cache_min_sequences": Bound(1, 100_000, whole=True),
+    "fp8_compute_min_capability": Bound(0, 100),
+    "hours_per_month": Bound(1, 744),  # at most 31 x 24
+    "default_gpu_memory_utilization": Bound(0, 1, above=True),
+}
+
+
+def _catalog_value_problems(c: "StackConfig", catalog: cat.Catalog, k) -> list[str]:
+    p = []
+    checks = [("assumptions", c.catalog.assumptions, catalog.assumptions, lambda key: ASSUMPTION_BOUNDS.get(key)),
+              ("tiers", c.catalog.tiers, catalog.tiers, lambda key: Bound(1, 10_000_000, whole=True)),
+              ("bytesPerParameter", c.catalog.bytes_per_parameter, catalog.bytes_per_parameter,
+               lambda key: Bound(0, 8, above=True))]
+    for table, overrides, merged, bound_of in checks:
+        for key in overrides:
+            bound, row = bound_of(key), merged.get(key)
+            if bound is None or row is None:
+                continue
+            value = row.value
+            low_ok = value > bound.low if bound.above else value >= bound.low
+            if not (low_ok and value <= bound.high):
+                allowed = (f"must be above {_fmt(bound.low)} and at most {_fmt(bound.high)}" if bound.above
+                           else f"must be between {_fmt(bound.low)} and {_fmt(bound.high)}")
+                p.append(f"{k(f'catalog.{table}[{key!r}].value')}: got {_fmt(value)}; {allowed}")
+            elif bound.whole and value != int(value):
+                p.append(f"{k(f'catalog.{table}[{key!r}].value')}: got {_fmt(value)}; must be a whole number")
+    return p

@@ -55,22 +55,18 @@ def stack_names(project: str, stack: str, *, orchestrator: str, karpenter: bool)
     """(name, limit, what) for every name a component builds from the stack name with a fixed pattern."""
     prefix = f"{project}-{stack}"
     out = [
-        (prefix, LB_PREFIX_MAX, "the load balancer name prefix (components/load_balancer.py: a DNS label of at "
-                                "most 40 characters)"),
-        (prefix, BUDGET_NAME_MAX, "the AWS Budgets name (1-100 characters)"),
+        (prefix, LB_PREFIX_MAX, "the load balancer name prefix (a DNS label, components/load_balancer.py)"),
+        (prefix, BUDGET_NAME_MAX, "the AWS Budgets name"),
     ]
     if orchestrator == "eks":
-        out.append((prefix, EKS_CLUSTER_MAX, "the EKS cluster name (1-100 characters)"))
+        out.append((prefix, EKS_CLUSTER_MAX, "the EKS cluster name"))
         if karpenter:
             from components.karpenter import INTERRUPTION_EVENTS
-            out += [(f"{prefix}-karpenter-{key}", EVENT_RULE_MAX, "a Karpenter interruption EventBridge rule name "
-                                                                  "(1-64 characters)") for key in INTERRUPTION_EVENTS]
-            out += [(f"{prefix}-karpenter-{role}", IAM_ROLE_MAX, "a Karpenter IAM role name (1-64 characters)")
+            out += [(f"{prefix}-karpenter-{key}", EVENT_RULE_MAX, "a Karpenter interruption EventBridge rule name") for key in INTERRUPTION_EVENTS]
+            out += [(f"{prefix}-karpenter-{role}", IAM_ROLE_MAX, "a Karpenter IAM role name")
                     for role in ("controller", "node")]
-            out.append((f"{prefix}-karpenter", SQS_QUEUE_MAX, "the Karpenter interruption queue name (1-80 characters)"))
+            out.append((f"{prefix}-karpenter", SQS_QUEUE_MAX, "the Karpenter interruption queue name"))
     else:
-        out.append((prefix, ECS_CLUSTER_MAX, "the ECS cluster name (components/ecs_gpu_cluster.py: a DNS label of "
-                                             "at most 40 characters)"))
-        out.append((prefix, ECS_SERVICE_PREFIX_MAX, "the ECS service name prefix (components/vllm_ecs_service.py: at "
-                                                    "most 39 characters)"))
+        out.append((prefix, ECS_CLUSTER_MAX, "the ECS cluster name (a DNS label, components/ecs_gpu_cluster.py)"))
+        out.append((prefix, ECS_SERVICE_PREFIX_MAX, "the ECS service name prefix (components/vllm_ecs_service.py)"))
     return out

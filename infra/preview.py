@@ -76,9 +76,14 @@ def _engine_text(value: Any) -> str:
     return str(value)
 
 
+def _is_secure(value: Any) -> bool:
+    # pulumi sdk/go/common/resource/config/object.go isSecureValue: a one-key map whose "secure" is a string.
+    return isinstance(value, dict) and set(value) == {"secure"} and isinstance(value["secure"], str)
+
+
 def _contains_secure(value: Any) -> bool:
     if isinstance(value, dict):
-        return set(value) == {"secure"} or any(_contains_secure(v) for v in value.values())
+        return _is_secure(value) or any(_contains_secure(v) for v in value.values())
     if isinstance(value, list):
         return any(_contains_secure(v) for v in value)
     return False
@@ -86,48 +91,64 @@ def _contains_secure(value: Any) -> bool:
 
 def _replace_secure(value: Any, key: str) -> Any:
     if isinstance(value, dict):
-        if set(value) == {"secure"}:
-            return f"offline-placeholder-for-{key}"
+        if _is_secure(value):
+            return f"offline-placeholder-for-{key}"  # infra/config.py SECRET_PLACEHOLDER
         return {k: _replace_secure(v, f"{key}.{k}") for k, v in value.items()}
     if isinstance(value, list):
         return [_replace_secure(v, f"{key}[{i}]") for i, v in enumerate(value)]
     return value
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that records repeated mapping keys instead of keeping the last one.
+def _repeated_keys(node: yaml.Node, path: tuple = ()) -> list[tuple[str, int, int]]:
+    """(key path, first line, repeated line) for every key a mapping repeats.
 
-    The CLI's YAML decoder (gopkg.in/yaml.v3 decode.go `decoder.mapping`,
-    used by pulumi sdk/go/common/encoding/marshal.go) refuses a document with
-    a repeated key ("mapping key ... already defined at line N").
+    The CLI's YAML decoder (gopkg.in/yaml.v3 v3.0.1 decode.go `decoder.mapping`,
+    which pulumi sdk/go/common/encoding/marshal.go uses) refuses such a
+    document ("mapping key ... already defined at line N"); PyYAML would
+    silently keep the last value.
     """
-
-    def __init__(self, stream: Any):
-        super().__init__(stream)
-        self.repeated: list[tuple[str, int, int]] = []
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = key_node.value
+    out: list[tuple[str, int, int]] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
             line = key_node.start_mark.line + 1
-            if key in seen:
-                self.repeated.append((key, seen[key], line))
-            else:
-                seen[key] = line
-        return super().construct_mapping(node, deep)
+            if key is not None and key_node.tag != "tag:yaml.org,2002:merge":
+                if key in seen:
+                    out.append((_key_path(path + (key,)), seen[key], line))
+                seen.setdefault(key, line)
+            out += _repeated_keys(value_node, path + (key,))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out += _repeated_keys(item, path + (i,))
+    return out
 
 
-_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:map", _UniqueKeyLoader.construct_yaml_map)
+def _key_path(path: tuple) -> str:
+    """("config", "llmserving:network", "zones", 0) -> "llmserving:network.zones[0]"."""
+    parts = list(path[1:] if path[:1] == ("config",) and len(path) > 1 else path)
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# libyaml when PyYAML has it (same YAML 1.1 safe schema, much faster).
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def parse_yaml(text: str, display: str, what: str) -> Any:
     """YAML text -> value; syntax errors and repeated keys name `display` (the file as the user named it)."""
-    loader = _UniqueKeyLoader(text)
+    loader = _Loader(text)
     try:
-        doc = loader.get_single_data()
+        node = loader.get_single_node()
+        repeated = _repeated_keys(node) if node is not None else []
+        if repeated:
+            raise PreviewInputError(
+                f"{display}: the {what} repeats keys, which the Pulumi CLI refuses (\"mapping key already "
+                f"defined\"); keep one of each:\n" + "\n".join(
+                    f"  - line {line}: {key!r} repeats line {first}" for key, first, line in repeated))
+        return loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -137,11 +158,6 @@ def parse_yaml(text: str, display: str, what: str) -> Any:
         raise PreviewInputError(f"{display}: the {what} is not valid YAML: {e}")
     finally:
         loader.dispose()
-    if loader.repeated:
-        raise PreviewInputError("; ".join(
-            f"{display}: line {line}: key {key!r} repeats line {first}; the Pulumi CLI refuses a repeated key "
-            f"(\"mapping key already defined\"), so merge the two" for key, first, line in loader.repeated))
-    return doc
 
 
 def _load_yaml(path: Path, what: str, display: Optional[str] = None) -> Any:
@@ -170,7 +186,7 @@ def stack_config_of(doc: Any, display: str, project: str) -> tuple[dict[str, str
         raw = {}
     if not isinstance(raw, dict):
         raise PreviewInputError(f"{display}: `config` got {_kind(raw)}; it must be a mapping of keys to values "
-                                f"(`  llmserving:environment: dev` lines, without a leading `- `)")
+                                f"(`llmserving:environment: dev` lines under `config:`, not `- ` list items)")
     config, secret_keys = {}, []
     for key, value in raw.items():
         # Keys without a namespace belong to the project, as the CLI reads them.
@@ -421,14 +437,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         extra = {"policy_config_file": Path(args.policy_config)} if args.policy_config else {}
         doc = preview(args.stack, stack_file=Path(args.stack_file) if args.stack_file else None, **extra)
     except (ConfigError, PlanError, PreviewInputError, PolicyConfigError, pr_ack.EventError) as e:
-        err.print(f"[red]error:[/] {e}", markup=True, soft_wrap=True)
+        _print_error(err, e)
         return EXIT_CONFIG
     except Exception as e:  # noqa: BLE001
         # A RunError from the program is a user mistake it caught itself.
         import pulumi
 
         if isinstance(e, pulumi.RunError):
-            err.print(f"[red]error:[/] {e}", soft_wrap=True)
+            _print_error(err, e)
             return EXIT_CONFIG
         traceback.print_exc()
         err.print("[red]internal error in the offline preview (a bug, not your config)[/]")
@@ -450,7 +466,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     used = args.policy_config or f"policies/config/{args.stack}.json"
     console.print(f"stack {args.stack}: {len(doc['resources'])} resources, ${doc['cost']['hourly_usd']:,.2f}/hour, "
                   f"{len(mandatory)} mandatory and {advisory} advisory policy violations"
-                  + f" (policy config {used})")
+                  + f" (policy config {used})", soft_wrap=True)
     if mandatory:
         return EXIT_MANDATORY
     if d is not None and d.unacknowledged:
@@ -458,6 +474,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                       f"(--allow-destructive TARGET, or the PR label/body line: docs/pr-previews.md)")
         return EXIT_DESTRUCTIVE
     return EXIT_OK
+
+
+def _print_error(console: Any, error: BaseException) -> None:
+    from rich.text import Text
+
+    # The message as plain text: keys such as models[0] or catalog.tiers['large'] are not markup.
+    console.print(Text.assemble(("error:", "red"), " ", str(error)), soft_wrap=True)
 
 
 def _read_base(path: str) -> dict:
