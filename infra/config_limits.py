@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from infra.config import StackConfig
 
 STACK_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 QUANTIZED = ("fp8", "awq", "gptq", "int8")
 
 
@@ -202,6 +203,13 @@ def limit_problems(c: "StackConfig", catalog: cat.Catalog, project: str) -> list
                          f"{m.pipeline_parallel} nodes ({k(f'models[{i}].pipelineParallel')} {m.pipeline_parallel}), "
                          f"and one Spot interruption takes the whole replica down; use 'on-demand'")
     p += _catalog_value_problems(c, catalog, k)
+    for name in c.catalog.instance_types:
+        if not INSTANCE_TYPE.match(name):
+            # components/ecs_gpu_cluster.py; EC2 instance type names look like g5.12xlarge.
+            p.append(f"{k(f'catalog.instanceTypes[{name!r}]')}: not an EC2 instance type name such as g5.12xlarge "
+                     f"(lowercase family, '.', size)")
+    if c.orchestrator == "ecs":
+        p += _ecs_task_problems(c, catalog, k, pools)
     reserved = PROGRAM_TAGS + (("model",) if c.orchestrator == "ecs" else ())
     for key, value in c.tags.items():
         where = k(f"tags.{key}")
@@ -301,4 +309,36 @@ def _catalog_value_problems(c: "StackConfig", catalog: cat.Catalog, k) -> list[s
                 p.append(f"{k(f'catalog.{table}[{key!r}].value')}: got {_fmt(value)}; {allowed}")
             elif bound.whole and value != int(value):
                 p.append(f"{k(f'catalog.{table}[{key!r}].value')}: got {_fmt(value)}; must be a whole number")
+    return p
+
+
+def _ecs_task_problems(c: "StackConfig", catalog: cat.Catalog, k, pools: dict) -> list[str]:
+    """An ECS task's /dev/shm must fit in its memory share of the pool's smallest instance type
+    (components/vllm_ecs_service.py task_resources; reachable with catalog overrides of memoryGib)."""
+    from types import SimpleNamespace
+
+    from components.vllm_ecs_service import task_resources
+    from infra import edge_catalog as ec
+
+    p = []
+    for i, m in enumerate(c.models):
+        if m.pool not in pools:
+            continue
+        j, pool = pools[m.pool]
+        types = [catalog.instance_types[t] for t in pool.instance_types if t in catalog.instance_types]
+        if not types:
+            continue
+        small = min(types, key=lambda t: (t.gpu_count, t.memory_gib, t.vcpus))
+        if m.tensor_parallel > small.gpu_count:
+            continue  # the capacity plan names this one
+        args = SimpleNamespace(instance_vcpus=small.vcpus, instance_memory_mib=int(small.memory_gib * 1024),
+                               resource_share=float(ec.ECS_DEFAULTS["instance_resource_share"].value),
+                               instance_gpus=small.gpu_count, gpus_per_task=m.tensor_parallel,
+                               shared_memory_mib_per_gpu=int(ec.ECS_DEFAULTS["shared_memory_mib_per_gpu"].value))
+        _, memory, shm = task_resources(args)
+        if shm >= memory:
+            t = pool.instance_types.index(small.name)
+            p.append(f"{k(f'gpuPools[{j}].instanceTypes[{t}]')}: got {small.name!r}; a task of "
+                     f"{k(f'models[{i}]')} ({m.tensor_parallel} GPU(s)) gets {memory} MiB of its memory but needs "
+                     f"{shm} MiB of /dev/shm alone; use an instance type with more memory per GPU")
     return p
