@@ -23,6 +23,7 @@ import functools
 import os
 import subprocess
 import sys
+import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,7 +146,7 @@ def _unwrap(annotation: Any) -> tuple[Any, bool]:
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if origin is list:
             is_list, annotation = True, args[0]
-        elif origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and len(args) == 1:
+        elif origin in (typing.Union, types.UnionType) and len(args) == 1:
             annotation = args[0]
         else:
             break

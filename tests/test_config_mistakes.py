@@ -12,7 +12,6 @@ file with gopkg.in/yaml.v3, whose decoder rejects repeated keys).
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -28,9 +27,6 @@ import yaml
 from infra import preview
 from infra.mockcloud import run_program
 from tests.harness import ROOT, one, inputs
-
-PROJECT_STACKS = ("dev", "prod", "large-use1-a")
-
 
 def _squash(text: str) -> str:
     return " ".join(text.split())
