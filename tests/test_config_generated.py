@@ -11,7 +11,7 @@ Each case runs the preview's own pre-resource path in-process (stack file
 text -> infra.preview.read_stack -> check_stack: config, capacity plan,
 platform checks: the functions the program calls before its first resource)
 and is classified the way `python -m infra.preview` classifies errors.
-Every fifth case also runs the program as the CLI runs it (runpy of infra/
+Every eighth case also runs the program as the CLI runs it (runpy of infra/
 under the mock engine), which must raise a RunError with the same message;
 a few go through the real command line in subprocesses.
 """
@@ -262,7 +262,7 @@ def test_generated_mistakes_exit_2_naming_the_mutated_key():
             if code != 2 or not names_key(message, case.key):
                 failures.append(f"{case.stack} {case.kind} {case.key}: exit {code}: {message[:300]}")
                 continue
-            if i % 5 == 0 and files is not None:
+            if i % 8 == 0 and files is not None:
                 # The program as the CLI runs it: the same message as a RunError.
                 try:
                     run_program(str(ROOT / "infra"), project=files.project, stack=case.stack, config=files.config,
@@ -276,7 +276,7 @@ def test_generated_mistakes_exit_2_naming_the_mutated_key():
     finally:
         os.chdir(cwd)
     assert not failures, f"{len(failures)} of {len(cases)} cases:\n" + "\n".join(failures[:40])
-    assert program_checked > len(cases) // 6
+    assert program_checked > len(cases) // 9
 
 
 def test_a_few_generated_mistakes_through_the_real_command_line(tmp_path):

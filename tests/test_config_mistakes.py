@@ -287,16 +287,30 @@ def test_missing_policy_config_names_the_file_and_the_command_that_generates_it(
     assert json.loads(generated.read_text())["gpu-max-total"]["maxGpusTotal"] == 16
 
 
-def test_the_summary_says_which_policy_config_judged_the_stack(tmp_path, capsys):
+def test_the_summary_says_which_policy_config_judged_the_stack(tmp_path, capsys, monkeypatch):
     from infra import policy_config
 
     path = write(tmp_path, "staging-blue", stack_doc("dev"))
     generated = tmp_path / "staging-blue.json"
     generated.write_text(policy_config.render("staging-blue", stack_file=path))
-    code, out, err = run_main(capsys, "--stack", "staging-blue", "--stack-file", str(path), "--quiet",
-                              "--policy-config", str(generated))
-    assert code == 0, err
-    assert out.strip().endswith(f"policy violations (policy config {generated})")
+    # --policy-config is what the pack is configured with (as `pulumi preview --policy-pack-config`).
+    files = preview.read_stack(ROOT, "staging-blue", path, policy_config_file=generated)
+    assert files.policy_config == json.loads(generated.read_text()) and files.policy_config_path == generated
+    seen = {}
+
+    def fake_preview(stack, stack_file=None, policy_config_file=None):  # the full run is tested elsewhere
+        seen.update(stack=stack, policy_config_file=policy_config_file)
+        return {"resources": [], "cost": {"hourly_usd": 0.0}, "policy": {"violations": []}}
+
+    monkeypatch.setattr(preview, "preview", fake_preview)
+    for extra, used in ((["--policy-config", str(generated)], str(generated)), ([], "policies/config/dev.json")):
+        stack = "staging-blue" if extra else "dev"
+        code, out, _ = run_main(capsys, "--stack", stack, "--stack-file", str(path), "--quiet", *extra)
+        assert code == 0
+        assert out.strip() == (f"stack {stack}: 0 resources, $0.00/hour, 0 mandatory and 0 advisory policy "
+                               f"violations (policy config {used})")
+    with pytest.raises(preview.PreviewInputError, match="--policy-config: nope.json does not exist"):
+        preview.read_stack(ROOT, "dev", policy_config_file=Path("nope.json"))
 
 
 def test_policy_config_generator_refuses_a_bad_stack_with_the_preview_message(tmp_path, capsys):
