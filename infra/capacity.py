@@ -197,16 +197,18 @@ def replica_throughput(settings: Settings, model: ModelConfig, instance: cat.Ins
     return tps, basis, fp8_compute
 
 
-def _placement_problem(key: str, m: ModelConfig, instance: cat.InstanceType, tp: int, pp: int) -> str | None:
+def _placement_problem(key: str, m: ModelConfig, instance: cat.InstanceType, tp: int, pp: int,
+                       instance_key: str) -> str | None:
     if tp > instance.gpu_count:
         return (f"{key}.tensorParallel: got {tp}; {instance.name} has {instance.gpu_count} GPUs per node, "
-                f"so tensorParallel must be at most {instance.gpu_count}")
+                f"so tensorParallel must be at most {instance.gpu_count} ({instance_key})")
     if pp > 1 and tp != instance.gpu_count:
-        return (f"{key}.tensorParallel: got {tp}; a model split across nodes (pipelineParallel {pp}) "
-                f"uses every GPU of each node, so tensorParallel must equal {instance.gpu_count} on {instance.name}")
+        return (f"{key}.tensorParallel: got {tp}; a model split across nodes ({key}.pipelineParallel {pp}) "
+                f"uses every GPU of each node, so tensorParallel must equal {instance.gpu_count} on {instance.name} "
+                f"({instance_key})")
     if pp > 1 and not instance.efa:
         return (f"{key}.pipelineParallel: got {pp}; {instance.name} has no EFA, and a model split across "
-                f"nodes needs it; use p4d, p4de or p5")
+                f"nodes needs it; use p4d, p4de or p5 ({instance_key})")
     return None
 
 
@@ -219,9 +221,11 @@ def plan(settings: Settings) -> Plan:
     model_plans: list[ModelPlan] = []
     even_share = 1.0 / len(cfg.models)
 
+    pool_index = {p.name: j for j, p in enumerate(cfg.gpu_pools)}
     for i, m in enumerate(cfg.models):
         key = f"{settings.project}:models[{i}]"
         pool = settings.pool(m.pool)
+        types_key = f"{settings.project}:gpuPools[{pool_index[pool.name]}].instanceTypes"
         # Sized on the pool's first instance type; a replica may land on any
         # of them, so parallelism and memory must work on every one.
         instance = c.instance(pool.instance_types[0])
@@ -233,17 +237,18 @@ def plan(settings: Settings) -> Plan:
         min_seqs = int(c.assumption("kv_cache_min_sequences"))
         kv = kv_bytes_per_token(settings, m) * m.max_model_len * min_seqs / 1e9
         fits = True
-        for other_name in pool.instance_types:
+        for j, other_name in enumerate(pool.instance_types):
             other = c.instance(other_name)
-            problem = _placement_problem(key, m, other, tp, pp)
+            problem = _placement_problem(key, m, other, tp, pp, f"{types_key}[{j}]")
             if problem is None:
                 other_gpu = c.gpu_of(other)
                 have = other_gpu.memory_gb * gpus_per_replica * util
                 if w + kv > have:
                     problem = (
-                        f"model {m.name!r} does not fit: needs {w + kv:,.0f} GB (weights {w:,.0f} GB in {m.precision} + "
-                        f"KV cache {kv:,.0f} GB for {min_seqs} x {m.max_model_len:,} tokens) but a replica of TP {tp} x "
-                        f"PP {pp} on {other.name} has {have:,.0f} GB ({gpus_per_replica} x {other_gpu.memory_gb:g} GB "
+                        f"{key}: model {m.name!r} does not fit {other.name} ({types_key}[{j}]): it needs "
+                        f"{w + kv:,.0f} GB (weights {w:,.0f} GB in {m.precision} + KV cache {kv:,.0f} GB for "
+                        f"{min_seqs} x {m.max_model_len:,} tokens of maxModelLen) but a replica of TP {tp} x PP {pp} "
+                        f"on {other.name} has {have:,.0f} GB ({gpus_per_replica} x {other_gpu.memory_gb:g} GB "
                         f"{other_gpu.name} x {util:g} gpu memory utilization); use more or larger GPUs, a smaller "
                         f"precision or a shorter maxModelLen")
             if problem:
@@ -314,6 +319,8 @@ def plan(settings: Settings) -> Plan:
             gpus=nodes * instance.gpu_count, max_gpus=pool.max_nodes * max(t.gpu_count for t in types),
             usd_per_node_hour=price, hourly_usd=hourly, max_hourly_usd=pool.max_nodes * worst, price_basis=basis,
         ))
+    if not problems:
+        problems += _limit_problems(settings, pool_plans)
     if problems:
         raise PlanError(problems)
 
@@ -326,3 +333,37 @@ def plan(settings: Settings) -> Plan:
         gpus_total=sum(p.gpus for p in pool_plans), max_gpus_total=sum(p.max_gpus for p in pool_plans),
         hourly_usd=hourly, monthly_usd=hourly * hours, max_hourly_usd=max_hourly, max_monthly_usd=max_hourly * hours,
     )
+
+
+def _limit_problems(settings: Settings, pools: list[PoolPlan]) -> list[str]:
+    """The stack's own GPU limits and hourly budget against what the plan needs (before any resource exists).
+
+    The policy pack judges the worst case (every pool at maxNodes) against the
+    reviewed policy config; these catch a plan that breaks the stack's own
+    figures even at its planned size.
+    """
+    cfg = settings.config
+    k = lambda path: f"{settings.project}:{path}"  # noqa: E731
+    problems = []
+    index = {p.name: i for i, p in enumerate(cfg.gpu_pools)}
+    for pp in pools:
+        if pp.gpus > cfg.gpu_limits.max_gpus_per_pool:
+            problems.append(f"{k('gpuLimits.maxGpusPerPool')}: got {cfg.gpu_limits.max_gpus_per_pool}; pool {pp.pool!r} "
+                            f"is planned at {pp.gpus} GPUs ({pp.nodes} x {pp.instance_type}) "
+                            f"({k(f'gpuPools[{index[pp.pool]}]')})")
+    total = sum(pp.gpus for pp in pools)
+    if total > cfg.gpu_limits.max_gpus_total:
+        parts = ", ".join(f"{pp.pool} {pp.gpus}" for pp in pools)
+        problems.append(f"{k('gpuLimits.maxGpusTotal')}: got {cfg.gpu_limits.max_gpus_total}; the plan needs {total} "
+                        f"GPUs ({parts}); raise it or lower the scale")
+    hourly = sum(pp.hourly_usd for pp in pools)
+    if hourly > cfg.budget.hourly_usd + 1e-9:
+        parts = ", ".join(f"{pp.pool} ${pp.hourly_usd:,.2f}" for pp in pools)
+        problems.append(f"{k('budget.hourlyUsd')}: got {cfg.budget.hourly_usd:g}; the plan costs ${hourly:,.2f}/hour "
+                        f"({parts}); raise it or lower the scale")
+    monthly = hourly * settings.catalog.assumption("hours_per_month")
+    if monthly > cfg.budget.monthly_usd + 1e-9:
+        problems.append(f"{k('budget.monthlyUsd')}: got {cfg.budget.monthly_usd:g}; the plan costs ${monthly:,.2f}/month "
+                        f"(${hourly:,.2f}/hour x {settings.catalog.assumption('hours_per_month'):g} hours), so the "
+                        f"budget's alerts would fire every month; raise it or lower the scale")
+    return problems

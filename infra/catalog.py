@@ -23,9 +23,9 @@ class _Row(BaseModel):
 
 class Gpu(_Row):
     name: str
-    memory_gb: float
-    memory_bandwidth_gbs: float
-    compute_capability: float
+    memory_gb: float = Field(gt=0, le=10_000)
+    memory_bandwidth_gbs: float = Field(gt=0, le=1_000_000)
+    compute_capability: float = Field(ge=0, le=100)
     source: str
     as_of: str
 
@@ -34,12 +34,12 @@ class InstanceType(_Row):
     name: str
     family: str
     gpu: str
-    gpu_count: int
-    vcpus: int
-    memory_gib: float
+    gpu_count: int = Field(ge=1, le=64)
+    vcpus: int = Field(ge=1, le=10_000)
+    memory_gib: float = Field(gt=0, le=1_000_000)
     efa: bool
-    max_efa_interfaces: int = 0
-    on_demand_usd_per_hour: float
+    max_efa_interfaces: int = Field(default=0, ge=0, le=64)
+    on_demand_usd_per_hour: float = Field(gt=0, le=100_000)
     spot_discount: float = Field(ge=0, lt=1)
     source: str
     as_of: str
@@ -47,13 +47,17 @@ class InstanceType(_Row):
 
 
 class ModelArchitecture(_Row):
-    parameters_billion: float
-    layers: int
-    kv_heads: int
-    head_dim: int
+    parameters_billion: float = Field(gt=0, le=5000)
+    layers: int = Field(ge=1, le=1000)
+    kv_heads: int = Field(ge=1, le=1024)
+    head_dim: int = Field(ge=1, le=1024)
     # Precision the checkpoint ships in; a pre-quantized checkpoint needs no
     # runtime quantization flag.
     checkpoint_precision: Precision = "bf16"
+    # Context window in tokens: max_position_embeddings of the model's
+    # config.json, which vLLM will not exceed with --max-model-len
+    # (vllm/config/model.py _get_and_verify_max_len). None: not known.
+    context_length: int | None = Field(default=None, ge=256, le=10_000_000)
     source: str
     as_of: str
 
@@ -66,11 +70,11 @@ class ThroughputAnchor(_Row):
     """A measured serving figure the planner scales from (see capacity.py)."""
 
     model: str
-    parameters_billion: float
+    parameters_billion: float = Field(gt=0, le=5000)
     precision: Precision
     gpu: str
-    gpu_count: int
-    tokens_per_second: float
+    gpu_count: int = Field(ge=1, le=64)
+    tokens_per_second: float = Field(gt=0)
     source: str
     as_of: str
 
@@ -142,16 +146,19 @@ INSTANCE_TYPES: dict[str, InstanceType] = {
 }
 
 _HF = "Hugging Face model card and config.json"
+# context_length: config.json max_position_embeddings (Llama 3.1: 131072; Mistral 7B v0.3 and the
+# Qwen2.5 Instruct models: 32768, their 128K needs YaRN rope scaling added to config.json).
+_CTX_LLAMA31, _CTX_32K = 131072, 32768
 MODELS: dict[str, ModelArchitecture] = {
-    "meta-llama/Llama-3.1-8B-Instruct": ModelArchitecture(parameters_billion=8.03, layers=32, kv_heads=8, head_dim=128, source=_HF, as_of="2024-07"),
-    "meta-llama/Llama-3.1-70B-Instruct": ModelArchitecture(parameters_billion=70.6, layers=80, kv_heads=8, head_dim=128, source=_HF, as_of="2024-07"),
-    "RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8": ModelArchitecture(parameters_billion=70.6, layers=80, kv_heads=8, head_dim=128, checkpoint_precision="fp8", source=_HF, as_of="2024-08"),
-    "hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4": ModelArchitecture(parameters_billion=70.6, layers=80, kv_heads=8, head_dim=128, checkpoint_precision="awq", source=_HF, as_of="2024-08"),
-    "meta-llama/Llama-3.1-405B-Instruct": ModelArchitecture(parameters_billion=405.9, layers=126, kv_heads=8, head_dim=128, source=_HF, as_of="2024-07"),
-    "meta-llama/Llama-3.1-405B-Instruct-FP8": ModelArchitecture(parameters_billion=405.9, layers=126, kv_heads=8, head_dim=128, checkpoint_precision="fp8", source=_HF, as_of="2024-07"),
-    "mistralai/Mistral-7B-Instruct-v0.3": ModelArchitecture(parameters_billion=7.25, layers=32, kv_heads=8, head_dim=128, source=_HF, as_of="2024-05"),
-    "Qwen/Qwen2.5-7B-Instruct": ModelArchitecture(parameters_billion=7.62, layers=28, kv_heads=4, head_dim=128, source=_HF, as_of="2024-09"),
-    "Qwen/Qwen2.5-3B-Instruct": ModelArchitecture(parameters_billion=3.09, layers=36, kv_heads=2, head_dim=128, source=_HF, as_of="2024-09"),
+    "meta-llama/Llama-3.1-8B-Instruct": ModelArchitecture(parameters_billion=8.03, layers=32, kv_heads=8, head_dim=128, context_length=_CTX_LLAMA31, source=_HF, as_of="2024-07"),
+    "meta-llama/Llama-3.1-70B-Instruct": ModelArchitecture(parameters_billion=70.6, layers=80, kv_heads=8, head_dim=128, context_length=_CTX_LLAMA31, source=_HF, as_of="2024-07"),
+    "RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8": ModelArchitecture(parameters_billion=70.6, layers=80, kv_heads=8, head_dim=128, checkpoint_precision="fp8", context_length=_CTX_LLAMA31, source=_HF, as_of="2024-08"),
+    "hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4": ModelArchitecture(parameters_billion=70.6, layers=80, kv_heads=8, head_dim=128, checkpoint_precision="awq", context_length=_CTX_LLAMA31, source=_HF, as_of="2024-08"),
+    "meta-llama/Llama-3.1-405B-Instruct": ModelArchitecture(parameters_billion=405.9, layers=126, kv_heads=8, head_dim=128, context_length=_CTX_LLAMA31, source=_HF, as_of="2024-07"),
+    "meta-llama/Llama-3.1-405B-Instruct-FP8": ModelArchitecture(parameters_billion=405.9, layers=126, kv_heads=8, head_dim=128, checkpoint_precision="fp8", context_length=_CTX_LLAMA31, source=_HF, as_of="2024-07"),
+    "mistralai/Mistral-7B-Instruct-v0.3": ModelArchitecture(parameters_billion=7.25, layers=32, kv_heads=8, head_dim=128, context_length=_CTX_32K, source=_HF, as_of="2024-05"),
+    "Qwen/Qwen2.5-7B-Instruct": ModelArchitecture(parameters_billion=7.62, layers=28, kv_heads=4, head_dim=128, context_length=_CTX_32K, source=_HF, as_of="2024-09"),
+    "Qwen/Qwen2.5-3B-Instruct": ModelArchitecture(parameters_billion=3.09, layers=36, kv_heads=2, head_dim=128, context_length=_CTX_32K, source=_HF, as_of="2024-09"),
 }
 
 # Bytes each weight takes in GPU memory. AWQ/GPTQ are 4-bit; group scales add

@@ -36,6 +36,7 @@ HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 # vLLM's allowed --max-lora-rank values (vllm/config/lora.py).
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
+K8S_NAMESPACE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 ACM_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}$")
 
 
@@ -45,6 +46,41 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]):
         self.problems = problems
         super().__init__("invalid stack configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+# The offline preview replaces each `secure:` value with this prefix + its key
+# (infra/preview.py); the real CLI hands the program the decrypted text.
+SECRET_PLACEHOLDER = "offline-placeholder-for-"
+_NO_VALUE = object()
+
+
+class KeyedProblems(ValueError):
+    """Problems a validator pins to exact keys at or below the value it checks.
+
+    Items are (key relative to that value, e.g. "minReplicas" or "[3].id"; the
+    bad value, or _NO_VALUE; what is wrong). "{here}" in a message becomes
+    the full key of the checked value, so a cross-field rule names the other
+    key in full (e.g. "{here}.maxReplicas").
+    """
+
+    def __init__(self, items: list[tuple[str, Any, str]]):
+        self.items = list(items)
+        super().__init__("; ".join(f"{k}: {m}" for k, _, m in self.items))
+
+
+def _cidr_problem(value: str, *, ipv4: bool = False) -> Optional[str]:
+    """Why `value` is not a network CIDR (host bits set: name the network address), or None."""
+    try:
+        net = ipaddress.ip_network(value)
+    except ValueError:
+        try:
+            net = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            return "is not a CIDR such as 10.0.0.0/16" if ipv4 else "is not a CIDR such as 203.0.113.0/24"
+        return f"has host bits set; the network address is {net}"
+    if ipv4 and net.version != 4:
+        return "must be an IPv4 CIDR such as 10.0.0.0/16"
+    return None
 
 
 class _Strict(BaseModel):
@@ -65,30 +101,40 @@ class NetworkConfig(_Strict):
     @field_validator("vpc_cidr")
     @classmethod
     def _cidr(cls, v: str) -> str:
-        try:
-            net = ipaddress.ip_network(v)
-        except ValueError:
-            raise ValueError("must be an IPv4 CIDR such as 10.0.0.0/16")
-        if net.version != 4 or not 16 <= net.prefixlen <= 20:
+        problem = _cidr_problem(v, ipv4=True)
+        if problem:
+            raise ValueError(problem)
+        if not 16 <= ipaddress.ip_network(v).prefixlen <= 20:
             raise ValueError("must be an IPv4 CIDR with a prefix between /16 and /20")
         return v
 
     @field_validator("api_public_cidrs")
     @classmethod
     def _public_cidrs(cls, v: list[str]) -> list[str]:
-        for c in v:
-            try:
-                net = ipaddress.ip_network(c)
-            except ValueError:
-                raise ValueError(f"{c!r} is not a CIDR")
-            if net.prefixlen == 0:
-                raise ValueError(f"{c!r} opens the API to the internet; list your office or VPN CIDRs")
+        items = []
+        for i, c in enumerate(v):
+            problem = _cidr_problem(c)
+            if problem is None and ipaddress.ip_network(c).prefixlen == 0:
+                problem = "opens the API to the internet; list your office or VPN CIDRs"
+            if problem:
+                items.append((f"[{i}]", c, problem))
+        if items:
+            raise KeyedProblems(items)
         return v
 
     @model_validator(mode="after")
     def _zones(self):
-        if self.zones is not None and len(self.zones) != self.zone_count:
-            raise ValueError(f"zones lists {len(self.zones)} zones but zoneCount is {self.zone_count}")
+        if self.zones is not None:
+            items = []
+            if len(self.zones) != self.zone_count:
+                items.append(("zones", self.zones, f"lists {len(self.zones)} zones but {{here}}.zoneCount is "
+                                                   f"{self.zone_count}"))
+            for i, z in enumerate(self.zones):
+                if z in self.zones[:i]:
+                    items.append((f"zones[{i}]", z, f"repeats {{here}}.zones[{self.zones.index(z)}]; "
+                                                    f"each subnet pair needs its own zone"))
+            if items:
+                raise KeyedProblems(items)
         return self
 
 
@@ -103,7 +149,8 @@ class ScaleConfig(_Strict):
     @model_validator(mode="after")
     def _one_target(self):
         if self.tier is None and self.users is None and self.target_tokens_per_second is None:
-            raise ValueError("set tier (small, medium or large), users, or targetTokensPerSecond")
+            raise KeyedProblems([("tier", _NO_VALUE, "required key is missing; set {here}.tier (small, medium or "
+                                                     "large), {here}.users or {here}.targetTokensPerSecond")])
         return self
 
 
@@ -111,6 +158,8 @@ class Architecture(_Strict):
     layers: int = Field(ge=1, le=1000)
     kv_heads: int = Field(ge=1, le=1024)
     head_dim: int = Field(ge=1, le=1024)
+    # max_position_embeddings of the model's config.json; maxModelLen may not exceed it.
+    context_length: Optional[int] = Field(default=None, ge=256, le=10_000_000)
 
 
 class Batching(_Strict):
@@ -161,7 +210,8 @@ class ModelConfig(_Strict):
     @model_validator(mode="after")
     def _replicas(self):
         if self.min_replicas > self.max_replicas:
-            raise ValueError(f"minReplicas {self.min_replicas} is above maxReplicas {self.max_replicas}")
+            raise KeyedProblems([("minReplicas", self.min_replicas,
+                                  f"must be at most {{here}}.maxReplicas ({self.max_replicas})")])
         return self
 
 
@@ -186,7 +236,7 @@ class GpuPoolConfig(_Strict):
     @model_validator(mode="after")
     def _sizes(self):
         if self.min_nodes > self.max_nodes:
-            raise ValueError(f"minNodes {self.min_nodes} is above maxNodes {self.max_nodes}")
+            raise KeyedProblems([("minNodes", self.min_nodes, f"must be at most {{here}}.maxNodes ({self.max_nodes})")])
         return self
 
 
@@ -204,11 +254,15 @@ class Tenant(_Strict):
     @field_validator("adapters")
     @classmethod
     def _adapters(cls, v: list[str]) -> list[str]:
-        for a in v:
+        items = []
+        for i, a in enumerate(v):
             if not DNS_LABEL.match(a):
-                raise ValueError(f"adapter name {a!r} must be a DNS label (it is the OpenAI `model` a client sends)")
-        if len(set(v)) != len(v):
-            raise ValueError("adapter names repeat")
+                items.append((f"[{i}]", a, "must be a DNS label of at most 40 characters (it is the OpenAI `model` "
+                                           "a client sends)"))
+            elif a in v[:i]:
+                items.append((f"[{i}]", a, f"repeats {{here}}[{v.index(a)}]"))
+        if items:
+            raise KeyedProblems(items)
         return v
 
 
@@ -232,18 +286,27 @@ class LoraConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self):
+        items = []
         if self.enabled and not self.base_model:
-            raise ValueError("baseModel is required when LoRA is enabled")
+            items.append(("baseModel", _NO_VALUE, "required key is missing; with {here}.enabled true, name the model "
+                                                  "that serves the adapters"))
         if self.max_cpu_loras is not None and self.max_cpu_loras < self.max_loras:
-            raise ValueError(f"maxCpuLoras {self.max_cpu_loras} must be at least maxLoras {self.max_loras}")
-        ids = [t.id for t in self.tenants]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"tenant ids repeat: {', '.join(dupes)}")
-        names = [a for t in self.tenants for a in t.adapters]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"adapter names must be unique across tenants (they are the served model names): {', '.join(dupes)}")
+            items.append(("maxCpuLoras", self.max_cpu_loras, f"must be at least {{here}}.maxLoras ({self.max_loras})"))
+        first_id: dict[str, int] = {}
+        first_adapter: dict[str, str] = {}
+        for i, t in enumerate(self.tenants):
+            if t.id in first_id:
+                items.append((f"tenants[{i}].id", t.id, f"repeats {{here}}.tenants[{first_id[t.id]}].id; "
+                                                        f"tenant ids must be unique"))
+            first_id.setdefault(t.id, i)
+            for j, a in enumerate(t.adapters):
+                where = f"tenants[{i}].adapters[{j}]"
+                if a in first_adapter and not first_adapter[a].startswith(f"tenants[{i}]."):
+                    items.append((where, a, f"also in {{here}}.{first_adapter[a]}; adapter names are the served "
+                                            f"model names and must be unique across tenants"))
+                first_adapter.setdefault(a, where)
+        if items:
+            raise KeyedProblems(items)
         return self
 
 
@@ -256,16 +319,32 @@ class BudgetConfig(_Strict):
     @field_validator("alert_thresholds_percent")
     @classmethod
     def _thresholds(cls, v: list[int]) -> list[int]:
-        if not v or any(not 1 <= t <= 500 for t in v):
+        if not v:
             raise ValueError("must list percentages between 1 and 500")
+        items = [(f"[{i}]", t, "must be a percentage between 1 and 500") for i, t in enumerate(v) if not 1 <= t <= 500]
+        # components/budget.py: AWS Budgets allows 5 notifications per budget, and the
+        # stack budget adds a forecast alert to the thresholds.
+        from components.budget import MAX_NOTIFICATIONS
+        if len(set(v)) > MAX_NOTIFICATIONS - 1:
+            items.append(("", v, f"{len(set(v))} thresholds plus the forecast alert the stack budget adds; AWS Budgets "
+                                 f"allows {MAX_NOTIFICATIONS} notifications per budget, so list at most "
+                                 f"{MAX_NOTIFICATIONS - 1}"))
+        if items:
+            raise KeyedProblems(items)
         return sorted(set(v))
 
     @field_validator("notify_emails")
     @classmethod
     def _emails(cls, v: list[str]) -> list[str]:
-        for e in v:
-            if not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", e):
-                raise ValueError(f"{e!r} is not an email address")
+        items = [(f"[{i}]", e, "is not an email address") for i, e in enumerate(v)
+                 if not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", e)]
+        # components/budget.py: AWS Budgets allows 10 e-mail subscribers per notification.
+        from components.budget import MAX_EMAILS
+        if len(v) > MAX_EMAILS:
+            items.append(("", v, f"{len(v)} addresses; AWS Budgets allows {MAX_EMAILS} e-mail subscribers per "
+                                 f"notification (use a mailing list)"))
+        if items:
+            raise KeyedProblems(items)
         return v
 
 
@@ -320,6 +399,23 @@ class ServingConfig(_Strict):
     def _url(cls, v: Optional[str]) -> Optional[str]:
         if v is not None and not re.match(r"^https?://[^\s/]+", v):
             raise ValueError("must be an http(s) URL such as http://prometheus.monitoring.svc:9090")
+        return v
+
+    @field_validator("prometheus_namespace")
+    @classmethod
+    def _namespace(cls, v: str) -> str:
+        # NetworkPolicies admit the scraper by this namespace's name (components/model_router.py).
+        if not K8S_NAMESPACE.match(v):
+            raise ValueError("must be a Kubernetes namespace name: lowercase letters, digits and '-', at most 63")
+        return v
+
+    @field_validator("figures")
+    @classmethod
+    def _figures(cls, v: dict[str, float]) -> dict[str, float]:
+        from infra.config_limits import figure_problems
+        items = figure_problems(v)
+        if items:
+            raise KeyedProblems(items)
         return v
 
 
@@ -416,11 +512,9 @@ class IngressConfig(_Strict):
     def _cidrs(cls, v: list[str]) -> list[str]:
         if not v:
             raise ValueError("must list at least one CIDR (0.0.0.0/0 for a public API)")
-        for c in v:
-            try:
-                ipaddress.ip_network(c)
-            except ValueError:
-                raise ValueError(f"{c!r} is not a CIDR")
+        items = [(f"[{i}]", c, problem) for i, c in enumerate(v) if (problem := _cidr_problem(c))]
+        if items:
+            raise KeyedProblems(items)
         return v
 
 
@@ -443,6 +537,17 @@ class EcsConfig(_Strict):
     def _image(cls, v: str) -> str:
         if not re.match(r"^[a-z0-9./_-]+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$", v) or v.endswith(":latest"):
             raise ValueError("must be an image pinned to a tag or digest (never :latest), e.g. vllm/vllm-openai:v0.11.1")
+        return v
+
+    @field_validator("load_grace_period_seconds")
+    @classmethod
+    def _grace(cls, v: int) -> int:
+        # components/vllm_ecs_service.py: the grace period must cover the container
+        # health check's start period (infra/edge_catalog.py ECS_DEFAULTS).
+        start = int(_edge.ECS_DEFAULTS["health_check_start_period_seconds"].value)
+        if v < start:
+            raise ValueError(f"must be at least {start}, the container health check's start period; the load "
+                             f"balancer would count a loading model as unhealthy")
         return v
 
 
@@ -509,6 +614,10 @@ class StackConfig(_Strict):
     @classmethod
     def _k8s(cls, v: str) -> str:
         if not re.match(r"^1\.(2[89]|3[0-9])$", v):
+            if v == "1.3":
+                # The CLI reads an unquoted 1.30 as the number 1.3 and hands the program "1.3".
+                raise ValueError(f"must be an EKS Kubernetes version from 1.28 to 1.39; YAML reads an unquoted "
+                                 f"{v}0 as the number {v}, so quote it: kubernetesVersion: \"{v}0\"")
             raise ValueError("must be an EKS Kubernetes version from 1.28 to 1.39, e.g. '1.33'")
         return v
 
@@ -547,6 +656,13 @@ def _display_loc(prefix: str, loc: tuple) -> str:
     return out
 
 
+def _join(base: str, rel: str) -> str:
+    """The full key of `rel` ("minReplicas", "[3].id", "") below the key `base`."""
+    if not rel or rel.startswith("["):
+        return base + rel
+    return base + ("." if ":" in base else ":") + rel
+
+
 def _model_at(model: type[BaseModel], loc: tuple) -> Optional[type[BaseModel]]:
     """The pydantic model class that holds the field at `loc` (for listing allowed keys)."""
     current: Any = model
@@ -568,29 +684,96 @@ def _model_at(model: type[BaseModel], loc: tuple) -> Optional[type[BaseModel]]:
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
+def _keys_of(model: type[BaseModel]) -> list[str]:
+    return sorted(f.alias or n for n, f in model.model_fields.items())
+
+
 def _short(value: Any) -> str:
+    """The value as the message shows it: scalars in full, sections summarised (never a JSON dump)."""
+    if value is None:
+        return "no value"
+    if isinstance(value, dict):
+        keys = list(value)
+        return ("a mapping with keys " + ", ".join(map(str, keys[:6])) + (", ..." if len(keys) > 6 else "")
+                if keys else "an empty mapping")
+    if isinstance(value, list):
+        if all(not isinstance(v, (dict, list)) for v in value):
+            text = json.dumps(value, default=str)
+            if len(text) <= 80:
+                return text
+        return f"a list of {len(value)} item{'s' if len(value) != 1 else ''}"
+    if isinstance(value, str) and value.startswith(SECRET_PLACEHOLDER):
+        return "a secret"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+# Top-level keys people put under the project that belong to the AWS provider.
+_AWS_KEYS_HINT = {"region": "aws:region", "profile": "aws:profile", "defaultTags": "aws:defaultTags"}
+# Plain-language replacements for pydantic's type messages (which name Python classes).
+_TYPE_MESSAGES = {
+    "int_parsing": "must be a whole number", "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number", "float_parsing": "must be a number", "float_type": "must be a number",
+    "bool_parsing": "must be true or false", "bool_type": "must be true or false",
+    "string_type": "must be text", "list_type": "must be a list", "dict_type": "must be a mapping of names to values",
+}
 
 
 def _problems(error: ValidationError, root: type[BaseModel], prefix: str) -> list[str]:
     problems = []
     for e in error.errors():
         loc = tuple(e["loc"])
+        where = _display_loc(prefix, loc)
+        value = e.get("input")
+        cause = (e.get("ctx") or {}).get("error")
+        if isinstance(cause, KeyedProblems):
+            for rel, bad, msg in cause.items:
+                msg = msg.replace("{here}", where)
+                problems.append(f"{_join(where, rel)}: {msg}" if bad is _NO_VALUE
+                                else f"{_join(where, rel)}: got {_short(bad)}; {msg}")
+            continue
         if e["type"] == "extra_forbidden":
             holder = _model_at(root, loc)
-            allowed = sorted(f.alias or n for n, f in holder.model_fields.items()) if holder else []
+            allowed = _keys_of(holder) if holder else []
+            if holder is StackConfig:
+                allowed = sorted(allowed + list(SECRET_KEYS))
             hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+            aws = _AWS_KEYS_HINT.get(str(loc[-1])) if len(loc) == 1 and holder is root else None
             problems.append(
-                f"{_display_loc(prefix, loc)}: unknown key {loc[-1]!r}"
+                f"{where}: unknown key {loc[-1]!r}"
                 + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + (f"; it is the AWS provider's setting: set {aws} (not under {prefix}:)" if aws else "")
                 + (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
             )
         elif e["type"] == "missing":
-            problems.append(f"{_display_loc(prefix, loc)}: required key is missing")
+            problems.append(f"{where}: required key is missing")
+        elif isinstance(value, str) and value.startswith(SECRET_PLACEHOLDER):
+            problems.append(f"{where}: is a secret (secure:), which the offline preview cannot decrypt, and no stand-in "
+                            f"that passes this key's check is known (infra/config.py SECRET_STAND_INS); keep this key "
+                            f"in plain text or add a stand-in")
+        elif e["type"] in ("model_type", "model_attributes_type"):
+            section = _model_at(root, loc + ("_",))
+            keys = f" with keys such as {', '.join(_keys_of(section))}" if section else ""
+            if value in ("", None):
+                holder = _model_at(root, loc)
+                field = next((f for n, f in holder.model_fields.items() if loc[-1] in (n, f.alias)), None) if holder else None
+                optional = field is not None and not field.is_required()
+                problems.append(f"{where}: has no value (an empty entry); it must be a mapping{keys}"
+                                + (", or leave the key out for the defaults" if optional else ""))
+            else:
+                problems.append(f"{where}: got {_short(value)}; must be a mapping{keys}")
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            problems.append(f"{_display_loc(prefix, loc)}: got {_short(e['input'])}; {msg}")
+            if e["type"] in _TYPE_MESSAGES:
+                msg = _TYPE_MESSAGES[e["type"]]
+                if e["type"] == "string_type" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    msg += f" (YAML read it as a number; quote it, e.g. \"{value}\")"
+            if value in ("", None) and e["type"] not in ("list_type", "dict_type"):
+                problems.append(f"{where}: has no value (an empty entry); {msg}")
+            else:
+                problems.append(f"{where}: got {_short(value)}; {msg}")
     return problems
 
 
@@ -608,6 +791,69 @@ def _parse_value(raw: Any) -> Any:
     return raw
 
 
+# Namespaces whose keys this program does not read itself but which are valid:
+# the providers it creates (their own config keys) and the engine's.
+OTHER_NAMESPACES = ("aws", "kubernetes", "eks", "pulumi")
+
+
+def _aws_provider_keys() -> frozenset[str]:
+    """Config keys of the pinned pulumi-aws provider (from its generated config module)."""
+    from infra.config_limits import aws_provider_keys
+    return aws_provider_keys()
+
+
+def _namespace_problems(raw_config: dict[str, Any], project: str) -> list[str]:
+    problems = []
+    known = {f.alias or n for n, f in StackConfig.model_fields.items()} | set(SECRET_KEYS)
+    for key in sorted(raw_config):
+        ns, _, name = key.partition(":")
+        if not name or ns == project or (ns in OTHER_NAMESPACES and ns != "aws"):
+            continue
+        if ns == "aws":
+            allowed = _aws_provider_keys()
+            if allowed and name not in allowed:
+                hint = difflib.get_close_matches(name, sorted(allowed), n=1)
+                problems.append(f"{key}: unknown key {name!r} of the AWS provider"
+                                + (f" (did you mean 'aws:{hint[0]}'?)" if hint else "")
+                                + (f"; this project's settings live under {project}:{name}" if name in known else ""))
+            continue
+        hint = f"; did you mean '{project}:{name}'?" if name in known else ""
+        problems.append(f"{key}: namespace {ns!r} is not read by this program (project {project!r}: its settings "
+                        f"live under {project}:, providers' under {', '.join(n + ':' for n in OTHER_NAMESPACES)})"
+                        + hint)
+    return problems
+
+
+# Stand-ins for secrets at nested paths in the offline preview: each passes
+# the key's own check, so a valid stack is not rejected because the preview
+# cannot decrypt. Keys are alias paths with [] for list items.
+SECRET_STAND_INS: dict[str, Any] = {
+    "budget.notifyEmails[]": "secret-address@example.com",
+    "eks.adminRoleArns[]": "arn:aws:iam::123456789012:role/offline-secret-stand-in",
+    "adapterStore.writerPrincipalArns[]": "arn:aws:iam::123456789012:role/offline-secret-stand-in",
+    "ingress.certificateArn": lambda region: (f"arn:aws:acm:{region}:123456789012:certificate/"
+                                              f"00000000-0000-4000-8000-000000000000"),
+    "ingress.domainName": "secret.example.com",
+    "ingress.allowedCidrs[]": "192.0.2.0/24",
+    "network.apiPublicCidrs[]": "192.0.2.0/24",
+    "serving.prometheusUrl": "http://offline-secret-stand-in.invalid:9090",
+    "tags.*": "offline-secret-stand-in",
+}
+
+
+def _stand_in_secrets(value: Any, path: str, region: str) -> Any:
+    """`value` with each offline secret placeholder replaced by the stand-in for its key, where one is known."""
+    if isinstance(value, dict):
+        return {k: _stand_in_secrets(v, f"{path}.{k}" if path else k, region) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_stand_in_secrets(v, f"{path}[]", region) for v in value]
+    if isinstance(value, str) and value.startswith(SECRET_PLACEHOLDER):
+        stand_in = SECRET_STAND_INS.get(path, SECRET_STAND_INS.get(path.rsplit(".", 1)[0] + ".*"))
+        if stand_in is not None:
+            return stand_in(region) if callable(stand_in) else stand_in
+    return value
+
+
 def load_settings(raw_config: dict[str, Any], *, stack: str, secret_keys: set[str] | frozenset[str] = frozenset(),
                   project: str = PROJECT) -> Settings:
     """Validates the whole Pulumi config bag (namespaced keys) of one stack.
@@ -621,6 +867,7 @@ def load_settings(raw_config: dict[str, Any], *, stack: str, secret_keys: set[st
         problems.append("aws:region: required key is missing; set it with `pulumi config set aws:region us-east-1`")
     elif not AWS_REGION.match(str(region)):
         problems.append(f"aws:region: got {_short(region)}; must be an AWS region such as us-east-1")
+    problems += _namespace_problems(raw_config, project)
 
     body: dict[str, Any] = {}
     secrets_set: set[str] = set()
@@ -634,6 +881,8 @@ def load_settings(raw_config: dict[str, Any], *, stack: str, secret_keys: set[st
             secrets_set.add(name)
             continue
         body[name] = _parse_value(value)
+        if key in secret_keys:
+            body[name] = _stand_in_secrets(body[name], name, str(region or "us-east-1"))
 
     try:
         config = StackConfig.model_validate(body)
@@ -648,7 +897,10 @@ def load_settings(raw_config: dict[str, Any], *, stack: str, secret_keys: set[st
         raise ConfigError([p for where, row_type, err in e.failures
                            for p in _problems(err, row_type, f"{project}:catalog.{where}")])
 
+    from infra.config_limits import limit_problems, stack_name_problems
+    problems += stack_name_problems(project, stack, str(region), config)
     problems += _cross_check(config, catalog, str(region), secrets_set, project)
+    problems += limit_problems(config, catalog, project)
     if problems:
         raise ConfigError(problems)
     return Settings(project=project, stack=stack, region=str(region), config=config,
@@ -670,11 +922,15 @@ def _cross_check(c: StackConfig, catalog: cat.Catalog, region: str, secrets_set:
                  f"(`pulumi config set --secret vllmApiKey <value>`)")
 
     pool_names = [pool.name for pool in c.gpu_pools]
-    for name in sorted({n for n in pool_names if pool_names.count(n) > 1}):
-        p.append(f"{k('gpuPools')}: pool name {name!r} repeats; names must be unique")
+    for i, name in enumerate(pool_names):
+        if name in pool_names[:i]:
+            p.append(f"{k(f'gpuPools[{i}].name')}: got {name!r}; repeats {k(f'gpuPools[{pool_names.index(name)}].name')}; "
+                     f"pool names must be unique")
     model_names = [m.name for m in c.models]
-    for name in sorted({n for n in model_names if model_names.count(n) > 1}):
-        p.append(f"{k('models')}: model name {name!r} repeats; names must be unique")
+    for i, name in enumerate(model_names):
+        if name in model_names[:i]:
+            p.append(f"{k(f'models[{i}].name')}: got {name!r}; repeats {k(f'models[{model_names.index(name)}].name')}; "
+                     f"model names must be unique")
 
     allowed_types = sorted(catalog.instance_types)
     for i, pool in enumerate(c.gpu_pools):
@@ -697,9 +953,12 @@ def _cross_check(c: StackConfig, catalog: cat.Catalog, region: str, secrets_set:
     shares = [m.traffic_share for m in c.models]
     if any(s is not None for s in shares):
         if any(s is None for s in shares):
-            p.append(f"{k('models')}: set trafficShare on every model or on none (none splits traffic evenly)")
+            unset = [k(f"models[{i}].trafficShare") for i, s in enumerate(shares) if s is None]
+            p.append(f"{unset[0]}: required key is missing; set trafficShare on every model or on none (none splits "
+                     f"traffic evenly)" + (f"; also missing: {', '.join(unset[1:])}" if unset[1:] else ""))
         elif not math.isclose(sum(shares), 1.0, abs_tol=1e-6):
-            p.append(f"{k('models')}: trafficShare values add up to {sum(shares):g}; they must add up to 1")
+            terms = " + ".join(f"{k(f'models[{i}].trafficShare')} {s:g}" for i, s in enumerate(shares))
+            p.append(f"{k('models[*].trafficShare')}: add up to {sum(shares):g} ({terms}); they must add up to 1")
 
     for i, m in enumerate(c.models):
         if m.pool not in pool_names:
@@ -719,10 +978,11 @@ def _cross_check(c: StackConfig, catalog: cat.Catalog, region: str, secrets_set:
             p.append(f"{k(f'catalog.throughputAnchors[{i}].gpu')}: got {anchor.gpu!r}; must name a GPU of the catalog "
                      f"({', '.join(sorted(catalog.gpus))}) or a row under {k('catalog.gpus')}")
 
-    if c.lora.enabled and c.lora.base_model not in model_names:
+    if c.lora.enabled and c.lora.base_model and c.lora.base_model not in model_names:
         p.append(f"{k('lora.baseModel')}: got {c.lora.base_model!r}; must name a model in models ({', '.join(model_names)})")
     if c.lora.tenants and not c.lora.enabled:
-        p.append(f"{k('lora.tenants')}: tenants are listed but lora.enabled is false")
+        p.append(f"{k('lora.enabled')}: got false; {k('lora.tenants')} lists {len(c.lora.tenants)} tenant(s), whose "
+                 f"adapters would not be served; set it to true or remove the tenants")
     if not c.observability.prometheus and not c.serving.prometheus_url:
         p.append(f"{k('serving.prometheusUrl')}: required key is missing; with observability.prometheus false, "
                  f"autoscaling needs your own Prometheus URL (e.g. http://prometheus.monitoring.svc:9090)")
@@ -751,7 +1011,8 @@ def _edge_checks(c: StackConfig, region: str, k) -> list[str]:
     if c.environment == "prod" and not ing.access_logs:
         p.append(f"{k('ingress.accessLogs')}: got false; prod load balancers keep access logs")
     if c.budget.alert_thresholds_percent and not c.budget.notify_emails:
-        p.append(f"{k('budget.notifyEmails')}: got []; budget alerts need at least one address")
+        p.append(f"{k('budget.notifyEmails')}: got []; budget alerts ({k('budget.alertThresholdsPercent')}) need at "
+                 f"least one address")
     if c.orchestrator == "ecs":
         for i, m in enumerate(c.models):
             if m.pipeline_parallel > 1:

@@ -19,7 +19,7 @@ from components.load_balancer import LoadBalancerArgs, ModelLoadBalancer
 from components.log_archive import LogArchive, LogArchiveArgs
 from components.spot_service_linked_role import SpotServiceLinkedRole, SpotServiceLinkedRoleArgs
 from infra import edge_catalog as ec
-from infra import upstream
+from infra import names, upstream
 from infra.eks_catalog import HELM_TIMEOUTS
 from infra.config import Settings
 
@@ -53,7 +53,7 @@ def _prefix(settings: Settings) -> str:
 def build_log_archive(settings: Settings, tags: dict[str, str], *, account: str) -> LogArchive:
     elb_accounts: dict = ec.ELB_LOG_ACCOUNTS.value  # type: ignore[assignment]
     return LogArchive(f"{_prefix(settings)}-logs", LogArchiveArgs(
-        bucket_name=f"{_prefix(settings)}-logs-{account}-{settings.region}", account_id=account,
+        bucket_name=names.log_bucket_name(_prefix(settings), account, settings.region), account_id=account,
         region=settings.region, elb_log_account_id=elb_accounts.get(settings.region),
         retention_days=settings.config.ingress.access_log_retention_days,
         protect=True, tags=tags))  # access logs are the audit trail
@@ -64,7 +64,7 @@ def build_adapter_store(settings: Settings, tags: dict[str, str], *, log_archive
     c = settings.config
     d = ec.ADAPTER_STORE_DEFAULTS
     return AdapterStore(f"{_prefix(settings)}-adapters", AdapterStoreArgs(
-        bucket_name=f"{_prefix(settings)}-adapters-{account}-{settings.region}", account_id=account,
+        bucket_name=names.adapter_bucket_name(_prefix(settings), account, settings.region), account_id=account,
         region=settings.region, log_bucket_name=log_archive.bucket_name,
         tenant_ids=tuple(t.id for t in c.lora.tenants),
         writer_principal_arns=tuple(c.adapter_store.writer_principal_arns),

@@ -1,6 +1,7 @@
 """Generates the policy pack's per-stack config (policies/config/<stack>.json).
 
     python -m infra.policy_config [--stack dev --stack prod] [--check]
+    python -m infra.policy_config --stack NAME --stack-file FILE   (a stack file outside Pulumi.<stack>.yaml)
 
 Why generated: the pack runs in its own process (under the CLI, in its own
 virtualenv) and must not import the project, yet its GPU and cost rules need
@@ -67,8 +68,8 @@ def settings_of(stack: str, root: Path = ROOT, stack_file: Optional[Path] = None
     return load_settings(files.config, stack=stack, secret_keys=set(files.secret_keys), project=files.project)
 
 
-def render(stack: str, root: Path = ROOT) -> str:
-    return json.dumps(policy_config(settings_of(stack, root)), indent=2, sort_keys=True) + "\n"
+def render(stack: str, root: Path = ROOT, stack_file: Optional[Path] = None) -> str:
+    return json.dumps(policy_config(settings_of(stack, root, stack_file)), indent=2, sort_keys=True) + "\n"
 
 
 def shipped_stacks() -> list[str]:
@@ -78,12 +79,24 @@ def shipped_stacks() -> list[str]:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.policy_config", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stack", action="append", help="stack(s) to generate (default: every Pulumi.<stack>.yaml)")
+    parser.add_argument("--stack-file", metavar="FILE", help="read the (single) --stack from this file")
     parser.add_argument("--check", action="store_true", help="exit 1 if a shipped file differs")
     args = parser.parse_args(argv)
+    if args.stack_file and len(args.stack or []) != 1:
+        parser.error("--stack-file needs exactly one --stack")
+    from infra.capacity import PlanError
+    from infra.config import ConfigError
+    from infra.preview import PreviewInputError
+
     stale = []
     for stack in args.stack or shipped_stacks():
         path = ROOT / "policies" / "config" / f"{stack}.json"
-        text = render(stack)
+        try:
+            text = render(stack, stack_file=Path(args.stack_file) if args.stack_file else None)
+        except (ConfigError, PlanError, PreviewInputError) as e:
+            # A stack that does not validate gets no policy config (same message as the preview).
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         if args.check:
             if not path.is_file() or path.read_text() != text:
                 stale.append(str(path))

@@ -1,6 +1,7 @@
 """Offline preview of a stack: no Pulumi CLI, no AWS account, no network.
 
     python -m infra.preview --stack <dev|prod|...> [--json FILE] [--diff BASE.json] [--markdown FILE]
+                            [--stack-file FILE] [--policy-config FILE]
                             [--allow-destructive TARGET]... [--pr-event FILE] [--quiet]
 
 Reads Pulumi.yaml and Pulumi.<stack>.yaml, runs the real program (the `main:`
@@ -8,7 +9,10 @@ folder, via runpy as the CLI does) under the Pulumi mock engine with that
 stack's config (secure values become placeholders), records every resource,
 runs the policy pack in policies/ through its Analyzer gRPC server as the CLI
 does, and prints the resource tree with the capacity plan, the cost and the
-policy verdicts. With --diff it compares with an earlier --json document
+policy verdicts. The pack is configured with policies/config/<stack>.json
+(or --policy-config), as `pulumi preview --policy-pack-config` would be; a
+stack without one is an error (the pack's defaults know nothing of the
+stack's budget or GPU limits). With --diff it compares with an earlier --json document
 (infra/diff.py: per-resource input changes, replacements, cost and capacity
 delta, destructive changes); --markdown writes the pull-request report.
 
@@ -49,20 +53,37 @@ class StackFiles:
     secret_keys: list[str]
     policy_config: dict[str, Any]
     policy_config_path: Optional[Path]
+    # The policy config the preview looked for (policy_config_path is None when it does not exist).
+    policy_config_wanted: Optional[Path] = None
 
 
 def _engine_text(value: Any) -> str:
-    """Config values as the CLI hands them to a program: text, structured values as JSON."""
+    """Config values as the CLI hands them to a program: text, structured values as JSON.
+
+    The CLI decodes the stack file into plain values first (pulumi
+    sdk/go/common/workspace/loaders.go LoadProjectStackBytes), so an
+    unquoted 1.30 arrives as "1.3", and an empty `key:` as "" (with a
+    warning, loaders.go checkForEmptyConfig).
+    """
+    if value is None:
+        return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True)
     return str(value)
 
 
+def _is_secure(value: Any) -> bool:
+    # pulumi sdk/go/common/resource/config/object.go isSecureValue: a one-key map whose "secure" is a string.
+    return isinstance(value, dict) and set(value) == {"secure"} and isinstance(value["secure"], str)
+
+
 def _contains_secure(value: Any) -> bool:
     if isinstance(value, dict):
-        return set(value) == {"secure"} or any(_contains_secure(v) for v in value.values())
+        return _is_secure(value) or any(_contains_secure(v) for v in value.values())
     if isinstance(value, list):
         return any(_contains_secure(v) for v in value)
     return False
@@ -70,53 +91,179 @@ def _contains_secure(value: Any) -> bool:
 
 def _replace_secure(value: Any, key: str) -> Any:
     if isinstance(value, dict):
-        if set(value) == {"secure"}:
-            return f"offline-placeholder-for-{key}"
+        if _is_secure(value):
+            return f"offline-placeholder-for-{key}"  # infra/config.py SECRET_PLACEHOLDER
         return {k: _replace_secure(v, f"{key}.{k}") for k, v in value.items()}
     if isinstance(value, list):
         return [_replace_secure(v, f"{key}[{i}]") for i, v in enumerate(value)]
     return value
 
 
-def _load_yaml(path: Path, what: str) -> Any:
-    if not path.is_file():
-        raise PreviewInputError(f"{what} {path} does not exist")
+def _repeated_keys(node: yaml.Node, path: tuple = ()) -> list[tuple[str, int, int]]:
+    """(key path, first line, repeated line) for every key a mapping repeats.
+
+    The CLI's YAML decoder (gopkg.in/yaml.v3 v3.0.1 decode.go `decoder.mapping`,
+    which pulumi sdk/go/common/encoding/marshal.go uses) refuses such a
+    document ("mapping key ... already defined at line N"); PyYAML would
+    silently keep the last value.
+    """
+    out: list[tuple[str, int, int]] = []
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            line = key_node.start_mark.line + 1
+            if key is not None and key_node.tag != "tag:yaml.org,2002:merge":
+                if key in seen:
+                    out.append((_key_path(path + (key,)), seen[key], line))
+                seen.setdefault(key, line)
+            out += _repeated_keys(value_node, path + (key,))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out += _repeated_keys(item, path + (i,))
+    return out
+
+
+def _key_path(path: tuple) -> str:
+    """("config", "llmserving:network", "zones", 0) -> "llmserving:network.zones[0]"."""
+    parts = list(path[1:] if path[:1] == ("config",) and len(path) > 1 else path)
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# libyaml when PyYAML has it (same YAML 1.1 safe schema, much faster).
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def parse_yaml(text: str, display: str, what: str) -> Any:
+    """YAML text -> value; syntax errors and repeated keys name `display` (the file as the user named it)."""
+    loader = _Loader(text)
     try:
-        return yaml.safe_load(path.read_text()) or {}
+        node = loader.get_single_node()
+        repeated = _repeated_keys(node) if node is not None else []
+        if repeated:
+            raise PreviewInputError(
+                f"{display}: the {what} repeats keys, which the Pulumi CLI refuses (\"mapping key already "
+                f"defined\"); keep one of each:\n" + "\n".join(
+                    f"  - line {line}: {key!r} repeats line {first}" for key, first, line in repeated))
+        return loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        detail = "; ".join(x for x in (e.context, e.problem) if x)
+        raise PreviewInputError(f"{display}: the {what} is not valid YAML{where}: {detail}")
     except yaml.YAMLError as e:
-        raise PreviewInputError(f"{what} {path} is not valid YAML: {e}")
+        raise PreviewInputError(f"{display}: the {what} is not valid YAML: {e}")
+    finally:
+        loader.dispose()
 
 
-def read_stack(root: Path, stack: str, stack_file: Optional[Path] = None) -> StackFiles:
-    project_doc = _load_yaml(root / "Pulumi.yaml", "project file")
-    project = project_doc.get("name")
-    main = root / str(project_doc.get("main", "."))
-    path = stack_file or root / f"Pulumi.{stack}.yaml"
+def _load_yaml(path: Path, what: str, display: Optional[str] = None) -> Any:
+    display = display or path.name
     if not path.is_file():
-        known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
-        raise PreviewInputError(f"--stack: got {stack!r}; no {path.name} (stacks here: {', '.join(known)})")
-    stack_doc = _load_yaml(path, "stack file")
-    raw = stack_doc.get("config") or {}
+        raise PreviewInputError(f"{display}: the {what} does not exist")
+    return parse_yaml(path.read_text(), display, what)
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def stack_config_of(doc: Any, display: str, project: str) -> tuple[dict[str, str], list[str]]:
+    """A parsed stack document -> (config as the CLI hands it to the program, secret keys)."""
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise PreviewInputError(f"{display}: got {_kind(doc)}; a stack file is a mapping with a `config:` section "
+                                f"of `key: value` lines")
+    raw = doc.get("config")
+    if raw is None:
+        raw = {}
     if not isinstance(raw, dict):
-        raise PreviewInputError(f"{path.name}: `config` must be a mapping of keys to values")
+        raise PreviewInputError(f"{display}: `config` got {_kind(raw)}; it must be a mapping of keys to values "
+                                f"(`llmserving:environment: dev` lines under `config:`, not `- ` list items)")
     config, secret_keys = {}, []
     for key, value in raw.items():
         # Keys without a namespace belong to the project, as the CLI reads them.
+        key = str(key)
         full = key if ":" in key else f"{project}:{key}"
         if _contains_secure(value):
             secret_keys.append(full)
             value = _replace_secure(value, full)
         config[full] = _engine_text(value)
+    return config, sorted(secret_keys)
 
-    policy_path = root / "policies" / "config" / f"{stack}.json"
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "text", int: "a number", float: "a number", bool: "true/false"}.get(
+        type(value), type(value).__name__)
+
+
+def read_stack(root: Path, stack: str, stack_file: Optional[Path] = None, *, stack_text: Optional[str] = None,
+               policy_config_file: Optional[Path] = None) -> StackFiles:
+    """Reads the project and the stack file (or `stack_text`, named as `stack_file` or Pulumi.<stack>.yaml)."""
+    project_doc = _load_yaml(root / "Pulumi.yaml", "project file")
+    if not isinstance(project_doc, dict) or not project_doc.get("name"):
+        raise PreviewInputError("Pulumi.yaml: the project file needs a `name:`")
+    project = str(project_doc["name"])
+    main = root / str(project_doc.get("main", "."))
+    path = stack_file or root / f"Pulumi.{stack}.yaml"
+    display = str(stack_file) if stack_file else path.name
+    if stack_text is None:
+        if not path.is_file():
+            known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
+            if stack_file:
+                raise PreviewInputError(f"--stack-file: {display} does not exist")
+            raise PreviewInputError(f"--stack: got {stack!r}; no {path.name} (stacks here: {', '.join(known)})")
+        stack_text = path.read_text()
+    config, secret_keys = stack_config_of(parse_yaml(stack_text, display, "stack file"), display, project)
+
+    policy_path = policy_config_file or root / "policies" / "config" / f"{stack}.json"
+    policy_display = str(policy_config_file) if policy_config_file else _relative(policy_path, root)
     policy_config: dict[str, Any] = {}
     if policy_path.is_file():
         try:
             policy_config = json.loads(policy_path.read_text())
         except json.JSONDecodeError as e:
-            raise PreviewInputError(f"policy config {policy_path} is not valid JSON: {e}")
-    return StackFiles(project=project, main=main, config=config, secret_keys=sorted(secret_keys),
-                      policy_config=policy_config, policy_config_path=policy_path if policy_path.is_file() else None)
+            raise PreviewInputError(f"{policy_display}: the policy config is not valid JSON: {e}")
+        if not isinstance(policy_config, dict):
+            raise PreviewInputError(f"{policy_display}: the policy config must be a JSON object")
+    elif policy_config_file:
+        raise PreviewInputError(f"--policy-config: {policy_display} does not exist")
+    return StackFiles(project=project, main=main, config=config, secret_keys=secret_keys,
+                      policy_config=policy_config, policy_config_path=policy_path if policy_path.is_file() else None,
+                      policy_config_wanted=policy_path)
+
+
+def missing_policy_config(files: StackFiles, stack: str, root: Path, stack_file: Optional[Path]) -> str:
+    """The error for a stack whose policy config was never generated."""
+    wanted = _relative(files.policy_config_wanted or root / "policies" / "config" / f"{stack}.json", root)
+    command = f"python -m infra.policy_config --stack {stack}" + (f" --stack-file {stack_file}" if stack_file else "")
+    return (f"policy config {wanted} is missing: the policy pack would judge stack {stack!r} by the pack's defaults, "
+            f"not by this stack's budget, GPU limits and instance prices; generate it with `{command}` and review "
+            f"it (or pass --policy-config FILE)")
+
+
+def check_stack(files: StackFiles, stack: str) -> tuple[Any, Any]:
+    """Everything the program checks before it creates a resource: config, capacity plan, platform checks.
+
+    The same functions the program calls (infra/stack.py main and build, in
+    that order); raises ConfigError or PlanError naming the keys.
+    """
+    from infra import capacity
+    from infra.config import load_settings
+
+    settings = load_settings(files.config, stack=stack, secret_keys=set(files.secret_keys), project=files.project)
+    plan = capacity.plan(settings)
+    if settings.config.orchestrator == "eks":
+        from infra import eks_platform
+        eks_platform.validate(settings, plan)
+    return settings, plan
 
 
 def build_document(files: StackFiles, stack: str, run: Any, plan: Any, violations: list) -> dict:
@@ -140,21 +287,21 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def preview(stack: str, *, root: Path = ROOT, stack_file: Optional[Path] = None, run_policies: bool = True) -> dict:
+def preview(stack: str, *, root: Path = ROOT, stack_file: Optional[Path] = None, run_policies: bool = True,
+            policy_config_file: Optional[Path] = None) -> dict:
     """Runs the whole offline preview and returns the JSON document.
 
     Raises ConfigError/PlanError/PreviewInputError for bad input.
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from infra import capacity
     from infra.analyzer import run_policy_pack, start_policy_pack
-    from infra.config import load_settings
     from infra.mockcloud import run_program
 
-    files = read_stack(root, stack, stack_file)
-    settings = load_settings(files.config, stack=stack, secret_keys=set(files.secret_keys), project=files.project)
-    plan = capacity.plan(settings)
+    files = read_stack(root, stack, stack_file, policy_config_file=policy_config_file)
+    settings, plan = check_stack(files, stack)
+    if run_policies and files.policy_config_path is None:
+        raise PreviewInputError(missing_policy_config(files, stack, root, stack_file))
     violations = []
     with ThreadPoolExecutor(max_workers=1) as starter:
         # The pack process starts (imports, gRPC server) on the other core
@@ -259,6 +406,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="write the preview document as JSON")
     parser.add_argument("--diff", metavar="BASE_JSON", help="compare with an earlier --json document")
     parser.add_argument("--stack-file", metavar="FILE", help="read the stack config from this file instead")
+    parser.add_argument("--policy-config", metavar="FILE",
+                        help="policy pack config (default: policies/config/<stack>.json)")
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
     parser.add_argument("--markdown", metavar="FILE", help="write the pull-request report (Markdown)")
     parser.add_argument("--allow-destructive", metavar="TARGET", action="append", default=[],
@@ -285,16 +434,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         ack = pr_ack.from_targets(args.allow_destructive)
         if args.pr_event:
             ack = ack.merged(pr_ack.from_event_file(args.pr_event))
-        doc = preview(args.stack, stack_file=Path(args.stack_file) if args.stack_file else None)
+        extra = {"policy_config_file": Path(args.policy_config)} if args.policy_config else {}
+        doc = preview(args.stack, stack_file=Path(args.stack_file) if args.stack_file else None, **extra)
     except (ConfigError, PlanError, PreviewInputError, PolicyConfigError, pr_ack.EventError) as e:
-        err.print(f"[red]error:[/] {e}", markup=True, soft_wrap=True)
+        _print_error(err, e)
         return EXIT_CONFIG
     except Exception as e:  # noqa: BLE001
         # A RunError from the program is a user mistake it caught itself.
         import pulumi
 
         if isinstance(e, pulumi.RunError):
-            err.print(f"[red]error:[/] {e}", soft_wrap=True)
+            _print_error(err, e)
             return EXIT_CONFIG
         traceback.print_exc()
         err.print("[red]internal error in the offline preview (a bug, not your config)[/]")
@@ -313,8 +463,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     mandatory = [v for v in doc["policy"]["violations"] if v["level"] == "mandatory"]
     advisory = len(doc["policy"]["violations"]) - len(mandatory)
+    used = args.policy_config or f"policies/config/{args.stack}.json"
     console.print(f"stack {args.stack}: {len(doc['resources'])} resources, ${doc['cost']['hourly_usd']:,.2f}/hour, "
-                  f"{len(mandatory)} mandatory and {advisory} advisory policy violations")
+                  f"{len(mandatory)} mandatory and {advisory} advisory policy violations"
+                  + f" (policy config {used})", soft_wrap=True)
     if mandatory:
         return EXIT_MANDATORY
     if d is not None and d.unacknowledged:
@@ -322,6 +474,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                       f"(--allow-destructive TARGET, or the PR label/body line: docs/pr-previews.md)")
         return EXIT_DESTRUCTIVE
     return EXIT_OK
+
+
+def _print_error(console: Any, error: BaseException) -> None:
+    from rich.text import Text
+
+    # The message as plain text: keys such as models[0] or catalog.tiers['large'] are not markup.
+    console.print(Text.assemble(("error:", "red"), " ", str(error)), soft_wrap=True)
 
 
 def _read_base(path: str) -> dict:

@@ -59,7 +59,12 @@ def time_preview(stack: str, stack_file: Path | None = None) -> tuple[float, int
         out = Path(tmp) / "preview.json"
         cmd = [sys.executable, "-m", "infra.preview", "--stack", stack, "--json", str(out), "--quiet"]
         if stack_file:
-            cmd += ["--stack-file", str(stack_file)]
+            # A generated stack has no policies/config/<stack>.json: generate its own (as a new stack would).
+            from infra import policy_config
+
+            cfg = Path(tmp) / "policy-config.json"
+            cfg.write_text(json.dumps(policy_config.policy_config(policy_config.settings_of(stack, ROOT, stack_file))))
+            cmd += ["--stack-file", str(stack_file), "--policy-config", str(cfg)]
         for _ in range(RUNS):
             start = time.perf_counter()
             proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)

@@ -86,4 +86,5 @@ def test_budget_without_addresses_is_a_config_error():
     budget["notifyEmails"] = []
     with pytest.raises(ConfigError) as e:
         settings_for("dev", {"llmserving:budget": budget})
-    assert "llmserving:budget.notifyEmails: got []; budget alerts need at least one address" in str(e.value)
+    assert ("llmserving:budget.notifyEmails: got []; budget alerts (llmserving:budget.alertThresholdsPercent) need "
+            "at least one address") in str(e.value)

@@ -167,7 +167,8 @@ def test_405b_bf16_on_two_p4d_does_not_fit():
     s = make_settings([model("llama-405b", LLAMA_405B, "bf16", "p4d", tensorParallel=8, pipelineParallel=2)],
                       [pool("p4d", "p4d.24xlarge")], {"tier": "small"})
     [problem] = plan_errors(s)
-    assert problem.startswith("model 'llama-405b' does not fit: needs ")
+    assert problem.startswith("llmserving:models[0]: model 'llama-405b' does not fit p4d.24xlarge "
+                              "(llmserving:gpuPools[0].instanceTypes[0]): it needs ")
     # 405.9 B x 2 bytes = 812 GB of weights; 16 x 40 GB x 0.9 = 576 GB usable.
     assert "weights 812 GB in bf16" in problem
     assert "TP 8 x PP 2 on p4d.24xlarge has 576 GB (16 x 40 GB A100-40GB x 0.9 gpu memory utilization)" in problem
@@ -190,7 +191,8 @@ def test_405b_fp8_on_two_p5_fits():
 def test_70b_bf16_on_one_a10g_does_not_fit():
     s = make_settings([model("llama-70b", LLAMA_70B, "bf16", "g5")], [pool("g5", "g5.xlarge")], {"tier": "small"})
     [problem] = plan_errors(s)
-    assert problem.startswith("model 'llama-70b' does not fit: needs ")
+    assert problem.startswith("llmserving:models[0]: model 'llama-70b' does not fit g5.xlarge "
+                              "(llmserving:gpuPools[0].instanceTypes[0]): it needs ")
     assert "weights 141 GB in bf16" in problem
     assert "has 22 GB (1 x 24 GB A10G x 0.9 gpu memory utilization)" in problem
 
@@ -210,7 +212,8 @@ def test_every_failing_model_is_reported():
                        model("b", LLAMA_405B, "bf16", "g5", trafficShare=0.5)],
                       [pool("g5", "g5.xlarge")], {"tier": "small"})
     problems = plan_errors(s)
-    assert [p.split(":")[0] for p in problems] == ["model 'a' does not fit", "model 'b' does not fit"]
+    assert [p.split(" does not fit")[0] for p in problems] == ["llmserving:models[0]: model 'a'",
+                                                                "llmserving:models[1]: model 'b'"]
 
 
 # --- limits ----------------------------------------------------------------------------------
@@ -246,7 +249,7 @@ def test_tensor_parallel_larger_than_the_node():
                       {"tier": "small"})
     [problem] = plan_errors(s)
     assert problem == ("llmserving:models[0].tensorParallel: got 8; g5.12xlarge has 4 GPUs per node, "
-                       "so tensorParallel must be at most 4")
+                       "so tensorParallel must be at most 4 (llmserving:gpuPools[0].instanceTypes[0])")
 
 
 def test_pipeline_parallel_needs_efa():
@@ -254,6 +257,7 @@ def test_pipeline_parallel_needs_efa():
                       {"tier": "small"})
     [problem] = plan_errors(s)
     assert problem.startswith("llmserving:models[0].pipelineParallel: got 2; g6.xlarge has no EFA")
+    assert problem.endswith("(llmserving:gpuPools[0].instanceTypes[0])")
     assert "use p4d, p4de or p5" in problem
 
 

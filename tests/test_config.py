@@ -136,8 +136,8 @@ def test_wrong_precision_lists_allowed():
 
 def test_min_replicas_above_max_replicas():
     p = only_problem("dev", {f"{NS}:models": models_with("dev", 0, minReplicas=9, maxReplicas=3)})
-    assert p.startswith("llmserving:models[0]:")
-    assert "minReplicas 9 is above maxReplicas 3" in p
+    # Both keys named in full, the value shown, never the model's whole section.
+    assert p == "llmserving:models[0].minReplicas: got 9; must be at most llmserving:models[0].maxReplicas (3)"
 
 
 def test_traffic_shares_must_add_up_to_one():
@@ -145,14 +145,16 @@ def test_traffic_shares_must_add_up_to_one():
     models[0]["trafficShare"] = 0.5
     models[1]["trafficShare"] = 0.3
     p = only_problem("dev", {f"{NS}:models": models})
-    assert p == "llmserving:models: trafficShare values add up to 0.8; they must add up to 1"
+    assert p == ("llmserving:models[*].trafficShare: add up to 0.8 (llmserving:models[0].trafficShare 0.5 + "
+                 "llmserving:models[1].trafficShare 0.3); they must add up to 1")
 
 
 def test_traffic_share_on_some_models_only():
     models = stack_value("dev", f"{NS}:models")
     del models[1]["trafficShare"]
     p = only_problem("dev", {f"{NS}:models": models})
-    assert p.startswith("llmserving:models: set trafficShare on every model or on none")
+    assert p.startswith("llmserving:models[1].trafficShare: required key is missing; set trafficShare on every "
+                        "model or on none")
 
 
 # --- cross-field checks ---------------------------------------------------------------
@@ -232,8 +234,8 @@ def test_duplicated_tenant_ids():
     lora = stack_value("prod", f"{NS}:lora")
     lora["tenants"][1]["id"] = "acme"
     p = only_problem("prod", {f"{NS}:lora": lora})
-    assert p.startswith("llmserving:lora:")
-    assert "tenant ids repeat: acme" in p
+    assert p == ("llmserving:lora.tenants[1].id: got 'acme'; repeats llmserving:lora.tenants[0].id; "
+                 "tenant ids must be unique")
 
 
 def test_lora_base_model_unknown():
@@ -325,5 +327,5 @@ def test_cross_checks_are_reported_together():
     found = problems_of("dev", {f"{NS}:models": models, f"{NS}:gpuPools": pools})
     assert len(found) == 3, found
     assert any(p.startswith("llmserving:models[1].pool: got 'nope'") for p in found)
-    assert any(p.startswith("llmserving:models: trafficShare values add up to 0.7") for p in found)
+    assert any(p.startswith("llmserving:models[*].trafficShare: add up to 0.7") for p in found)
     assert any(p.startswith("llmserving:gpuPools[0].instanceTypes[1]: got 'p4d.24xlarge'; family 'p4d'") for p in found)
