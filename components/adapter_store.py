@@ -27,10 +27,13 @@ AssumeRole without it, so an untagged session gets nothing (fail closed). No neg
 the number of tenants; tests show it and evaluate the policies with a real
 IAM evaluator (tests/iam_sim.py).
 
-The read-only role is for serving workloads: trusted by EKS Pod Identity
-(`pods.eks.amazonaws.com`) and ECS tasks (`ecs-tasks.amazonaws.com`), both
-limited to this account by `aws:SourceAccount`; it reads every tenant's
-prefix (a vLLM server hosts many tenants' adapters).
+The read-only role is for serving workloads: trusted by ECS tasks
+(`ecs-tasks.amazonaws.com`, limited to this account by `aws:SourceAccount`,
+which ECS sends: ECS developer guide, task IAM role, confused deputy) and, on
+EKS, by Pod Identity (`pods.eks.amazonaws.com`) for one service account of one
+cluster through the session tags Pod Identity sends (components/iam_trust.py
+says why not `aws:SourceAccount`); it reads every tenant's prefix (a vLLM
+server hosts many tenants' adapters).
 """
 
 from __future__ import annotations
@@ -38,19 +41,19 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import pulumi
 import pulumi_aws as aws
 
 from components.errors import ArgsError, out_of_range
+from components.iam_trust import pod_identity_trust
 
 TENANT_ROOT = "tenants/"
 TENANT_TAG = "tenant"
 SAFE_TENANT_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 ACCOUNT_ID = re.compile(r"^\d{12}$")
-READER_SERVICES = ("pods.eks.amazonaws.com", "ecs-tasks.amazonaws.com")
 IAM_PRINCIPAL = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(root|role/[A-Za-z0-9+=,.@_/-]+|user/[A-Za-z0-9+=,.@_/-]+)$")
 
 
@@ -71,6 +74,8 @@ class AdapterStoreArgs:
     kms_deletion_window_days: int = 30
     protect: bool = True
     tags: dict[str, str] = field(default_factory=dict)
+    # EKS: (cluster ARN, namespace, service account) whose pods read adapters; None: ECS only.
+    pod_identity: Optional[tuple[str, str, str]] = None
 
 
 def tenant_prefix(tenant_id: str) -> str:
@@ -121,12 +126,15 @@ def bucket_policy(bucket_arn: str, account_id: str) -> dict:
     )
 
 
-def reader_trust_policy(account_id: str) -> dict:
-    return _doc({
-        "Sid": "ServingWorkloads", "Effect": "Allow", "Principal": {"Service": list(READER_SERVICES)},
+def reader_trust_policy(account_id: str, pod_identity: Optional[tuple[str, str, str]] = None) -> dict:
+    statements = [{
+        "Sid": "EcsTasks", "Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"},
         "Action": ["sts:AssumeRole", "sts:TagSession"],
         "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
-    })
+    }]
+    if pod_identity is not None:
+        statements.append({**pod_identity_trust(*pod_identity)["Statement"][0], "Sid": "EksPodIdentity"})
+    return _doc(*statements)
 
 
 def reader_policy(bucket_arn: str, key_arn: str) -> dict:
@@ -224,7 +232,8 @@ class AdapterStore(pulumi.ComponentResource):
 
         reader = aws.iam.Role(f"{name}-reader", name=f"{args.bucket_name}-reader"[:64],
                               description="Serving workloads read LoRA adapters (Pod Identity, ECS tasks)",
-                              assume_role_policy=json.dumps(reader_trust_policy(args.account_id), sort_keys=True),
+                              assume_role_policy=json.dumps(reader_trust_policy(args.account_id, args.pod_identity),
+                                                                sort_keys=True),
                               tags=tags, opts=child)
         aws.iam.RolePolicy(f"{name}-reader", role=reader.id, policy=_json(reader_policy, bucket.arn, key.arn), opts=child)
 

@@ -70,6 +70,9 @@ class EcsGpuClusterArgs:
     stop_timeout_seconds: int = 120
     protect: bool = True
     tags: dict[str, str] = field(default_factory=dict)
+    # What spot groups wait for: the spot.amazonaws.com service-linked role on an account that
+    # never launched Spot (else AuthFailure.ServiceLinkedRoleCreationNotPermitted).
+    spot_prerequisites: tuple[pulumi.Resource, ...] = ()
 
 
 def validate_ecs_gpu_cluster_args(args: EcsGpuClusterArgs) -> None:
@@ -217,7 +220,9 @@ class EcsGpuCluster(pulumi.ComponentResource):
                 },
                 tags=asg_tags,
                 # ECS managed scaling owns the desired capacity after creation.
-                opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"]))
+                opts=pulumi.ResourceOptions(
+                    parent=self, ignore_changes=["desiredCapacity"],
+                    depends_on=list(args.spot_prerequisites) if pool.capacity_type != "on-demand" else None))
             self.auto_scaling_groups[pool.name] = asg
             providers[pool.name] = aws.ecs.CapacityProvider(
                 f"{name}-{pool.name}", name=f"{args.cluster_name}-{pool.name}",

@@ -110,6 +110,10 @@ class AdapterStore:
     # sizeLimit would otherwise evict the whole pod).
     fill_ratio: float = 0.9
     sync_scratch_mib: int = 256
+    # Pod Identity injects credentials, not a region, and IMDS is one hop away from the node
+    # only (hop limit 1): the aws CLI needs the region from the environment
+    # (EKS user guide pod-id-how-it-works; aws-cli configuration precedence).
+    region: str = ""
 
 
 @dataclass(frozen=True)
@@ -223,6 +227,8 @@ def validate_vllm_workload_args(args: VllmWorkloadArgs) -> None:
                  f"{s.pipeline_parallel} x {pl.gpu_memory_gb:g} GB x {s.gpu_memory_utilization:g} gives {usable:,.0f} GB")
     if s.lora is not None and args.adapters is None:
         p.append("adapters: LoRA is enabled on the server but no adapter store is given")
+    if args.adapters is not None and not args.adapters.region:
+        p.append("adapters.region: got ''; the adapter sync calls S3 and has no IMDS to ask for the region")
     if not 0 <= args.min_replicas <= args.max_replicas:
         p.append(f"min_replicas: got {args.min_replicas}; must be between 0 and max_replicas ({args.max_replicas})")
     if not args.min_replicas <= args.replicas <= args.max_replicas:
@@ -600,7 +606,8 @@ def render(args: VllmWorkloadArgs) -> list[dict]:
         # The aws-cli image runs as root with HOME=/root (aws/aws-cli docker/Dockerfile at 2.31.18):
         # here a non-root uid on a read-only root filesystem, HOME on its own small emptyDir.
         sync = {"name": "adapter-sync", "image": ad.sync_image, "command": ["/bin/bash", "-c", script],
-                "env": [{"name": "HOME", "value": SCRATCH_DIR}, *api_key_env],
+                "env": [{"name": "HOME", "value": SCRATCH_DIR}, {"name": "AWS_REGION", "value": ad.region},
+                        *api_key_env],
                 "volumeMounts": [{"name": "adapters", "mountPath": ADAPTER_DIR},
                                  {"name": "tenant-adapters", "mountPath": "/etc/llmserving", "readOnly": True},
                                  {"name": "sync-scratch", "mountPath": SCRATCH_DIR}],

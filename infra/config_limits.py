@@ -44,6 +44,20 @@ class Bound:
 # observability.py); whole numbers where the value is cast to int.
 FIGURE_BOUNDS: dict[str, Bound] = {
     "startup_probe_period_seconds": Bound(1, 300, whole=True),  # probe periodSeconds >= 1
+    # Start-up timeline, rollout and pod identity figures (infra/serving_catalog.py).
+    "adapter_cache_fill_ratio": Bound(0, 1, above=True),
+    "await_margin_seconds": Bound(0, 86_400, whole=True),
+    "fs_group": Bound(1, 2_147_483_647, whole=True),  # 0 would be root's group
+    "run_as_user": Bound(1, 2_147_483_647, whole=True),  # runAsNonRoot refuses uid 0
+    "image_pull_seconds": Bound(0, 86_400, whole=True),
+    "node_ready_seconds": Bound(0, 86_400, whole=True),
+    "max_surge_share": Bound(0, 1, above=True),
+    "ray_join_retry_seconds": Bound(1, 3600, whole=True),
+    "router_resync_seconds": Bound(1, 86_400, whole=True),
+    "router_scratch_mib": Bound(16, 1_048_576, whole=True),
+    "scratch_gib": Bound(1, 16_384, whole=True),
+    "sync_scratch_mib": Bound(16, 1_048_576, whole=True),
+    "weights_download_mb_per_second": Bound(0, 100_000, above=True),
     "startup_budget_seconds": Bound(10, 86_400, whole=True),
     "large_model_billion": Bound(0, 5000, above=True),
     "startup_budget_seconds_large": Bound(10, 86_400, whole=True),

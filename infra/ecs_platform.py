@@ -122,7 +122,8 @@ def _pool(settings: Settings, plan: capacity.Plan, name: str) -> EcsCapacityPool
 
 
 def build(settings: Settings, plan: capacity.Plan, network, tags: dict[str, str], *,
-          load_balancer: ModelLoadBalancer, adapter_store: Optional[AdapterStore], account_id: str) -> EcsPlatform:
+          load_balancer: ModelLoadBalancer, adapter_store: Optional[AdapterStore], account_id: str,
+          spot_service_linked_role: Optional[pulumi.Resource] = None) -> EcsPlatform:
     c = settings.config
     d = ec.ECS_DEFAULTS
     prefix = f"{settings.project}-{settings.stack}"
@@ -132,7 +133,8 @@ def build(settings: Settings, plan: capacity.Plan, network, tags: dict[str, str]
         ami_parameter=str(ec.ECS_GPU_AMI_PARAMETER.value), container_insights=c.ecs.container_insights,
         target_capacity_percent=int(d["target_capacity_percent"].value),  # type: ignore[arg-type]
         stop_timeout_seconds=int(d["stop_timeout_seconds"].value),  # type: ignore[arg-type]
-        protect=True, tags=tags))
+        protect=True, tags=tags,
+        spot_prerequisites=(spot_service_linked_role,) if spot_service_linked_role is not None else ()))
 
     config = pulumi.Config(settings.project)
     values = {env: config.require_secret(key) for key, env in SECRET_ENV.items() if key in settings.secrets_set}

@@ -71,14 +71,26 @@ def build_adapter_store(settings: Settings, tags: dict[str, str], *, log_archive
         noncurrent_version_days=c.adapter_store.noncurrent_version_days,
         abort_incomplete_upload_days=int(d["abort_incomplete_upload_days"].value),  # type: ignore[arg-type]
         kms_deletion_window_days=int(d["kms_deletion_window_days"].value),  # type: ignore[arg-type]
-        protect=True, tags=tags))
+        pod_identity=_adapter_reader_pod_identity(settings, account), protect=True, tags=tags))
+
+
+def _adapter_reader_pod_identity(settings: Settings, account: str) -> Optional[tuple[str, str, str]]:
+    """EKS: the one service account whose pods read adapters (infra/serving.py), on this stack's cluster."""
+    if settings.config.orchestrator != "eks":
+        return None
+    from infra.serving import LORA_SERVICE_ACCOUNT, NAMESPACE
+
+    # The cluster is named after the stack (infra/eks_platform.py); its ARN is known before it exists.
+    return (f"arn:aws:eks:{settings.region}:{account}:cluster/{_prefix(settings)}", NAMESPACE, LORA_SERVICE_ACCOUNT)
 
 
 def build_load_balancer(settings: Settings, network, tags: dict[str, str], *,
-                        log_archive: Optional[LogArchive], default_target: Optional[str] = None) -> ModelLoadBalancer:
+                        log_archive: Optional[LogArchive], default_target: Optional[str] = None,
+                        account: Optional[str] = None) -> ModelLoadBalancer:
     c = settings.config
     ing = c.ingress
     a = ec.ALB_DEFAULTS
+    q = ec.ALB_QUOTAS
     logs = log_archive if ing.access_logs else None
     return ModelLoadBalancer(f"{_prefix(settings)}-edge", LoadBalancerArgs(
         name_prefix=_prefix(settings), region=settings.region, vpc_id=network.vpc_id, vpc_cidr=network.vpc_cidr,
@@ -94,6 +106,10 @@ def build_load_balancer(settings: Settings, network, tags: dict[str, str], *,
         health_check_interval_seconds=int(a["health_check_interval_seconds"].value),  # type: ignore[arg-type]
         healthy_threshold=int(a["healthy_threshold"].value),  # type: ignore[arg-type]
         unhealthy_threshold=int(a["unhealthy_threshold"].value),  # type: ignore[arg-type]
+        max_target_groups=int(q["target_groups_per_load_balancer"].value),  # type: ignore[arg-type]
+        max_rules=int(q["rules_per_load_balancer"].value),  # type: ignore[arg-type]
+        fixed_response_max_chars=int(q["fixed_response_body_max_chars"].value),  # type: ignore[arg-type]
+        waf_log_retention_days=c.observability.log_retention_days, account_id=account,
         default_target=default_target, tags=tags, depends_on=(logs.policy,) if logs else ()))
 
 
@@ -121,7 +137,7 @@ def build(settings: Settings, network, tags: dict[str, str]) -> Edge:
     logs = build_log_archive(settings, tags, account=account)
     store = build_adapter_store(settings, tags, log_archive=logs, account=account)
     # On EKS requests without a routing header go to the model-aware router.
-    lb = build_load_balancer(settings, network, tags, log_archive=logs,
+    lb = build_load_balancer(settings, network, tags, log_archive=logs, account=account,
                              default_target=ROUTER_TARGET if settings.config.orchestrator == "eks" else None)
     budget = build_budget(settings, tags)
     spot_role = build_spot_service_linked_role(settings)

@@ -173,7 +173,7 @@ def workload_args(settings: Settings, plan: capacity.Plan, model: ModelConfig, p
                                 sync_interval_seconds=int(figure(settings, "adapter_sync_interval_seconds")),
                                 cache_gib=int(figure(settings, "adapter_cache_gib")),
                                 fill_ratio=figure(settings, "adapter_cache_fill_ratio"),
-                                sync_scratch_mib=int(figure(settings, "sync_scratch_mib")))
+                                sync_scratch_mib=int(figure(settings, "sync_scratch_mib")), region=settings.region)
     server = VllmServerSpec(
         served_model_name=model.name, model=f"/models/{model.name}", precision=model.precision,
         checkpoint_precision=ckpt, tensor_parallel=model.tensor_parallel, pipeline_parallel=model.pipeline_parallel,

@@ -64,26 +64,26 @@ def build(settings: Settings, plan: capacity.Plan) -> None:
     # Edge for both orchestrators: log archive, adapter store, ALB + WAF, budget.
     edge = edge_mod.build(settings, network, tags)
     if settings.config.orchestrator == "eks":
-        platform = eks_platform.build(settings, plan, network, tags)
+        platform = eks_platform.build(settings, plan, network, tags,
+                                      spot_service_linked_role=edge.spot_service_linked_role)
         store = edge.adapter_store
         workloads = serving.build(
             settings, plan, k8s_provider=platform.k8s_provider, cluster_name=platform.cluster_name,
             pool_scheduling=platform.pool_scheduling, adapter_bucket_name=store.configured_bucket_name,
             adapter_reader_role_arn=store.reader_role_arn, tags=tags,
             load_balancer_cidrs=tuple(subnet_cidrs(network.vpc_cidr, len(zones))[1]),
-            # TODO(lead): direct attribute after platform merge (EksPlatform.system_nodes / .pool_node_sources).
-            system_nodes=getattr(platform, "system_nodes", []),
-            pool_node_sources=getattr(platform, "pool_node_sources", {}))
-        # TODO(lead): pass node_ready= and depends_on=workloads.binding_dependencies once
-        # build_eks_bindings takes them (platform branch).
+            system_nodes=platform.system_nodes, pool_node_sources=platform.pool_node_sources)
+        # The controller's pods need a node; a TargetGroupBinding needs its namespace and Service.
         edge_mod.build_eks_bindings(
             settings, edge, k8s_provider=platform.k8s_provider, cluster_name=platform.cluster_name,
             vpc_id=network.vpc_id, namespace=workloads.namespace, service_names=workloads.service_names,
-            router=(workloads.router_service, workloads.router_port), tags=tags)
+            router=(workloads.router_service, workloads.router_port), tags=tags,
+            node_ready=platform.system_nodes, depends_on=workloads.binding_dependencies)
         pulumi.export("clusterName", platform.cluster_name)
     else:
         ecs_platform.build(settings, plan, network, tags, load_balancer=edge.load_balancer,
-                           adapter_store=edge.adapter_store, account_id=edge.account_id)
+                           adapter_store=edge.adapter_store, account_id=edge.account_id,
+                           spot_service_linked_role=edge.spot_service_linked_role)
 
     pulumi.export("environment", settings.config.environment)
     pulumi.export("orchestrator", settings.config.orchestrator)

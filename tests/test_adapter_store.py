@@ -148,10 +148,35 @@ def test_roles_trust_only_tagged_sessions_and_serving_services(run):
                  [may_assume], trust), "ImplicitlyDenied"),
         (Request("sts:TagSession", role, onboarding, {**tagged, "aws:TagKeys": ["tenant", "team"],
                                                       "aws:RequestTag/team": "x"}, [may_assume], trust), "ImplicitlyDenied"),
-        (Request("sts:AssumeRole", f"arn:aws:iam::{ACCOUNT}:role/{BUCKET}-reader", "pods.eks.amazonaws.com",
+        (Request("sts:AssumeRole", f"arn:aws:iam::{ACCOUNT}:role/{BUCKET}-reader", "ecs-tasks.amazonaws.com",
                  {"aws:SourceAccount": ACCOUNT}, [], reader_trust), "Allowed"),
         (Request("sts:AssumeRole", f"arn:aws:iam::{ACCOUNT}:role/{BUCKET}-reader", "ecs-tasks.amazonaws.com",
                  {"aws:SourceAccount": "999999999999"}, [], reader_trust), "ImplicitlyDenied"),
+        # Without a cluster to trust (ECS stacks) Pod Identity gets nothing.
+        (Request("sts:AssumeRole", f"arn:aws:iam::{ACCOUNT}:role/{BUCKET}-reader", "pods.eks.amazonaws.com",
+                 {"aws:SourceAccount": ACCOUNT}, [], reader_trust), "ImplicitlyDenied"),
+    ]
+    assert evaluate([c[0] for c in cases]) == [c[1] for c in cases]
+
+
+def test_eks_reader_trusts_the_session_tags_pod_identity_sends_not_source_account():
+    """Pod Identity tags its AssumeRole with eks-cluster-arn, kubernetes-namespace and
+    kubernetes-service-account (EKS user guide, pod-id-role / pod-id-abac) and documents no
+    aws:SourceAccount: a trust that requires it could refuse every adapter-sync pod."""
+    cluster = f"arn:aws:eks:us-east-1:{ACCOUNT}:cluster/llmserving-test"
+    reader_trust = _policies(_run(pod_identity=(cluster, "llmserving", "vllm-lora")))["store-reader:assumeRolePolicy"]
+    role = f"arn:aws:iam::{ACCOUNT}:role/{BUCKET}-reader"
+    tags = {"aws:RequestTag/eks-cluster-arn": cluster, "aws:RequestTag/kubernetes-namespace": "llmserving",
+            "aws:RequestTag/kubernetes-service-account": "vllm-lora",
+            "aws:TagKeys": ["eks-cluster-arn", "kubernetes-namespace", "kubernetes-service-account"]}
+    cases = [
+        (Request("sts:AssumeRole", role, "pods.eks.amazonaws.com", tags, [], reader_trust), "Allowed"),
+        (Request("sts:AssumeRole", role, "pods.eks.amazonaws.com",
+                 {**tags, "aws:RequestTag/kubernetes-service-account": "default"}, [], reader_trust), "ImplicitlyDenied"),
+        (Request("sts:AssumeRole", role, "pods.eks.amazonaws.com",
+                 {**tags, "aws:RequestTag/eks-cluster-arn": cluster + "-other"}, [], reader_trust), "ImplicitlyDenied"),
+        (Request("sts:AssumeRole", role, "ecs-tasks.amazonaws.com", {"aws:SourceAccount": ACCOUNT}, [], reader_trust),
+         "Allowed"),
     ]
     assert evaluate([c[0] for c in cases]) == [c[1] for c in cases]
 

@@ -179,7 +179,7 @@ CASES = [
      [f"{N}:region: unknown key 'region'; it is the AWS provider's setting: set "
       f"aws:region (not under llmserving:); allowed keys: adapterStore, budget, catalog, ecs, eks, environment, "
       f"gpuLimits, gpuPools, hfToken, ingress, kubernetesVersion, lora, models, network, observability, "
-      f"orchestrator, scale, serving, tags, vllmApiKey"]),
+      f"orchestrator, scale, serving, spotServiceLinkedRole, tags, vllmApiKey"]),
     ("aws-key-misspelled", "dev", "dev", lambda c: c.update({"aws:regoin": c.pop("aws:region")}),
      ["aws:regoin: unknown key 'regoin' of the AWS provider (did you mean 'aws:region'?)",
       "aws:region: required key is missing; set it with `pulumi config set aws:region us-east-1`"]),
