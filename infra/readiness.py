@@ -308,8 +308,14 @@ def workload_of(r: dict) -> Optional[Workload]:
         lwt = spec.get("leaderWorkerTemplate") or {}
         worker = lwt.get("workerTemplate") or {}
         leader = lwt.get("leaderTemplate") or worker
-        templates = [PodTemplate("leader", (leader.get("metadata") or {}).get("labels") or {}, leader.get("spec") or {}),
-                     PodTemplate("worker", (worker.get("metadata") or {}).get("labels") or {}, worker.get("spec") or {})]
+        # Labels the LWS controller adds to its pods (LWS v0.10.0 api/leaderworkerset/v1: SetNameLabelKey,
+        # WorkerIndexLabelKey; the leader is worker 0), so Services selecting leaders match.
+        name = _obj_name(r)
+        own = {"leaderworkerset.sigs.k8s.io/name": name}
+        templates = [PodTemplate("leader", {**((leader.get("metadata") or {}).get("labels") or {}), **own,
+                                            "leaderworkerset.sigs.k8s.io/worker-index": "0"}, leader.get("spec") or {}),
+                     PodTemplate("worker", {**((worker.get("metadata") or {}).get("labels") or {}), **own},
+                                 worker.get("spec") or {})]
         return Workload(r, kind, templates, _int(spec.get("replicas"), 1), max(1, _int(lwt.get("size"), 1)))
     return None
 
@@ -583,6 +589,20 @@ def _rollout(w: Workload, replicas: int) -> tuple[int, int, int]:
     return int(math.ceil(replicas / step)), surge, unav
 
 
+def is_awaited(r: dict) -> bool:
+    """Whether pulumi-kubernetes waits for the object to become ready (see readiness_catalog)."""
+    group, _, kind = k8s_kind(r["type"])
+    if kind == "Release":
+        return (r.get("inputs") or {}).get("skipAwait") is not True
+    if str(_annotations(r).get(SKIP_AWAIT, "")).lower() == "true":
+        return False
+    if kind in ("Deployment", "StatefulSet", "DaemonSet", "Job", "Pod") and group in ("apps", "batch", "core"):
+        return True
+    if kind == "Service" and group == "core":
+        return True
+    return is_custom_resource(r["type"]) and bool(_annotations(r).get(WAIT_FOR))
+
+
 def check_await(ctx: Context) -> list[Finding]:
     findings: list[Finding] = []
     budgets: dict[str, tuple[Estimate, Estimate]] = {}  # workload urn -> (create, update) pod-side estimates
@@ -742,22 +762,26 @@ def check_order(ctx: Context) -> list[Finding]:
     for w in ctx.workloads:
         if w.kind == "DaemonSet":
             continue  # a DaemonSet with no matching node is ready (pulumi-kubernetes daemonset.go, helm ready.go)
+        awaited = is_awaited(w.r)
+        level = MANDATORY if awaited else ADVISORY
+        consequence = ("stay Pending while pulumi-kubernetes waits for them" if awaited else
+                       "stay Pending until such a node joins (the object is not awaited, so `pulumi up` itself "
+                       "does not fail)")
         fitting = ctx.sources_for(w.lead)
         if not fitting:
             sel = w.lead.spec.get("nodeSelector") or {}
             findings.append(Finding(
                 "no-node-source", MANDATORY, w.r["urn"],
                 f"no node group or Karpenter NodePool of this stack fits the pods of {display(w.r)} (nodeSelector "
-                f"{json.dumps(sel, sort_keys=True)}, tolerations {len(w.lead.spec.get('tolerations') or [])}): they stay "
-                f"Pending and the await times out"))
+                f"{json.dumps(sel, sort_keys=True)}, tolerations {len(w.lead.spec.get('tolerations') or [])}): they "
+                f"stay Pending for good"))
             continue
         waited = g.reached(w.r["urn"], source_urns)
         if not waited & {s.r["urn"] for s in fitting}:
             findings.append(Finding(
-                "node-source-order", MANDATORY, w.r["urn"],
+                "node-source-order", level, w.r["urn"],
                 f"{display(w.r)} does not wait for a node source its pods fit ({', '.join(s.describe() for s in fitting)}): "
-                f"on a first deploy its pods are created before any such node can exist and stay Pending while "
-                f"pulumi-kubernetes waits"))
+                f"on a first deploy its pods are created before any such node can exist and {consequence}"))
     for r in res:
         if r["type"] != RELEASE:
             continue
@@ -889,6 +913,57 @@ def check_capacity(ctx: Context) -> list[Finding]:
     return findings
 
 
+def _task_gpus(td: dict) -> int:
+    try:
+        containers = json.loads((td.get("inputs") or {}).get("containerDefinitions") or "[]")
+    except (TypeError, json.JSONDecodeError):
+        return 0
+    return sum(_int(q.get("value")) for c in containers for q in c.get("resourceRequirements") or []
+               if q.get("type") == "GPU")
+
+
+def check_ecs_capacity(ctx: Context) -> list[Finding]:
+    """ECS: Application Auto Scaling's maximum task count x GPUs per task vs the capacity provider's group."""
+    findings: list[Finding] = []
+    by_type: dict[str, list[dict]] = {}
+    for r in ctx.resources:
+        by_type.setdefault(r["type"], []).append(r)
+    urns = ctx.graph.by_urn
+    providers = {str((cp.get("inputs") or {}).get("name")): cp for cp in by_type.get(CAPACITY_PROVIDER, [])}
+    targets = {str((t.get("inputs") or {}).get("resourceId")): t for t in by_type.get("aws:appautoscaling/target:Target", [])
+               if (t.get("inputs") or {}).get("scalableDimension") == "ecs:service:DesiredCount"}
+    for svc in by_type.get(ECS_SERVICE, []):
+        i = svc.get("inputs") or {}
+        tds = [urns[u] for u in svc.get("dependencies") or [] if urns.get(u, {}).get("type") == "aws:ecs/taskDefinition:TaskDefinition"]
+        gpus = max((_task_gpus(td) for td in tds), default=0)
+        if gpus <= 0:
+            continue
+        cluster = str(i.get("cluster") or "").rsplit("/", 1)[-1]
+        target = targets.get(f"service/{cluster}/{i.get('name')}")
+        max_tasks = _int((target.get("inputs") or {}).get("maxCapacity")) if target else _int(i.get("desiredCount"), 1)
+        slots, pools = 0.0, []
+        for strategy in i.get("capacityProviderStrategies") or []:
+            cp = providers.get(str(strategy.get("capacityProvider")))
+            if cp is None:
+                continue
+            for a in (urns[u] for u in cp.get("dependencies") or [] if urns.get(u, {}).get("type") == ASG):
+                ai = a.get("inputs") or {}
+                lt = ((ai.get("mixedInstancesPolicy") or {}).get("launchTemplate") or {})
+                types = [str(o.get("instanceType")) for o in lt.get("overrides") or [] if o.get("instanceType")]
+                per = min((ctx.gpus_of(t) for t in types), default=0)
+                slots += _int(ai.get("maxSize")) * (per // gpus)
+                pools.append(f"Auto Scaling group {a['name']} (maxSize {_int(ai.get('maxSize'))} x "
+                             f"{'/'.join(types) or '?'}, {per} GPUs each)")
+        if pools and max_tasks > slots:
+            what = f"Application Auto Scaling target {target['name']} scales" if target else "it runs"
+            findings.append(Finding(
+                "autoscaler-capacity", MANDATORY, (target or svc)["urn"],
+                f"ECS service {i.get('name')}: {what} up to {max_tasks} tasks of {gpus} GPUs; "
+                f"{' + '.join(pools)} place {int(slots)} such tasks at most: the rest stay PROVISIONING/pending "
+                f"under load"))
+    return findings
+
+
 def check_names(ctx: Context) -> list[Finding]:
     findings: list[Finding] = []
     created: dict[tuple[str, str, str], dict] = {}
@@ -927,7 +1002,8 @@ def check_names(ctx: Context) -> list[Finding]:
     return findings
 
 
-CHECKS: tuple[Callable[[Context], list[Finding]], ...] = (check_await, check_order, check_capacity, check_names)
+CHECKS: tuple[Callable[[Context], list[Finding]], ...] = (check_await, check_order, check_capacity, check_ecs_capacity,
+                                                          check_names)
 
 
 def _default_gpus_of(instance_type: str) -> int:
