@@ -14,11 +14,12 @@ on the real cloud:
   provider default) and is not `pulumi.com/skipAwait`; every Helm release
   whose `timeout` is shorter than its chart's first install;
 - order (`ecs-listener-order`, `asg-capacity-wait`, `node-source-order`,
-  `no-node-source`, `crd-order`, `crd-installer-unknown`): every ECS service
+  `no-node-source`, `pod-identity-order`, `crd-order`, `crd-installer-unknown`): every ECS service
   waits for a listener rule (or listener default action) that attaches each
   of its target groups; every Auto Scaling group behind an ECS capacity
   provider does not wait for capacity; every object that needs a running pod
-  waits for a node source its pods fit; every custom resource waits for what
+  waits for a node source its pods fit and for the EKS Pod Identity
+  association of its service account; every custom resource waits for what
   installs its CRD;
 - capacity (`autoscaler-capacity`, `pool-shared-capacity`,
   `rollout-headroom`, `rollout-headroom-shared`): every autoscaler's maximum
@@ -799,6 +800,34 @@ def check_order(ctx: Context) -> list[Finding]:
                 f"{display(r)} installs chart {chart_key(r)}, whose Deployments helm waits for, but it does not wait "
                 f"for {kinds} (node sources it waits for: {have}): on a first deploy its pods stay Pending and the "
                 f"install times out after {fmt_duration(_int((r.get('inputs') or {}).get('timeout'), 0) or rc.HELM_RELEASE_DEFAULT_TIMEOUT.value)}"))
+
+    # Pods (and chart controllers) that use a service account with an EKS Pod Identity association wait for it.
+    associations: dict[tuple[str, str], list[str]] = {}
+    for r in res:
+        if r["type"] == "aws:eks/podIdentityAssociation:PodIdentityAssociation":
+            i = r.get("inputs") or {}
+            associations.setdefault((str(i.get("namespace")), str(i.get("serviceAccount"))), []).append(r["urn"])
+    association_urns = frozenset(u for us in associations.values() for u in us)
+    users: list[tuple[dict, str, str]] = []
+    for w in ctx.workloads:
+        for sa in {t.spec.get("serviceAccountName") for t in w.templates} - {None}:
+            users.append((w.r, _ns(w.r), str(sa)))
+    for r in res:
+        if r["type"] == RELEASE:
+            i = r.get("inputs") or {}
+            sa = ((i.get("values") or {}).get("serviceAccount") or {}).get("name")
+            if sa:
+                users.append((r, str(i.get("namespace") or "default"), str(sa)))
+    for r, ns, sa in users:
+        options = associations.get((ns, sa))
+        if options and not g.reached(r["urn"], association_urns) & set(options):
+            awaited = is_awaited(r)
+            findings.append(Finding(
+                "pod-identity-order", MANDATORY if awaited else ADVISORY, r["urn"],
+                f"{display(r)} runs pods as service account {ns}/{sa} but does not wait for its EKS Pod Identity "
+                f"association ({', '.join(g.by_urn[u]['name'] for u in options)}): pods admitted before it exists get "
+                f"no AWS credentials and keep failing until recreated ({rc.POD_IDENTITY_SOURCE})"
+                + (": the await times out" if awaited else "")))
 
     # Custom resources wait for what installs their CRD.
     installers: dict[str, list[str]] = {}

@@ -143,3 +143,10 @@ ASG_CAPACITY_SOURCE = ("hashicorp/terraform-provider-aws internal/service/autosc
                        "(wait_for_capacity_timeout default \"10m\"; \"0\" skips Waiting for Capacity)")
 ECS_LISTENER_SOURCE = ("Amazon ECS CreateService: a target group must be associated with a load balancer "
                        "(InvalidParameterException \"The target group ... does not have an associated load balancer\")")
+
+# EKS Pod Identity: the EKS Pod Identity webhook adds the credential env vars and token volume to a pod
+# when it is admitted, if its service account has an association then; a pod admitted earlier keeps
+# running without credentials until it is recreated (Amazon EKS User Guide "Understand how EKS Pod
+# Identity works"; aws/amazon-eks-pod-identity-webhook README: new pods using the service account are mutated).
+POD_IDENTITY_SOURCE = ("Amazon EKS User Guide, EKS Pod Identity: credentials are injected when a pod is "
+                       "admitted; pods created before the association get none until recreated")

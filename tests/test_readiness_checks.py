@@ -456,3 +456,27 @@ def test_checks_are_linear_in_resources():
     start = time.perf_counter()
     R.check(many)
     assert time.perf_counter() - start < 2.0
+
+
+def test_pods_of_a_service_account_wait_for_its_pod_identity_association():
+    ng = node_group()
+    assoc = res("aws:eks/podIdentityAssociation:PodIdentityAssociation", "adapter-reader",
+                {"namespace": NS, "serviceAccount": "vllm-lora", "clusterName": "prod"})
+    pod = pod_spec()
+    pod["serviceAccountName"] = "vllm-lora"
+    ok = deployment(pod=copy.deepcopy(pod), deps=(ng["urn"], assoc["urn"]), timeouts={"create": "2h", "update": "4h"})
+    assert findings([ng, assoc, ok], "pod-identity-order") == []
+    early = deployment(pod=copy.deepcopy(pod), deps=(ng["urn"],), timeouts={"create": "2h", "update": "4h"})
+    [f] = findings([ng, assoc, early], "pod-identity-order")
+    assert f.level == "mandatory" and f.message.startswith(
+        "Deployment llmserving/llama-70b runs pods as service account llmserving/vllm-lora but does not wait for its "
+        "EKS Pod Identity association (adapter-reader): pods admitted before it exists get no AWS credentials")
+    # A chart's controller service account counts too (values.serviceAccount.name in the release's namespace).
+    sys_ng = node_group("system", gpu=False, types=("m6i.large",))
+    ctl = res("aws:eks/podIdentityAssociation:PodIdentityAssociation", "karpenter",
+              {"namespace": "kube-system", "serviceAccount": "karpenter"})
+    rel = release("karpenter", "oci://public.ecr.aws/karpenter/karpenter", deps=(sys_ng["urn"],))
+    rel["inputs"].update(namespace="kube-system", values={"serviceAccount": {"name": "karpenter"}})
+    assert [f.urn for f in findings([sys_ng, ctl, rel], "pod-identity-order")] == [rel["urn"]]
+    rel["dependencies"].append(ctl["urn"])
+    assert findings([sys_ng, ctl, rel], "pod-identity-order") == []

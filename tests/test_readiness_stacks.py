@@ -238,3 +238,16 @@ def test_a_mandatory_readiness_finding_fails_the_preview(monkeypatch, capsys, le
     assert "Deploy readiness" in out and "would time out" in out
     m = 1 if level == "mandatory" else 0
     assert f"{m} mandatory and {1 - m} advisory readiness findings" in out
+
+
+def test_prod_lora_pods_without_the_pod_identity_edge_fail():
+    res = recorded("prod")
+    dep = find(res, "kubernetes:apps/v1:Deployment", "llama-3-1-8b-deployment")
+    [assoc] = [r for r in of_type(res, "aws:eks/podIdentityAssociation:PodIdentityAssociation")
+               if r["inputs"].get("serviceAccount") == "vllm-lora"]
+    dep["dependencies"] = sorted({*dep["dependencies"], assoc["urn"]})
+    assert for_urn(res, dep["urn"], "pod-identity-order") == []
+    strip_edges(res, dep, {assoc["urn"]})
+    [f] = for_urn(res, dep["urn"], "pod-identity-order")
+    assert f.message.startswith("Deployment llmserving/llama-3-1-8b runs pods as service account llmserving/vllm-lora "
+                                f"but does not wait for its EKS Pod Identity association ({assoc['name']})")
