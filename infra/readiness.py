@@ -14,7 +14,7 @@ on the real cloud:
   provider default) and is not `pulumi.com/skipAwait`; every Helm release
   whose `timeout` is shorter than its chart's first install;
 - order (`ecs-listener-order`, `asg-capacity-wait`, `node-source-order`,
-  `no-node-source`, `pod-identity-order`, `crd-order`, `crd-installer-unknown`): every ECS service
+  `no-node-source`, `pod-identity-order`, `namespace-order`, `crd-order`, `crd-installer-unknown`): every ECS service
   waits for a listener rule (or listener default action) that attaches each
   of its target groups; every Auto Scaling group behind an ECS capacity
   provider does not wait for capacity; every object that needs a running pod
@@ -828,6 +828,29 @@ def check_order(ctx: Context) -> list[Finding]:
                 f"association ({', '.join(g.by_urn[u]['name'] for u in options)}): pods admitted before it exists get "
                 f"no AWS credentials and keep failing until recreated ({rc.POD_IDENTITY_SOURCE})"
                 + (": the await times out" if awaited else "")))
+
+    # Namespaced objects wait for the Namespace the program creates for them.
+    namespaces = {str(_meta(r).get("name")): r["urn"] for r in res
+                  if r["type"] == "kubernetes:core/v1:Namespace" and _meta(r).get("name")}
+    ns_urns = frozenset(namespaces.values())
+    for r in res:
+        group, _, kind = k8s_kind(r["type"])
+        if not kind or kind == "Namespace":
+            continue
+        if kind == "Release":
+            i = r.get("inputs") or {}
+            ns = str(i.get("namespace") or "default")
+            if i.get("createNamespace"):
+                continue
+        else:
+            ns = _meta(r).get("namespace")
+        target = namespaces.get(str(ns)) if ns else None
+        if target and target not in g.reached(r["urn"], ns_urns):
+            findings.append(Finding(
+                "namespace-order", MANDATORY, r["urn"],
+                f"{display(r)} goes into namespace {ns}, which this stack creates ({g.by_urn[target]['name']}), but "
+                f"does not wait for it: on a first deploy the create can run first and fails with "
+                f"'namespaces \"{ns}\" not found'"))
 
     # Custom resources wait for what installs their CRD.
     installers: dict[str, list[str]] = {}

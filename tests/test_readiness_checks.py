@@ -480,3 +480,19 @@ def test_pods_of_a_service_account_wait_for_its_pod_identity_association():
     assert [f.urn for f in findings([sys_ng, ctl, rel], "pod-identity-order")] == [rel["urn"]]
     rel["dependencies"].append(ctl["urn"])
     assert findings([sys_ng, ctl, rel], "pod-identity-order") == []
+
+
+def test_namespaced_objects_wait_for_the_namespace_the_stack_creates():
+    ns = res("kubernetes:core/v1:Namespace", NS, {"metadata": {"name": NS}})
+    tgb = k8s("kubernetes:elbv2.k8s.aws/v1beta1:TargetGroupBinding", "llama", {}, deps=(ns["urn"],))
+    assert findings([ns, tgb], "namespace-order") == []
+    early = k8s("kubernetes:elbv2.k8s.aws/v1beta1:TargetGroupBinding", "llama", {})
+    [f] = findings([ns, early], "namespace-order")
+    assert f.message == ("TargetGroupBinding llmserving/llama goes into namespace llmserving, which this stack creates "
+                         "(llmserving), but does not wait for it: on a first deploy the create can run first and fails "
+                         "with 'namespaces \"llmserving\" not found'")
+    # A release that creates its own namespace, or an object in a namespace the stack does not create, is fine.
+    rel = release("keda", timeout=900)
+    rel["inputs"].update(namespace=NS, createNamespace=True)
+    other = k8s("kubernetes:core/v1:ConfigMap", "x", {}, ns="kube-system")
+    assert findings([ns, rel, other], "namespace-order") == []

@@ -251,3 +251,16 @@ def test_prod_lora_pods_without_the_pod_identity_edge_fail():
     [f] = for_urn(res, dep["urn"], "pod-identity-order")
     assert f.message.startswith("Deployment llmserving/llama-3-1-8b runs pods as service account llmserving/vllm-lora "
                                 f"but does not wait for its EKS Pod Identity association ({assoc['name']})")
+
+
+def test_target_group_binding_without_the_namespace_edge_fails():
+    res = recorded("prod")
+    [tgb] = [r for r in of_type(res, "kubernetes:elbv2.k8s.aws/v1beta1:TargetGroupBinding")
+             if r["inputs"]["metadata"]["name"] == "router"]
+    ns = find(res, "kubernetes:core/v1:Namespace", "llmserving")
+    tgb["dependencies"] = sorted({*tgb["dependencies"], ns["urn"]})
+    assert for_urn(res, tgb["urn"], "namespace-order") == []
+    strip_edges(res, tgb, {ns["urn"]})
+    [f] = for_urn(res, tgb["urn"], "namespace-order")
+    assert f.message.startswith("TargetGroupBinding llmserving/router goes into namespace llmserving, which this stack "
+                                "creates (llmserving), but does not wait for it")
