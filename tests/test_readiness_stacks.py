@@ -232,7 +232,8 @@ def _doc_with(findings: list[dict]) -> dict:
 @pytest.mark.parametrize("level,code", [("mandatory", 1), ("advisory", 0)])
 def test_a_mandatory_readiness_finding_fails_the_preview(monkeypatch, capsys, level, code):
     finding = {"check": "await-timeout", "level": level, "urn": None, "message": "would time out"}
-    monkeypatch.setattr(P, "preview", lambda stack, stack_file=None: _doc_with([finding]))
+    doc = _doc_with([finding])  # before the stub: the shipped preview runs the real one
+    monkeypatch.setattr(P, "preview", lambda stack, stack_file=None: doc)
     assert P.main(["--stack", "dev"]) == code
     out = capsys.readouterr().out
     assert "Deploy readiness" in out and "would time out" in out
