@@ -265,3 +265,25 @@ def test_target_group_binding_without_the_namespace_edge_fails():
     [f] = for_urn(res, tgb["urn"], "namespace-order")
     assert f.message.startswith("TargetGroupBinding llmserving/router goes into namespace llmserving, which this stack "
                                 "creates (llmserving), but does not wait for it")
+
+
+def test_pr_diff_names_a_dropped_edge_and_the_new_finding():
+    from infra import diff as D
+
+    base = copy.deepcopy(shipped_preview("prod"))
+    head = copy.deepcopy(base)
+    res = head["resources"]
+    so = find(res, "kubernetes:keda.sh/v1alpha1:ScaledObject", "llama-3-1-70b-scaledobject")
+    keda = find(res, R.RELEASE, "keda")
+    [workload] = [r for r in res if r["urn"] == so["parent"]]
+    strip_edges(res, so, {keda["urn"]})
+    head["readiness"] = R.section(R.check(res))
+    d = D.diff_documents(base, head)
+    assert d.resources == []  # Pulumi shows no update for a dependency edge...
+    [change] = d.dependencies  # ...the report does
+    assert change.urn == workload["urn"] and change.removed == [keda["urn"]] and change.added == []
+    [new] = d.readiness["new"]
+    assert new["check"] == "crd-order" and new["urn"] == so["urn"]
+    md = D.render_markdown(head, d)
+    assert "#### Ordering changes (what each resource waits for)" in md
+    assert "**Deploy readiness:** ❌" in md and "| crd-order |" in md and "| new |" in md
