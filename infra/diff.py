@@ -14,7 +14,11 @@ them, secrets already masked as "[secret]"):
   removal of a type the table guards (stateful or expensive), and the
   replacement or removal of any resource marked `protect`;
 - the cost and capacity delta (hourly and monthly $, GPUs, replicas per
-  model) and the policy verdicts (new, resolved, still open).
+  model) and the policy verdicts (new, resolved, still open);
+- ordering: per resource, the `dependencies` (URNs it waits for) added or
+  removed, and the deploy-readiness findings (infra/readiness.py: new,
+  resolved, still open). A dropped dependency edge changes nothing Pulumi
+  shows as an update, yet can break a first deploy; the report names it.
 
 `render_markdown` writes the pull-request report, `render_console` the
 terminal one, `render_mermaid` an architecture sketch from the resource tree.
@@ -200,6 +204,20 @@ class Flag:
 
 
 @dataclass
+class DependencyChange:
+    """Edges of the wait graph a resource gained or lost (URNs), for a resource in both documents."""
+
+    urn: str
+    type: str
+    name: str
+    added: list[str]
+    removed: list[str]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
 class StackDiff:
     stack: str
     resources: list[ResourceChange]
@@ -207,6 +225,8 @@ class StackDiff:
     cost: dict[str, Any]
     capacity: dict[str, Any]
     policy: dict[str, list[dict]]
+    dependencies: list[DependencyChange] = field(default_factory=list)
+    readiness: dict[str, list[dict]] = field(default_factory=lambda: {"current": [], "new": [], "resolved": []})
 
     def count(self, action: str) -> int:
         return sum(1 for r in self.resources if r.action == action)
@@ -223,7 +243,8 @@ class StackDiff:
     def as_dict(self) -> dict:
         return {"stack": self.stack, "resources": [r.as_dict() for r in self.resources],
                 "flags": [asdict(f) for f in self.flags], "cost": self.cost, "capacity": self.capacity,
-                "policy": self.policy}
+                "policy": self.policy, "dependencies": [d.as_dict() for d in self.dependencies],
+                "readiness": self.readiness}
 
 
 def _json_value(v: Any) -> Any:
@@ -297,8 +318,14 @@ def diff_documents(base: dict, head: dict, ack: Acknowledgement = NONE) -> Stack
     before = {r["urn"]: r for r in base.get("resources", [])}
     after = {r["urn"]: r for r in head.get("resources", [])}
     changes: list[ResourceChange] = []
+    deps: list[DependencyChange] = []
     for urn in sorted(set(before) | set(after)):
         b, a = before.get(urn), after.get(urn)
+        if b is not None and a is not None and "dependencies" in b and "dependencies" in a:
+            # Only when both documents record dependencies (older base documents do not).
+            bd, ad = set(b["dependencies"]), set(a["dependencies"])
+            if bd != ad:
+                deps.append(DependencyChange(urn, a["type"], a["name"], sorted(ad - bd), sorted(bd - ad)))
         if b is None:
             changes.append(ResourceChange(urn, a["type"], a["name"], "create", bool(a.get("protect"))))
             continue
@@ -316,7 +343,7 @@ def diff_documents(base: dict, head: dict, ack: Acknowledgement = NONE) -> Stack
     flags = _flags(changes, ack)
     return StackDiff(stack=head.get("stack", "?"), resources=changes, flags=flags,
                      cost=cost_delta(base, head), capacity=capacity_delta(base, head),
-                     policy=policy_delta(base, head))
+                     policy=policy_delta(base, head), dependencies=deps, readiness=readiness_delta(base, head))
 
 
 def _flags(changes: list[ResourceChange], ack: Acknowledgement) -> list[Flag]:
@@ -411,6 +438,18 @@ def policy_delta(base: dict, head: dict) -> dict:
             "resolved": [v for v in bv if _vkey(v) not in hkeys]}
 
 
+def _fkey(f: dict) -> tuple:
+    return (f.get("check"), f.get("urn"), f.get("message"))
+
+
+def readiness_delta(base: dict, head: dict) -> dict:
+    bf = (base.get("readiness") or {}).get("findings") or []
+    hf = (head.get("readiness") or {}).get("findings") or []
+    bkeys, hkeys = {_fkey(f) for f in bf}, {_fkey(f) for f in hf}
+    return {"current": list(hf), "new": [f for f in hf if _fkey(f) not in bkeys],
+            "resolved": [f for f in bf if _fkey(f) not in hkeys]}
+
+
 # --- rendering: Markdown -------------------------------------------------------------
 
 MARKER = "<!-- llmserving:pr-preview -->"
@@ -476,11 +515,19 @@ def render_markdown(head: dict, diff: Optional[StackDiff] = None, *, base_label:
     verdict = (f"❌ {len(mandatory)} mandatory policy violation(s)" if mandatory
                else "✅ policies pass" + (f" ({len(violations)} advisory)" if violations else ""))
     out += [f"**Policies:** {verdict}", ""]
+    findings = (head.get("readiness") or {}).get("findings") or []
+    not_ready = [f for f in findings if f.get("level") == "mandatory"]
+    ready = (f"❌ {len(not_ready)} mandatory finding(s): the deploy would fail or hang" if not_ready
+             else "✅ ready" + (f" ({len(findings)} advisory)" if findings else ""))
+    out += [f"**Deploy readiness:** {ready}", ""]
 
     out += _cost_md(head, diff)
     out += _policy_md(head, diff)
+    out += _readiness_md(head, diff)
     if diff is not None and diff.resources:
         out += _resources_md(diff)
+    if diff is not None and diff.dependencies:
+        out += _dependencies_md(diff)
     if mermaid:
         chart = render_mermaid(head)
         if chart:
@@ -565,6 +612,34 @@ def _policy_md(head: dict, diff: Optional[StackDiff]) -> list[str]:
     return out
 
 
+def _readiness_md(head: dict, diff: Optional[StackDiff]) -> list[str]:
+    findings = (head.get("readiness") or {}).get("findings") or []
+    new = {_fkey(f) for f in diff.readiness["new"]} if diff is not None else set()
+    out = []
+    if findings:
+        out += ["#### Deploy readiness", "", "| level | check | resource | what would happen | |", "|---|---|---|---|---|"]
+        for f in findings:
+            level = "❌ mandatory" if f.get("level") == "mandatory" else "⚠️ advisory"
+            res = _short_urn(f["urn"]) if f.get("urn") else "(stack)"
+            out.append(f"| {level} | {f.get('check')} | {_code(res)} | {_cell(str(f.get('message')))} "
+                       f"| {'new' if _fkey(f) in new else ''} |")
+        out.append("")
+    if diff is not None and diff.readiness["resolved"]:
+        out += ["Resolved since base: " + "; ".join(f"{f.get('check')} ({_short_urn(f['urn']) if f.get('urn') else 'stack'})"
+                                                     for f in diff.readiness["resolved"]), ""]
+    return out
+
+
+def _dependencies_md(diff: StackDiff) -> list[str]:
+    out = ["#### Ordering changes (what each resource waits for)", "", "| resource | now waits for | no longer waits for |",
+           "|---|---|---|"]
+    for d in diff.dependencies:
+        added = ", ".join(_code(_short_urn(u)) for u in d.added) or "—"
+        removed = ", ".join(_code(_short_urn(u)) for u in d.removed) or "—"
+        out.append(f"| {_code(d.type + '::' + d.name)} | {added} | {removed} |")
+    return out + [""]
+
+
 def _resources_md(diff: StackDiff) -> list[str]:
     out = ["#### Resource changes", ""]
     for r in diff.resources:
@@ -645,6 +720,17 @@ def render_console(diff: StackDiff, console: Any, base_label: str = "base") -> N
                           highlight=False)
     for name, m in diff.capacity["models"].items():
         console.print(f"  model {name}: {_model_note(m)}", soft_wrap=True)
+    from rich.markup import escape
+
+    for d in diff.dependencies:
+        added = ", ".join(_short_urn(u) for u in d.added)
+        removed = ", ".join(_short_urn(u) for u in d.removed)
+        console.print(f"  [cyan]waits[/] {escape(d.type)} {escape(d.name)}:"
+                      + escape((f" now for {added}" if added else "") + (f"; no longer for {removed}" if removed else "")),
+                      soft_wrap=True, markup=True, highlight=False)
+    for f in diff.readiness["new"]:
+        console.print(f"  [red]NEW readiness {f['level']}[/] {escape(f['check'])}: {escape(f['message'])}",
+                      soft_wrap=True)
     for f in diff.flags:
         state = f"[green]acknowledged by {f.acknowledged_by}[/]" if f.acknowledged_by else "[red]NOT acknowledged[/]"
         console.print(f"  [red]DESTRUCTIVE[/] {f.action} {f.type} {f.name}: {f.reason} ({state})", soft_wrap=True)

@@ -75,6 +75,21 @@ class Registration:
     ignore_changes: list[str]
     # Inputs exactly as the engine received them (protobuf Struct as a dict).
     inputs: dict[str, Any]
+    # `custom_timeouts` as sent (create/update/delete Go durations such as "45m"); empty when unset.
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def all_dependencies(self) -> list[str]:
+        """Every URN this resource's registration waited for: explicit and property dependencies."""
+        urns = set(self.dependencies)
+        for deps in self.property_dependencies.values():
+            urns.update(deps)
+        return sorted(urns)
+
+    @property
+    def provider_urn(self) -> Optional[str]:
+        """The explicit provider's URN (the reference is `urn::id`); None for default providers."""
+        return self.provider.rsplit("::", 1)[0] if self.provider else None
 
 
 class CloudMocks(pulumi.runtime.Mocks):
@@ -225,6 +240,15 @@ class UnmockedInvokeError(Exception):
     pass
 
 
+def _custom_timeouts(request: Any) -> dict[str, str]:
+    """RegisterResourceRequest.customTimeouts as {op: duration}; the engine parses each with Go's
+    time.ParseDuration (pulumi/pulumi pkg/resource/deploy/source_eval.go generateTimeoutInSeconds)."""
+    if not request.HasField("customTimeouts"):
+        return {}
+    ct = request.customTimeouts
+    return {op: getattr(ct, op) for op in ("create", "update", "delete") if getattr(ct, op)}
+
+
 class RecordingMonitor(pulumi_mocks.MockMonitor):
     """The SDK's mock monitor, keeping what the engine would see of each resource."""
 
@@ -247,6 +271,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             delete_before_replace=bool(request.deleteBeforeReplace),
             ignore_changes=list(request.ignoreChanges),
             inputs=json_format.MessageToDict(request.object),
+            custom_timeouts=_custom_timeouts(request),
         ))
         return response
 

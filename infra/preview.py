@@ -16,8 +16,12 @@ stack's budget or GPU limits). With --diff it compares with an earlier --json do
 (infra/diff.py: per-resource input changes, replacements, cost and capacity
 delta, destructive changes); --markdown writes the pull-request report.
 
-Exit status: 0 clean (advisories allowed), 1 a mandatory policy violation,
-2 invalid configuration (the message names the key), 3 an internal error,
+The deploy-readiness checks (infra/readiness.py: awaits, ordering, capacity
+reachability, controller-created names) run over the same recording; their
+findings go into the `readiness` section and the printed output.
+
+Exit status: 0 clean (advisories allowed), 1 a mandatory policy violation or a
+mandatory readiness finding, 2 invalid configuration (the message names the key), 3 an internal error,
 4 a destructive change (replace or delete of a stateful, expensive or
 protected resource) that is not acknowledged (see infra/pr_ack.py). A
 mandatory violation (1) takes precedence over 4; both are reported.
@@ -266,12 +270,36 @@ def check_stack(files: StackFiles, stack: str) -> tuple[Any, Any]:
     return settings, plan
 
 
-def build_document(files: StackFiles, stack: str, run: Any, plan: Any, violations: list) -> dict:
+def resource_entry(r: Any) -> dict:
+    """One recorded resource as the JSON document carries it.
+
+    `dependencies`: every URN the registration waited for (explicit
+    `depends_on`, expanded components and property dependencies merged);
+    `provider`: the explicit provider's URN, when one is set; `customTimeouts`:
+    the Go durations the engine applies, when set.
+    """
     from infra.mockcloud import plain
 
-    resources = [{"urn": r.urn, "type": r.type, "name": r.name, "parent": r.parent, "custom": r.custom,
-                  "protect": r.protect, "inputs": plain(r.inputs)}
-                 for r in sorted(run.registrations, key=lambda r: r.urn)]
+    entry = {"urn": r.urn, "type": r.type, "name": r.name, "parent": r.parent, "custom": r.custom,
+             "protect": r.protect, "inputs": plain(r.inputs), "dependencies": r.all_dependencies}
+    if r.provider_urn:
+        entry["provider"] = r.provider_urn
+    if r.custom_timeouts:
+        entry["customTimeouts"] = dict(r.custom_timeouts)
+    return entry
+
+
+def build_document(files: StackFiles, stack: str, run: Any, plan: Any, violations: list,
+                   catalog: Any = None) -> dict:
+    from infra import readiness
+    from infra.mockcloud import plain
+
+    resources = [resource_entry(r) for r in sorted(run.registrations, key=lambda r: r.urn)]
+
+    def gpus_of(instance_type: str) -> int:
+        rows = catalog.instance_types if catalog is not None else {}
+        return rows[instance_type].gpu_count if instance_type in rows else readiness._default_gpus_of(instance_type)
+
     return {
         "project": files.project,
         "stack": stack,
@@ -280,6 +308,10 @@ def build_document(files: StackFiles, stack: str, run: Any, plan: Any, violation
         "capacity": plan.capacity_dict(),
         "cost": plan.cost_dict(),
         "policy": {"violations": [v.as_dict() for v in violations]},
+        # Deploy-readiness (infra/readiness.py): what the real engine, providers and
+        # controllers would do with this desired state; mandatory findings fail like
+        # mandatory policy violations.
+        "readiness": readiness.section(readiness.check(resources, gpus_of=gpus_of)),
     }
 
 
@@ -323,7 +355,7 @@ def preview(stack: str, *, root: Path = ROOT, stack_file: Optional[Path] = None,
             violations, _ = run_policy_pack(root / "policies", run.registrations, policy_config=files.policy_config,
                                             project=files.project, stack=stack, stack_config=files.config,
                                             stack_tags={}, pack=pack.result())
-    return build_document(files, stack, run, plan, violations)
+    return build_document(files, stack, run, plan, violations, settings.catalog)
 
 
 # --- rendering -----------------------------------------------------------------
@@ -387,6 +419,8 @@ def render(doc: dict, console: Any) -> None:
     console.print(f"[bold]Monthly:[/] ${cost['monthly_usd']:,.2f} planned, ${cost['max_monthly_usd']:,.2f} with every pool at max "
                   f"| GPUs: {cap['gpus_total']} planned, {cap['max_gpus_total']} at max")
 
+    render_readiness(doc, console)
+
     violations = doc["policy"]["violations"]
     if not violations:
         console.print("[green]Policies: no violations[/]")
@@ -397,6 +431,22 @@ def render(doc: dict, console: Any) -> None:
     for v in violations:
         level = "[red]mandatory[/]" if v["level"] == "mandatory" else "[yellow]advisory[/]"
         table.add_row(level, v["policy"], (v["urn"] or "(stack)").split("::")[-1], v["message"])
+    console.print(table)
+
+
+def render_readiness(doc: dict, console: Any) -> None:
+    from rich.table import Table
+
+    findings = (doc.get("readiness") or {}).get("findings") or []
+    if not findings:
+        console.print("[green]Deploy readiness: no findings[/]")
+        return
+    table = Table(title="Deploy readiness (what the real engine, providers and controllers would do)")
+    for col in ("level", "check", "resource", "message"):
+        table.add_column(col)
+    for f in findings:
+        level = "[red]mandatory[/]" if f["level"] == "mandatory" else "[yellow]advisory[/]"
+        table.add_row(level, f["check"], (f["urn"] or "(stack)").split("::")[-1], f["message"])
     console.print(table)
 
 
@@ -464,10 +514,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     mandatory = [v for v in doc["policy"]["violations"] if v["level"] == "mandatory"]
     advisory = len(doc["policy"]["violations"]) - len(mandatory)
     used = args.policy_config or f"policies/config/{args.stack}.json"
+    findings = doc["readiness"]["findings"]
+    not_ready = [f for f in findings if f["level"] == "mandatory"]
     console.print(f"stack {args.stack}: {len(doc['resources'])} resources, ${doc['cost']['hourly_usd']:,.2f}/hour, "
-                  f"{len(mandatory)} mandatory and {advisory} advisory policy violations"
-                  + f" (policy config {used})", soft_wrap=True)
-    if mandatory:
+                  f"{len(mandatory)} mandatory and {advisory} advisory policy violations, "
+                  f"{len(not_ready)} mandatory and {len(findings) - len(not_ready)} advisory readiness findings"
+                  f" (policy config {used})", soft_wrap=True)
+    if mandatory or not_ready:
+        # A mandatory readiness finding is a deploy that would fail or hang: it blocks like a mandatory violation.
         return EXIT_MANDATORY
     if d is not None and d.unacknowledged:
         console.print(f"[red]{len(d.unacknowledged)} destructive change(s) not acknowledged[/] "

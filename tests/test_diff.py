@@ -115,7 +115,14 @@ def cli(dev_docs, tmp_path, monkeypatch):
     return base
 
 
-def test_cli_exits_4_on_unacknowledged_destructive_change_and_writes_markdown(cli, tmp_path, capsys):
+@pytest.fixture
+def no_readiness(cli, dev_docs, monkeypatch):
+    """Isolates the destructive-change gate: a mandatory readiness finding (exit 1) would take precedence."""
+    changed = {**dev_docs["changed"], "readiness": {"findings": []}}
+    monkeypatch.setattr(P, "preview", lambda stack, stack_file=None: changed)
+
+
+def test_cli_exits_4_on_unacknowledged_destructive_change_and_writes_markdown(cli, tmp_path, capsys, no_readiness):
     md = tmp_path / "dev.md"
     assert P.main(["--stack", "dev", "--diff", str(cli), "--markdown", str(md), "--quiet"]) == P.EXIT_DESTRUCTIVE == 4
     out = capsys.readouterr().out
@@ -124,7 +131,7 @@ def test_cli_exits_4_on_unacknowledged_destructive_change_and_writes_markdown(cl
     assert md.read_text().startswith("### Stack `dev`\n\nDesired state vs `base-dev.json`: **0 to create")
 
 
-def test_cli_accepts_acknowledgement_from_flag_or_event(cli, tmp_path):
+def test_cli_accepts_acknowledgement_from_flag_or_event(cli, tmp_path, no_readiness):
     assert P.main(["--stack", "dev", "--diff", str(cli), "--quiet", "--allow-destructive", "*"]) == 0
     assert P.main(["--stack", "dev", "--diff", str(cli), "--quiet", "--allow-destructive", "aws:ec2/vpc:Vpc"]) == 4
     event = tmp_path / "event.json"

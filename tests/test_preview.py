@@ -23,7 +23,7 @@ PLACEHOLDER_MARKERS = ("offline-placeholder", "REPLACE-WITH", "v1:REPLACE")
 SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
-    "required": ["project", "stack", "resources", "capacity", "cost", "policy"],
+    "required": ["project", "stack", "resources", "capacity", "cost", "policy", "readiness"],
     "properties": {
         "project": {"type": "string", "const": "llmserving"},
         "stack": {"type": "string", "minLength": 1},
@@ -32,8 +32,13 @@ SCHEMA = {
             "minItems": 1,
             "items": {
                 "type": "object",
-                "required": ["urn", "type", "name", "parent", "inputs"],
+                "required": ["urn", "type", "name", "parent", "inputs", "dependencies"],
                 "properties": {
+                    # URNs the resource waits for (explicit, expanded components, property dependencies).
+                    "dependencies": {"type": "array", "items": {"type": "string", "pattern": r"^urn:pulumi:"}},
+                    "provider": {"type": "string", "pattern": r"^urn:pulumi:"},
+                    "customTimeouts": {"type": "object", "propertyNames": {"enum": ["create", "update", "delete"]},
+                                       "additionalProperties": {"type": "string"}},
                     "urn": {"type": "string", "pattern": r"^urn:pulumi:[^:]+::llmserving::.+::.+$"},
                     "type": {"type": "string", "pattern": r"^[a-zA-Z0-9-]+:[^:]*:[A-Za-z0-9]+$"},
                     "name": {"type": "string", "minLength": 1},
@@ -93,8 +98,41 @@ SCHEMA = {
                 },
             },
         },
+        "readiness": {
+            "type": "object",
+            "required": ["findings"],
+            "properties": {
+                "findings": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["check", "level", "urn", "message"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "check": {"type": "string", "minLength": 1},
+                            "level": {"enum": ["mandatory", "advisory"]},
+                            "urn": {"type": ["string", "null"]},
+                            "message": {"type": "string", "minLength": 1},
+                        },
+                    },
+                },
+            },
+        },
     },
 }
+
+
+def contract_exit(doc: dict) -> int:
+    """The exit status the contract gives a document: 1 on a mandatory policy violation or readiness finding."""
+    mandatory = [x for x in doc["policy"]["violations"] + doc["readiness"]["findings"] if x["level"] == "mandatory"]
+    return 1 if mandatory else 0
+
+
+def summary(doc: dict) -> str:
+    findings = doc["readiness"]["findings"]
+    m = sum(f["level"] == "mandatory" for f in findings)
+    return (f"0 mandatory and 0 advisory policy violations, {m} mandatory and {len(findings) - m} advisory readiness "
+            f"findings")
 
 
 def subprocess_env() -> dict[str, str]:
@@ -176,8 +214,8 @@ def test_schema_rejects_a_broken_document(prod_doc):
 
 def test_dev_json_matches_the_contract(dev_run):
     code, _, raw = dev_run
-    assert code == 0
     doc = json.loads(raw)
+    assert code == contract_exit(doc)
     jsonschema.validate(doc, SCHEMA)
     assert doc["stack"] == "dev"
 
@@ -219,19 +257,21 @@ def test_mandatory_violation_document(mandatory_run):
 
 # --- exit codes -----------------------------------------------------------------------------------
 
-def test_dev_exits_0_and_prints_summary(dev_run):
+# Dev has no policy violation: it exits 0 once it has no mandatory readiness finding either (the
+# issue-10 fixes; tests/test_readiness_preview.py covers both exits of the readiness gate).
+def test_dev_exit_follows_the_contract_and_prints_summary(dev_run):
     code, out, raw = dev_run
     doc = json.loads(raw)
-    assert code == 0
+    assert code == contract_exit(doc)
     assert (f"stack dev: {len(doc['resources'])} resources, ${doc['cost']['hourly_usd']:,.2f}/hour, "
-            "0 mandatory and 0 advisory policy violations") in out
+            + summary(doc)) in out
 
 
-def test_subprocess_dev_exits_0(dev_run_subprocess):
+def test_subprocess_dev_exit_follows_the_contract(dev_run_subprocess):
     proc, raw = dev_run_subprocess
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("stack dev: ") and "0 mandatory and 0 advisory policy violations" in proc.stdout
-    assert raw
+    doc = json.loads(raw)
+    assert proc.returncode == contract_exit(doc), proc.stderr
+    assert proc.stdout.startswith("stack dev: ") and summary(doc) in proc.stdout
 
 
 def test_misspelled_key_exits_2_in_subprocess(tmp_path):
