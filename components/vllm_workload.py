@@ -141,6 +141,8 @@ class Operations:
     node_ready_seconds: int = 0
     image_pull_seconds: int = 0
     download_seconds: int = 0
+    # Static LoRA: the init container fetches every mapped adapter before vLLM starts.
+    adapter_sync_seconds: int = 0
     await_margin_seconds: int = 0
     # HOME, /tmp and compile caches.
     scratch_gib: int = 10
@@ -477,8 +479,9 @@ def ray_worker_script(*, ray_port: int, join_seconds: int, retry_seconds: int) -
 
 
 def pod_ready_seconds(ops: Operations) -> int:
-    """Node launch + image pull + weight download + load (the startup probe budget)."""
-    return ops.node_ready_seconds + ops.image_pull_seconds + ops.download_seconds + ops.startup_budget_seconds
+    """Node launch + image pull + weight download + adapter sync + load (the startup probe budget)."""
+    return (ops.node_ready_seconds + ops.image_pull_seconds + ops.download_seconds + ops.adapter_sync_seconds
+            + ops.startup_budget_seconds)
 
 
 def await_seconds(args: VllmWorkloadArgs) -> tuple[int, int]:

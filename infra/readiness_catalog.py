@@ -61,18 +61,25 @@ HELM_RELEASE_DEFAULT_TIMEOUT = Assumption(
     value=300, source="pulumi/pulumi-kubernetes provider/pkg/provider/helm_release.go defaultTimeoutSeconds",
     as_of=_AS_OF)
 
-# Operating figures of the startup estimate of a pod (seconds or MiB/s).
+# Operating figures of the startup estimate of a pod (seconds or MiB/s): the serving layer's own
+# start-up timeline (infra/serving_catalog.py), so that the timeouts it sets and this check's
+# estimate come from one table.
+def _from_serving(key: str, *, scale: float = 1.0, note: str = "") -> Assumption:
+    from infra.serving_catalog import SERVING_FIGURES
+
+    row = SERVING_FIGURES[key]
+    return Assumption(value=row.value * scale, source=f"infra/serving_catalog.py {key} ({row.source}){note}",
+                      as_of=row.as_of)
+
+
 FIGURES: dict[str, Assumption] = {
-    # Model weights come from the Hugging Face Hub through the NAT gateway with
-    # huggingface_hub (no hf_transfer): a single pod sustains roughly this.
-    "download_mib_per_second": Assumption(value=100, source=_OPS, as_of=_AS_OF),
+    # Weights and adapters are written to the pod's volumes at this rate.
+    "download_mib_per_second": _from_serving("weights_download_mb_per_second", scale=1e6 / 2 ** 20,
+                                             note="; MB/s converted to MiB/s"),
     # A new GPU node: EC2 launch, bootstrap, join, NVIDIA device plugin ready.
-    "node_launch_seconds": Assumption(
-        value=420, source=_OPS + "; Karpenter docs put launch-to-ready in minutes, GPU AMIs add driver init",
-        as_of=_AS_OF),
+    "node_launch_seconds": _from_serving("node_ready_seconds"),
     # Pulling a serving image (vllm/vllm-openai is ~10 GB) on a node that has never run it.
-    "image_pull_seconds": Assumption(value=240, source=_OPS + "; ~10 GB image at ECR/Docker Hub pull rates",
-                                     as_of=_AS_OF),
+    "image_pull_seconds": _from_serving("image_pull_seconds"),
 }
 
 

@@ -98,6 +98,10 @@ def _scheduling(pool_scheduling: dict, pool: str) -> tuple[dict, list]:
     return dict(get("node_selector")), list(get("tolerations"))
 
 
+def _transfer_seconds(settings: Settings, gib: float) -> int:
+    return math.ceil(gib * 2 ** 30 / (figure(settings, "weights_download_mb_per_second") * 1e6))
+
+
 def keepalive_seconds(settings: Settings) -> int:
     """HTTP keep-alive of every target behind the ALB: its idle timeout plus a margin.
 
@@ -190,19 +194,24 @@ def workload_args(settings: Settings, plan: capacity.Plan, model: ModelConfig, p
         budget = figure(settings, "startup_budget_seconds")
     checkpoint_gb = params * c.bytes_per_parameter[ckpt].value
     disk_gb = checkpoint_gb * figure(settings, "model_cache_headroom")
+    cache_gib = max(1, math.ceil(disk_gb / 1.073741824))
     tp = model.tensor_parallel
     share = tp / instance.gpu_count * figure(settings, "node_allocatable_share")
     ops = Operations(
         startup_budget_seconds=int(budget), startup_period_seconds=int(figure(settings, "startup_probe_period_seconds")),
         prestop_sleep_seconds=int(figure(settings, "prestop_sleep_seconds")),
         drain_seconds=int(figure(settings, "drain_seconds")),
-        shm_gib=int(figure(settings, "shm_gib_per_gpu") * tp), cache_gib=max(1, math.ceil(disk_gb / 1.073741824)),
+        shm_gib=int(figure(settings, "shm_gib_per_gpu") * tp), cache_gib=cache_gib,
         cpu=max(1, min(int(figure(settings, "cpu_per_gpu") * tp), int(instance.vcpus * share))),
         memory_gib=max(1, min(int(figure(settings, "memory_gib_per_gpu") * tp), int(instance.memory_gib * share))),
         ray_port=int(figure(settings, "ray_port")),
         node_ready_seconds=int(figure(settings, "node_ready_seconds")),
         image_pull_seconds=int(figure(settings, "image_pull_seconds")),
-        download_seconds=math.ceil(checkpoint_gb * 1000 / figure(settings, "weights_download_mb_per_second")),
+        # Upper bounds: what the init containers may write into their volumes (size limits), the
+        # same bound the deploy-readiness check (infra/readiness.py) uses.
+        download_seconds=_transfer_seconds(settings, cache_gib),
+        adapter_sync_seconds=(_transfer_seconds(settings, adapters.cache_gib)
+                              if adapters is not None and not adapters.runtime_loading else 0),
         await_margin_seconds=int(figure(settings, "await_margin_seconds")),
         scratch_gib=int(figure(settings, "scratch_gib")), keepalive_seconds=keepalive_seconds(settings),
         run_as_user=int(figure(settings, "run_as_user")), fs_group=int(figure(settings, "fs_group")),

@@ -300,7 +300,7 @@ def test_the_summary_says_which_policy_config_judged_the_stack(tmp_path, capsys,
 
     def fake_preview(stack, stack_file=None, policy_config_file=None):  # the full run is tested elsewhere
         seen.update(stack=stack, policy_config_file=policy_config_file)
-        return {"resources": [], "cost": {"hourly_usd": 0.0}, "policy": {"violations": []}}
+        return {"resources": [], "cost": {"hourly_usd": 0.0}, "policy": {"violations": []}, "readiness": {"findings": []}}
 
     monkeypatch.setattr(preview, "preview", fake_preview)
     for extra, used in ((["--policy-config", str(generated)], str(generated)), ([], "policies/config/dev.json")):
@@ -308,7 +308,7 @@ def test_the_summary_says_which_policy_config_judged_the_stack(tmp_path, capsys,
         code, out, _ = run_main(capsys, "--stack", stack, "--stack-file", str(path), "--quiet", *extra)
         assert code == 0
         assert out.strip() == (f"stack {stack}: 0 resources, $0.00/hour, 0 mandatory and 0 advisory policy "
-                               f"violations (policy config {used})")
+                               f"violations, 0 mandatory and 0 advisory readiness findings (policy config {used})")
     with pytest.raises(preview.PreviewInputError, match="--policy-config: nope.json does not exist"):
         preview.read_stack(ROOT, "dev", policy_config_file=Path("nope.json"))
 

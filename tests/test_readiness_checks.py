@@ -22,6 +22,18 @@ from infra.preview import resource_entry
 NS = "llmserving"
 
 
+@pytest.fixture(autouse=True)
+def fixed_figures(monkeypatch):
+    """The expected messages below are worked out with these start-up figures, not the catalog's
+    current ones (infra/serving_catalog.py; a stack may override them)."""
+    from infra import readiness_catalog as rc
+    from infra.catalog import Assumption
+
+    monkeypatch.setitem(rc.FIGURES, "download_mib_per_second", Assumption(value=100, source="test", as_of="test"))
+    monkeypatch.setitem(rc.FIGURES, "node_launch_seconds", Assumption(value=420, source="test", as_of="test"))
+    monkeypatch.setitem(rc.FIGURES, "image_pull_seconds", Assumption(value=240, source="test", as_of="test"))
+
+
 def urn(typ: str, name: str) -> str:
     return f"urn:pulumi:prod::llmserving::{typ}::{name}"
 

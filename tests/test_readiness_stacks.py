@@ -67,9 +67,8 @@ def unfix_await(r: dict) -> None:
         ann.pop(key, None)
 
 
-# --- the shipped stacks (the issue-10 fixes land on other branches) ----------------------------------
+# --- the shipped stacks ----------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="issue-10 fixes land on other branches; lead flips after merge")
 @pytest.mark.parametrize("stack", ["dev", "prod", "large-use1-a", "ecs"])
 def test_shipped_stacks_are_deploy_ready(stack):
     mandatory = [f"{f.check}: {f.message}" for f in R.check(recorded(stack)) if f.level == "mandatory"]
@@ -150,7 +149,8 @@ def test_keda_release_without_a_node_group_edge_fails():
     [system] = [g for g in of_type(res, R.NODE_GROUP) if not g["inputs"].get("taints")]
     keda["dependencies"] = sorted({*keda["dependencies"], system["urn"]})
     assert for_urn(res, keda["urn"], "node-source-order") == []
-    strip_edges(res, keda, {r["urn"] for r in of_type(res, R.NODE_GROUP)})
+    # The fix is the edge to the platform's system_nodes: the node group and the add-ons created after it.
+    strip_edges(res, keda, {r["urn"] for r in [*of_type(res, R.NODE_GROUP), *of_type(res, "aws:eks/addon:Addon")]})
     [f] = for_urn(res, keda["urn"], "node-source-order")
     assert f.message.startswith("Helm release keda/keda installs chart keda, whose Deployments helm waits for, but it "
                                 "does not wait for a node group or NodePool without taints")
@@ -261,7 +261,8 @@ def test_target_group_binding_without_the_namespace_edge_fails():
     ns = find(res, "kubernetes:core/v1:Namespace", "llmserving")
     tgb["dependencies"] = sorted({*tgb["dependencies"], ns["urn"]})
     assert for_urn(res, tgb["urn"], "namespace-order") == []
-    strip_edges(res, tgb, {ns["urn"]})
+    # The fix: the binding waits for the namespace and for the Services (which wait for the namespace).
+    strip_edges(res, tgb, {ns["urn"]} | {r["urn"] for r in of_type(res, "kubernetes:core/v1:Service")})
     [f] = for_urn(res, tgb["urn"], "namespace-order")
     assert f.message.startswith("TargetGroupBinding llmserving/router goes into namespace llmserving, which this stack "
                                 "creates (llmserving), but does not wait for it")
@@ -275,13 +276,12 @@ def test_pr_diff_names_a_dropped_edge_and_the_new_finding():
     res = head["resources"]
     so = find(res, "kubernetes:keda.sh/v1alpha1:ScaledObject", "llama-3-1-70b-scaledobject")
     keda = find(res, R.RELEASE, "keda")
-    [workload] = [r for r in res if r["urn"] == so["parent"]]
     strip_edges(res, so, {keda["urn"]})
     head["readiness"] = R.section(R.check(res))
     d = D.diff_documents(base, head)
     assert d.resources == []  # Pulumi shows no update for a dependency edge...
     [change] = d.dependencies  # ...the report does
-    assert change.urn == workload["urn"] and change.removed == [keda["urn"]] and change.added == []
+    assert change.urn == so["urn"] and change.removed == [keda["urn"]] and change.added == []
     [new] = d.readiness["new"]
     assert new["check"] == "crd-order" and new["urn"] == so["urn"]
     md = D.render_markdown(head, d)
