@@ -308,3 +308,24 @@ def test_a_scanner_crash_is_reported(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     with pytest.raises(ScannerError, match="exited 2: boom"):
         scan.finish_checkov(proc, tmp_path / "none.log")
+
+
+# --- policies/README.md: the pack's overlap with Checkov ---------------------------------------
+
+def overlap_table() -> dict[str, list[str]]:
+    text = (ROOT / "policies" / "README.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("|`")]
+    assert rows, "policies/README.md has no overlap table"
+    return {re.match(r"\|`([^`]+)`\|", r).group(1): re.findall(r"CKV2?_[A-Z0-9]+_[0-9]+", r.split("|")[2])
+            for r in rows}
+
+
+def test_readme_overlap_names_pack_rules_and_checks_checkov_evaluates(scanned):
+    from tests.test_policies_coverage import readme_rows
+
+    rules = {re.search(r"`([^`]+)`", row).group(1) for row in readme_rows()}
+    table = overlap_table()
+    assert set(table) <= rules, sorted(set(table) - rules)
+    evaluated = {f.check_id for label in ("prod", "ecs") for f in scanned["scans"][label].findings}
+    missing = {rule: [c for c in ids if c not in evaluated] for rule, ids in table.items()}
+    assert not {r: m for r, m in missing.items() if m}, "listed but never evaluated on prod or the ECS variant"
