@@ -394,18 +394,27 @@ def _md_cell(text: str) -> str:
 
 
 def markdown_report(stack: str, base: Optional[StackScan], head: StackScan) -> str:
+    """The Checkov section of a stack's pull-request report: failed checks new against the base."""
     added, resolved = new_findings(base, head) if base is not None else (head.failed, [])
-    lines = [f"#### Checkov {checkov_version()} ({stack})", ""]
     unlisted_new = [f for f in added if f.listed is None]
-    lines.append(f"{len(head.failed)} failed checks on the head ({len(added)} new, {len(resolved)} resolved); "
-                 f"{len(unlisted_new)} new ones are in no list and fail `make test`." if base is not None else
-                 f"{len(head.failed)} failed checks (no base to compare).")
+    lines = [f"#### Checkov {checkov_version()} (independent scanner)", ""]
+    if unlisted_new:
+        lines.append(f"❌ **{len(unlisted_new)} new failed check(s) no list names**: they fail `make test`; fix the "
+                     f"resource or add a reviewed entry to `policies/{ALLOWLIST.name}`.")
+    elif added:
+        lines.append(f"⚠️ {len(added)} new failed check(s), each listed in `policies/{ALLOWLIST.name}` or "
+                     f"`policies/{PENDING.name}`.")
+    else:
+        lines.append("✅ No new failed checks.")
+    lines.append("")
+    lines.append(f"{len(head.failed)} failed and {len(head.passed)} passed checks on this commit; "
+                 f"{len(added)} new and {len(resolved)} resolved against the base.")
     if added:
-        lines += ["", "| new | check | resource | listed |", "|---|---|---|---|"]
-        for f in sorted(added, key=lambda f: (f.check_id, f.name)):
+        lines += ["", "| check | what | resource | listed |", "|---|---|---|---|"]
+        for f in sorted(added, key=lambda f: (f.listed is not None, f.check_id, f.name)):
             listed = f"{f.listed.source}: {f.listed.reason}" if f.listed else "**not listed**"
-            lines.append(f"| {_md_cell(f.check_id)} | {_md_cell(f.check_name)} | `{_md_cell(f.type)}` "
-                         f"`{_md_cell(f.name)}` | {_md_cell(listed)} |")
+            lines.append(f"| {_md_cell(f.check_id)} | {_md_cell(f.check_name)} | `{_md_cell(f.name)}` "
+                         f"({_md_cell(f.type)}) | {_md_cell(listed)} |")
     if resolved:
         lines += ["", "Resolved: " + ", ".join(f"{f.check_id} `{f.name}`" for f in
                                                sorted(resolved, key=lambda f: (f.check_id, f.name)))]

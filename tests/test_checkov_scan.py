@@ -255,6 +255,7 @@ def test_pr_report_lists_new_findings_against_the_base(scanned):
     base, head = _judged(scanned, "prod", entries), _judged(scanned, "regressed", entries)
     text = scan.markdown_report("prod", base, head)
     assert "| CKV_AWS_79 |" in text and "| CKV2_AWS_28 |" in text and "**not listed**" in text
+    assert "❌ **9 new failed check(s) no list names**" in text
     added, resolved = scan.new_findings(base, head)
     # The old TLS policy also has weak ciphers (CKV2_AWS_74, graph_checks/aws/LBWeakCiphers.json).
     assert {f.check_id for f in added} == {"CKV_AWS_79", "CKV_AWS_103", "CKV2_AWS_28", "CKV2_AWS_11",
