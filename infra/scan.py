@@ -224,9 +224,8 @@ def collect(reports: list[dict], scans: dict[str, StackScan]) -> None:
                 scan = scans.get(label)
                 if scan is None:
                     continue
-                index = scan.translation.by_address()
                 resource = str(r.get("resource", ""))
-                src = index.get(resource)
+                src = scan.translation.lookup(resource)
                 scan.findings.append(Finding(
                     stack=label, check_id=r["check_id"], check_name=r.get("check_name", ""), address=resource,
                     type=src.type if src else "?", name=src.name if src else resource, passed=passed))

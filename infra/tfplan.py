@@ -153,6 +153,23 @@ class Translation:
     def by_address(self) -> dict[str, Translated]:
         return {r.address: r for r in self.resources}
 
+    def lookup(self, address: str) -> Optional[Translated]:
+        """The resource a scanner result names, including the objects Checkov derives from ours:
+        the pod template of a workload is `Pod.<namespace>.<workload name>.<labels>`
+        (checkov/kubernetes/kubernetes_utils.py build_resource_id_from_labels), and the
+        provider block is `aws.default`."""
+        index = self.by_address()
+        if address in index:
+            return index[address]
+        if address.startswith("Pod."):
+            for r in self.resources:
+                kind, _, rest = r.address.partition(".")
+                if kind != "Pod" and r.type.startswith("kubernetes:") and address.startswith(f"Pod.{rest}."):
+                    return r
+        if address == "aws.default":
+            return Translated(urn="", type="pulumi:providers:aws", name="aws", address=address)
+        return None
+
 
 # --- outputs the mock engine gives each resource (for references) --------------
 
@@ -336,6 +353,8 @@ def eks_cluster_inputs(component: dict) -> dict:
 # --- the whole document ----------------------------------------------------------------
 
 def _k8s_id(manifest: dict) -> str:
+    """Checkov's id of a manifest: Kind.namespace.name, namespace "default" when absent
+    (checkov/kubernetes/kubernetes_utils.py get_resource_id, 3.3.30)."""
     meta = manifest.get("metadata") or {}
     ns = meta.get("namespace") or "default"
     return f"{manifest.get('kind')}.{ns}.{meta.get('name')}"
