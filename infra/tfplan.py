@@ -73,12 +73,17 @@ PLURALISED_BLOCKS: dict[str, dict[str, str]] = {
     "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": {"rules": "rule"},
     "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": {"rules": "rule"},
     "aws:wafv2/webAcl:WebAcl": {"rules": "rule"},
+    "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration": {
+        "loggingFilter.filters": "filter", "loggingFilter.filters.conditions": "condition"},
 }
 # List-of-object properties whose Terraform name is the plain snake_case form
 # (already plural, or not a pluralisable word).
 PLAIN_BLOCK_LISTS: dict[str, set[str]] = {
     "aws:ec2/launchTemplate:LaunchTemplate": {"blockDeviceMappings", "tagSpecifications", "networkInterfaces"},
     "aws:ec2/securityGroup:SecurityGroup": {"ingress", "egress"},
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": {"ingress", "egress"},
+    # Terraform block `redacted_fields` (already plural; the bridge keeps it).
+    "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration": {"redactedFields"},
 }
 # Object properties that are Terraform maps (keys are data, not attribute names).
 MAP_PROPERTIES = {"tags", "tagsAll", "labels"}

@@ -44,13 +44,32 @@ def snapshot(stack: str) -> dict:
     return json.loads((ROOT / "tests" / "snapshots" / f"{stack}.json").read_text())
 
 
+DEFAULT_SG = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
+WAF_LOGGING = "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration"
+ROOT_POD = {"runAsUser": 0}
+
+
+def _pod_specs(r: dict) -> list[dict]:
+    if r["type"] in ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet"):
+        return [r["inputs"]["spec"]["template"]["spec"]]
+    return []
+
+
 def regressed(doc: dict) -> dict:
+    """Prod with every defect class the scan must catch planted (whatever the branch has fixed)."""
     d = copy.deepcopy(doc)
     keep = []
     for r in d["resources"]:
         i = r["inputs"]
+        for spec in _pod_specs(r):
+            # Root, no seccomp, no pod security context (issue 10 item 15's defect).
+            spec.pop("securityContext", None)
+            for c in spec.get("containers", []) + spec.get("initContainers", []):
+                sc = {k: v for k, v in (c.get("securityContext") or {}).items() if k != "runAsNonRoot"}
+                c["securityContext"] = {**sc, **ROOT_POD}
         if r["type"] == LT:
             i["metadataOptions"]["httpTokens"] = "optional"
+            i["metadataOptions"]["httpPutResponseHopLimit"] = 2
         elif r["type"] == "aws:lb/listener:Listener" and i.get("protocol") == "HTTPS":
             i["sslPolicy"] = "ELBSecurityPolicy-2016-08"
         elif r["type"].endswith("BucketServerSideEncryptionConfiguration") and "adapters" in r["name"]:
@@ -58,17 +77,47 @@ def regressed(doc: dict) -> dict:
         elif r["type"] == "eks:index:Cluster":
             i["endpointPublicAccess"] = True
             i.pop("publicAccessCidrs", None)
-        if r["type"] in ("aws:wafv2/webAclAssociation:WebAclAssociation", "aws:ec2/flowLog:FlowLog"):
+        if r["type"] in ("aws:wafv2/webAclAssociation:WebAclAssociation", "aws:ec2/flowLog:FlowLog",
+                         DEFAULT_SG, WAF_LOGGING):
             continue
         keep.append(r)
     d["resources"] = keep
     return d
 
 
+def hardened(doc: dict) -> dict:
+    """Prod with the fixes of issue 10 items 14-16 planted the way pulumi-aws/-kubernetes would record them."""
+    d = copy.deepcopy(doc)
+    res = d["resources"]
+    vpc_id = next(r["inputs"]["vpcId"] for r in res if r["type"] == "aws:ec2/flowLog:FlowLog")
+    assoc = next(r for r in res if r["type"] == "aws:wafv2/webAclAssociation:WebAclAssociation")
+    stack_urn = assoc["urn"].split("::")[0] + "::" + assoc["urn"].split("::")[1]
+    res = [r for r in res if r["type"] not in (DEFAULT_SG, WAF_LOGGING)]
+    for r in res:
+        for spec in _pod_specs(r):
+            spec["securityContext"] = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
+                                       "fsGroup": 10001, "seccompProfile": {"type": "RuntimeDefault"}}
+            for c in spec.get("containers", []) + spec.get("initContainers", []):
+                c["securityContext"] = {**(c.get("securityContext") or {}), "runAsNonRoot": True, "runAsUser": 10001}
+        if r["type"] == LT:
+            r["inputs"]["metadataOptions"]["httpPutResponseHopLimit"] = 1
+    res.append({"urn": f"{stack_urn}::{DEFAULT_SG}::llmserving-prod-default-sg", "type": DEFAULT_SG,
+                "name": "llmserving-prod-default-sg", "custom": True, "parent": None,
+                "inputs": {"vpcId": vpc_id, "ingress": [], "egress": [], "tags": {"stack": "prod"}}})
+    res.append({"urn": f"{stack_urn}::{WAF_LOGGING}::llmserving-prod-edge-waf-logging", "type": WAF_LOGGING,
+                "name": "llmserving-prod-edge-waf-logging", "custom": True, "parent": None,
+                "inputs": {"resourceArn": assoc["inputs"]["webAclArn"],
+                           "logDestinationConfigs": ["arn:aws:logs:us-east-1:123456789012:log-group:"
+                                                     "aws-waf-logs-llmserving-prod"],
+                           "redactedFields": [{"singleHeader": {"name": "authorization"}}]}})
+    d["resources"] = res
+    return d
+
+
 def _compute() -> dict:
     from infra.scan import render, variant_files
 
-    docs = {"prod": snapshot("prod"), "regressed": regressed(snapshot("prod")),
+    docs = {"prod": snapshot("prod"), "regressed": regressed(snapshot("prod")), "hardened": hardened(snapshot("prod")),
             "ecs": render("prod-ecs", variant_files()["prod-ecs"])}
     # Meanwhile: Checkov WITHOUT the offline switches, over a tiny plan, must be caught by the guard.
     tiny = Path(tempfile.mkdtemp(prefix="checkov-online-"))
@@ -185,6 +234,30 @@ def test_planted_regression_fails_the_expected_check(scanned, check, typ, part):
     assert outcome(scanned["scans"], "prod", check, typ, part) == {True}
 
 
+# Defect classes of issue 10 fixed on other branches: the hardened state passes, the defect fails,
+# whichever of the two this branch's prod is (CKV_AWS_341: LaunchTemplateMetadataHopLimit... hop limit <= 1;
+# CKV2_AWS_12: graph_checks/aws/VPCHasRestrictedSG.json; CKV2_AWS_31: WAF2HasLogs.json;
+# CKV_K8S_23/31/40/29: kubernetes/checks/resource/k8s/RootContainers*.py, Seccomp*.py, RootContainersHighUID.py,
+# PodSecurityContext.py).
+DEFECT_CLASSES = [
+    ("CKV_AWS_341", LT, "system"), ("CKV_AWS_341", LT, "p5-ondemand"),   # IMDS hop limit (item 14)
+    ("CKV2_AWS_12", "aws:ec2/vpc:Vpc", ""),                              # default security group (item 16)
+    ("CKV2_AWS_31", "aws:wafv2/webAcl:WebAcl", ""),                      # WAF logging (item 16)
+    ("CKV_K8S_23", "kubernetes:apps/v1:Deployment", "llama-3-1-70b"),    # root containers (item 15)
+    ("CKV_K8S_40", "kubernetes:apps/v1:Deployment", "llama-3-1-70b"),
+    ("CKV_K8S_31", "kubernetes:apps/v1:Deployment", "llama-3-1-70b"),    # seccomp (item 15)
+    ("CKV_K8S_29", "kubernetes:apps/v1:Deployment", "llama-3-1-70b"),
+    ("CKV_K8S_23", "kubernetes:apps/v1:Deployment", "llm-router"),       # the router (item 9)
+]
+
+
+@pytest.mark.parametrize("check,typ,part", DEFECT_CLASSES,
+                         ids=[f"{c}-{p or t.split(':')[-1]}" for c, t, p in DEFECT_CLASSES])
+def test_defect_classes_fixed_elsewhere_are_caught(scanned, check, typ, part):
+    assert outcome(scanned["scans"], "hardened", check, typ, part) == {True}
+    assert outcome(scanned["scans"], "regressed", check, typ, part) == {False}
+
+
 def test_the_scan_stays_offline_and_the_guard_sees_checkovs_own_traffic(scanned):
     """The shared run raised no ScannerError (its network log is empty); without the switches Checkov
     asks PyPI for a newer release (banner.py) and the platform for guidelines (platform_integration.py)."""
@@ -251,17 +324,21 @@ def test_an_allowlist_entry_that_matches_nothing_fails_the_full_run(scanned):
 
 
 def test_pr_report_lists_new_findings_against_the_base(scanned):
+    """Base: the hardened state; head: every planted defect. Both derive from the same snapshot."""
     entries = load_entries(scan.ALLOWLIST) + load_entries(scan.PENDING)
-    base, head = _judged(scanned, "prod", entries), _judged(scanned, "regressed", entries)
-    text = scan.markdown_report("prod", base, head)
-    assert "| CKV_AWS_79 |" in text and "| CKV2_AWS_28 |" in text and "**not listed**" in text
-    assert "❌ **9 new failed check(s) no list names**" in text
+    base, head = _judged(scanned, "hardened", entries), _judged(scanned, "regressed", entries)
     added, resolved = scan.new_findings(base, head)
+    planted = {c for c, _, _ in PLANTED + DEFECT_CLASSES}
     # The old TLS policy also has weak ciphers (CKV2_AWS_74, graph_checks/aws/LBWeakCiphers.json).
-    assert {f.check_id for f in added} == {"CKV_AWS_79", "CKV_AWS_103", "CKV2_AWS_28", "CKV2_AWS_11",
-                                           "CKV_AWS_145", "CKV_AWS_39", "CKV_AWS_38", "CKV2_AWS_74"}
+    assert {f.check_id for f in added} == planted | {"CKV2_AWS_74"}
     # Without a WAF association the Log4j-rules check has no web ACL to judge (ALBWebACLConfiguredWIthLog4j...).
     assert {(f.check_id, f.type) for f in resolved} == {("CKV2_AWS_76", "aws:lb/loadBalancer:LoadBalancer")}
+    text = scan.markdown_report("prod", base, head)
+    unlisted = [f for f in added if f.listed is None]
+    assert f"❌ **{len(unlisted)} new failed check(s) no list names**" in text
+    assert "| CKV_AWS_79 |" in text and "| CKV2_AWS_28 |" in text and "**not listed**" in text
+    # Defects on the pending list show with its reason, not as unlisted.
+    assert "checkov-pending.yaml: IMDS hop limit 2" in text
 
 
 # --- the lists ----------------------------------------------------------------------------
