@@ -313,8 +313,11 @@ def scan_all(keep: Optional[Path] = None) -> list[StackScan]:
             scans.append(scan)
         if running is not None:
             finish()
+            running = None
         return scans
     finally:
+        if running is not None and running[1].poll() is None:
+            running[1].kill()  # an error while rendering the next stack: do not leave the scanner running
         if keep is None:
             shutil.rmtree(root, ignore_errors=True)
 
