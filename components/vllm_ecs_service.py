@@ -130,7 +130,7 @@ class VllmEcsServiceArgs:
     task_role_arn: Optional[pulumi.Input[str]] = None
     adapter_sync: Optional[AdapterSync] = None
     # uid:gid every container of the task runs as (never root; see USER above).
-    user: str = "1000:1000"
+    user: str = "10001:10001"
     port: int = 8000
     resource_share: float = 0.85
     shared_memory_mib_per_gpu: int = 4096
@@ -246,7 +246,7 @@ def validate_vllm_ecs_service_args(args: VllmEcsServiceArgs) -> None:
     if args.http_keep_alive_seconds is not None and KEEP_ALIVE_ENV in args.environment:
         problems.append(f"environment: {KEEP_ALIVE_ENV} is set by http_keep_alive_seconds")
     if not USER.match(args.user):
-        problems.append(f"user: got {args.user!r}; a non-root uid:gid such as 1000:1000 (uid 0 is root)")
+        problems.append(f"user: got {args.user!r}; a non-root uid:gid such as 10001:10001 (uid 0 is root)")
     for name in ("HOME", "USER", "LOGNAME"):
         if name in args.environment:
             problems.append(f"environment: {name} is set by the component (non-root user with a writable home)")

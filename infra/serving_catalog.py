@@ -113,8 +113,11 @@ SERVING_FIGURES: dict[str, Assumption] = {
     "router_resync_seconds": Assumption(value=60, source="production-stack vllm-stack-0.1.11 --k8s-watcher-timeout-seconds", as_of="2025-10"),
     # Non-root identity of every serving container (vLLM, model download, adapter sync, router). None of the
     # images sets a USER (see IMAGES), so the pods name a numeric uid; fsGroup owns the emptyDir caches.
-    "run_as_user": Assumption(value=1000, source="any non-zero uid; Kubernetes docs 'Configure a Security Context'", as_of="2025-10"),
-    "fs_group": Assumption(value=1000, source="Kubernetes docs 'Configure a Security Context' (fsGroup)", as_of="2025-10"),
+    # The images define no user (infra/serving_catalog.py IMAGES user_source); any non-zero uid runs them.
+    # 10001: at or above 10000 it cannot collide with a host account (Checkov CKV_K8S_40; NSA/CISA
+    # Kubernetes Hardening Guidance, non-root containers).
+    "run_as_user": Assumption(value=10001, source="Kubernetes docs 'Configure a Security Context'; Checkov CKV_K8S_40 (uid >= 10000)", as_of="2026-12"),
+    "fs_group": Assumption(value=10001, source="Kubernetes docs 'Configure a Security Context' (fsGroup); same id as run_as_user", as_of="2026-12"),
     # HOME, /tmp and the compile caches of a vLLM pod (torch.compile/inductor, Triton, FlashInfer JIT, Ray sessions).
     "scratch_gib": Assumption(value=10, source=_OPS + "; vLLM v0.11 caches under ~/.cache/vllm and /tmp", as_of="2025-10"),
     "sync_scratch_mib": Assumption(value=256, source=_OPS + "; aws-cli HOME and /tmp", as_of="2025-10"),

@@ -49,6 +49,12 @@ def address_of(tr, typ: str, name_part: str = "") -> str:
 # Terraform names of every pulumi-aws type the stacks and the ECS variant use, as
 # bridge-metadata.json `renames.resources` lists them (pulumi-aws 7.x).
 TF_NAMES = {
+    "aws:cloudwatch/logResourcePolicy:LogResourcePolicy": "aws_cloudwatch_log_resource_policy",
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": "aws_default_security_group",
+    "aws:iam/serviceLinkedRole:ServiceLinkedRole": "aws_iam_service_linked_role",
+    "aws:sns/topic:Topic": "aws_sns_topic",
+    "aws:sns/topicSubscription:TopicSubscription": "aws_sns_topic_subscription",
+    "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration": "aws_wafv2_web_acl_logging_configuration",
     "aws:appautoscaling/policy:Policy": "aws_appautoscaling_policy",
     "aws:appautoscaling/target:Target": "aws_appautoscaling_target",
     "aws:autoscaling/group:Group": "aws_autoscaling_group",
