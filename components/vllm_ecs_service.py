@@ -42,6 +42,7 @@ import pulumi_aws as aws
 
 from components.errors import ArgsError, out_of_range
 from components.vllm_server_args import VllmServerSpec, spec_problems, vllm_server_args
+from components.vllm_workload import STATIC_LORA_LAUNCHER
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 PINNED_IMAGE = re.compile(r"^[a-z0-9./_-]+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$")
@@ -88,8 +89,8 @@ class AdapterSync:
     manifest_key: str
     # Where the task volume is mounted (vLLM read-only); --lora-modules paths point below it.
     mount_path: str = "/adapters"
-    # vLLM resolves adapters by name from mount_path at request time
-    # (VLLM_ALLOW_RUNTIME_LORA_UPDATING + lora_filesystem_resolver) instead of --lora-modules.
+    # Not supported on ECS (refused): vLLM's filesystem resolver only accepts adapters that name the
+    # served base model path, and nothing here registers adapters through the load API.
     runtime_loading: bool = False
     cpu: int = 128
     memory_reservation_mib: int = 256
@@ -193,6 +194,9 @@ def validate_vllm_ecs_service_args(args: VllmEcsServiceArgs) -> None:
     if sync is not None:
         if lora is None:
             problems.append("adapter_sync: given, but the server has no LoRA settings (server.lora)")
+        if sync.runtime_loading:
+            problems.append("adapter_sync.runtime_loading: got True; on ECS adapters are named at start "
+                            "(--lora-modules); runtime loading is built for EKS")
         if not PINNED_IMAGE.match(sync.image) or sync.image.endswith(":latest"):
             problems.append(f"adapter_sync.image: got {sync.image!r}; pin a tag or digest (never :latest)")
         if not re.match(r"^/[a-z0-9/_-]+$", sync.mount_path) or sync.mount_path.rstrip("/") in ("", "/tmp"):
@@ -331,15 +335,15 @@ def container_definition(args: VllmEcsServiceArgs, log_group: str, secrets: Mapp
     if sync is not None:
         extra = {"dependsOn": [{"containerName": SYNC_CONTAINER, "condition": "SUCCESS"}],
                  "mountPoints": [{"sourceVolume": ADAPTER_VOLUME, "containerPath": sync.mount_path, "readOnly": True}]}
-        if sync.runtime_loading:
-            # Runtime loading only of adapters on local disk, i.e. those the manifest lists.
-            environment.update({"VLLM_ALLOW_RUNTIME_LORA_UPDATING": "True", "VLLM_PLUGINS": "lora_filesystem_resolver",
-                                "VLLM_LORA_RESOLVER_CACHE_DIR": sync.mount_path})
+    # Static LoRA: vLLM v0.11.1 refuses to start when any --lora-modules entry cannot load (an
+    # adapter not uploaded yet: a first deploy has an empty bucket); the launcher drops those
+    # (components/vllm_workload.py STATIC_LORA_LAUNCHER, shared with EKS).
+    static_lora = args.server.lora is not None and bool(args.server.lora.modules)
     return {
         "name": CONTAINER,
         "image": args.image,
         "essential": True,
-        "entryPoint": ["vllm", "serve"],
+        "entryPoint": ["python3", "-c", STATIC_LORA_LAUNCHER, "vllm", "serve"] if static_lora else ["vllm", "serve"],
         # Non-root. GPUs stay usable: the NVIDIA runtime exposes only the task's devices, as
         # world-accessible device nodes; /dev/shm (sharedMemorySize) is a 1777 tmpfs.
         "user": args.user,

@@ -1021,8 +1021,15 @@ def _edge_checks(c: StackConfig, region: str, k) -> list[str]:
         from infra.serving_catalog import SERVING_FIGURES
         cap = int(c.serving.figures.get("maxStaticLoraModules", SERVING_FIGURES["max_static_lora_modules"].value))
         named = sum(len(t.adapters) for t in c.lora.tenants)
-        if c.lora.enabled and not c.lora.runtime_loading and named > cap:
+        if c.lora.enabled and c.lora.runtime_loading:
+            # vLLM's filesystem resolver only accepts adapters whose adapter_config.json names the
+            # served base model path (vllm/plugins/lora_resolvers/filesystem_resolver.py, v0.11.1),
+            # which customers' adapters never do; EKS registers them through /v1/load_lora_adapter.
+            p.append(f"{k('lora.runtimeLoading')}: got true; runtime adapter loading is built for EKS (a sync "
+                     f"sidecar registers each adapter through vLLM's load API); on ECS adapters are named at start: "
+                     f"set it to false, or use orchestrator 'eks'")
+        elif c.lora.enabled and named > cap:
             p.append(f"{k('lora.tenants')}: got {named} adapters; on ECS at most {cap} are named at start "
-                     f"(--lora-modules; an ECS task definition is at most 64 KiB); set {k('lora.runtimeLoading')}: "
-                     f"true to load them by name from the synced adapter directory")
+                     f"(--lora-modules; an ECS task definition is at most 64 KiB); serve this many adapters on "
+                     f"orchestrator 'eks' with {k('lora.runtimeLoading')}: true")
     return p

@@ -296,17 +296,13 @@ def test_adapter_sync_script_copies_only_manifest_prefixes_and_fails_closed():
     subprocess.run(["bash", "-n", "-c", script], check=True)
 
 
-def test_runtime_loading_names_no_modules_and_enables_the_resolver():
-    from components.vllm_ecs_service import container_definitions
-
+def test_runtime_loading_is_refused_on_ecs():
     args = _service_args(server=_server(lora=LoraSpec(max_loras=4, max_lora_rank=16)),
                          adapter_sync=AdapterSync(**{**SYNC.__dict__, "runtime_loading": True}))
-    validate_vllm_ecs_service_args(args)
-    _, vllm = container_definitions(args, "/logs", {})
-    assert "--lora-modules" not in vllm["command"] and "--enable-lora" in vllm["command"]
-    env = {e["name"]: e["value"] for e in vllm["environment"]}
-    assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True" and env["VLLM_PLUGINS"] == "lora_filesystem_resolver"
-    assert env["VLLM_LORA_RESOLVER_CACHE_DIR"] == "/adapters"
+    with pytest.raises(ArgsError) as e:
+        validate_vllm_ecs_service_args(args)
+    assert e.value.problems == ["adapter_sync.runtime_loading: got True; on ECS adapters are named at start "
+                                "(--lora-modules); runtime loading is built for EKS"]
 
 
 def test_lora_without_adapter_sync_or_outside_the_volume_is_rejected():

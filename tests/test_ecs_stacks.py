@@ -223,17 +223,29 @@ def test_reader_role_may_read_only_this_stacks_manifests_besides_tenants():
     assert stmt["Action"] == "s3:GetObject" and stmt["Resource"].endswith("/manifests/ecs/prod/*")
 
 
-def test_two_thousand_tenants_register_as_many_resources_as_two():
-    small, large = _lora_run(2, runtime_loading=True), _lora_run(2000, runtime_loading=True)
+def test_sixty_four_tenants_register_as_many_resources_as_two_and_start_through_the_launcher():
+    small, large = _lora_run(2), _lora_run(64)
     assert sorted(r.type for r in large.registrations) == sorted(r.type for r in small.registrations)
     td, (sync, vllm) = _task(large, "llama-3-1-8b")
-    # Runtime loading: no --lora-modules; vLLM resolves adapters by name from the synced directory.
-    assert "--lora-modules" not in vllm["command"] and "--enable-lora" in vllm["command"]
-    env = {e["name"]: e["value"] for e in vllm["environment"]}
-    assert env["VLLM_LORA_RESOLVER_CACHE_DIR"] == "/adapters" and env["VLLM_PLUGINS"] == "lora_filesystem_resolver"
-    assert len(td["containerDefinitions"].encode()) < 16 * 1024
+    # vLLM v0.11.1 refuses to start when one --lora-modules entry cannot load (init_static_loras); a
+    # first deploy has an empty bucket: the launcher drops adapters that are not there yet.
+    from components.vllm_workload import STATIC_LORA_LAUNCHER
+
+    assert vllm["entryPoint"] == ["python3", "-c", STATIC_LORA_LAUNCHER, "vllm", "serve"]
+    assert vllm["command"].count("--lora-modules") == 1 and "VLLM_PLUGINS" not in {e["name"] for e in vllm["environment"]}
+    assert len(td["containerDefinitions"].encode()) < 64 * 1024
     manifest = inputs(one(large, "aws:s3/bucketObjectv2:BucketObjectv2"))["content"]
-    assert manifest.count("\n") == 2000 and "adapter-1999\ttenant-1999\n" in manifest
+    assert manifest.count("\n") == 64 and "adapter-0063\ttenant-0063\n" in manifest
+
+
+def test_runtime_lora_loading_on_ecs_is_a_config_error():
+    """The filesystem resolver never accepts customers' adapters (base_model_name_or_path must be the
+    served path; vllm/plugins/lora_resolvers/filesystem_resolver.py, v0.11.1): not shipped broken."""
+    with pytest.raises(ConfigError) as e:
+        settings_for("prod", _lora_ecs(PROD_TENANTS, runtime_loading=True))
+    assert ("llmserving:lora.runtimeLoading: got true; runtime adapter loading is built for EKS (a sync sidecar "
+            "registers each adapter through vLLM's load API); on ECS adapters are named at start: set it to false, "
+            "or use orchestrator 'eks'") in str(e.value)
 
 
 def test_too_many_named_adapters_on_ecs_is_a_config_error():
@@ -241,8 +253,8 @@ def test_too_many_named_adapters_on_ecs_is_a_config_error():
     with pytest.raises(ConfigError) as e:
         settings_for("prod", _lora_ecs(tenants))
     assert ("llmserving:lora.tenants: got 65 adapters; on ECS at most 64 are named at start (--lora-modules; an ECS "
-            "task definition is at most 64 KiB); set llmserving:lora.runtimeLoading: true to load them by name from "
-            "the synced adapter directory") in str(e.value)
+            "task definition is at most 64 KiB); serve this many adapters on orchestrator 'eks' with "
+            "llmserving:lora.runtimeLoading: true") in str(e.value)
 
 
 def test_ecs_stack_registers_only_components_at_top_level():
