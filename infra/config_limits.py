@@ -52,6 +52,7 @@ FIGURE_BOUNDS: dict[str, Bound] = {
     "image_pull_seconds": Bound(0, 86_400, whole=True),
     "node_ready_seconds": Bound(0, 86_400, whole=True),
     "max_surge_share": Bound(0, 1, above=True),
+    "max_unavailable_share": Bound(0, 1, above=True),
     "ray_join_retry_seconds": Bound(1, 3600, whole=True),
     "router_resync_seconds": Bound(1, 86_400, whole=True),
     "router_scratch_mib": Bound(16, 1_048_576, whole=True),

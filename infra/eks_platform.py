@@ -53,6 +53,7 @@ off when clusters must share resources created in the same program.)
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -158,6 +159,20 @@ def validate(settings: Settings, plan: capacity.Plan) -> None:
         raise ConfigError(p)
 
 
+def creator_admin_entry_warnings(settings: Settings, caller_arn: str) -> list[str]:
+    """EKS gives the identity that creates a cluster admin access already (pulumi-eks leaves the
+    access config's bootstrapClusterCreatorAdminPermissions at its default, true: EKS API
+    CreateCluster accessConfig). An access entry the program declares for that same role then
+    fails with ResourceInUseException (409) on the first `up` and every retry."""
+    m = re.match(r"^arn:aws[a-z-]*:sts::\d{12}:assumed-role/([^/]+)/", caller_arn or "")
+    if not m:
+        return []
+    return [f"{settings.project}:eks.adminRoleArns lists {arn}, the role running this deploy: if this `up` creates "
+            f"the cluster, EKS already makes that role an admin and the access entry fails with "
+            f"ResourceInUseException; list it only when another identity created the cluster"
+            for arn in settings.config.eks.admin_role_arns if arn.rsplit("/", 1)[-1] == m.group(1)]
+
+
 def build(settings: Settings, plan: capacity.Plan, network: Network, tags: dict[str, str], *,
           spot_service_linked_role: Optional[pulumi.Resource] = None) -> EksPlatform:
     """`spot_service_linked_role`: Edge.spot_service_linked_role; spot capacity waits for it."""
@@ -172,6 +187,8 @@ def build(settings: Settings, plan: capacity.Plan, network: Network, tags: dict[
     hop_limit = int(ec.IMDS_HOP_LIMIT.value)
     node_policies = _policy_arns()
     identity = aws.get_caller_identity()
+    for message in creator_admin_entry_warnings(settings, identity.arn):
+        pulumi.log.warn(message)
     public_cidrs = api_public_cidrs(settings)
     if c.eks.bootstrap_public_cidrs:
         pulumi.log.warn(f"{settings.project}:eks.bootstrapPublicCidrs opens a public cluster API endpoint to "

@@ -267,6 +267,8 @@ def check_stack(files: StackFiles, stack: str) -> tuple[Any, Any]:
     if settings.config.orchestrator == "eks":
         from infra import eks_platform
         eks_platform.validate(settings, plan)
+        from infra import serving
+        serving.validate(settings, plan)
     return settings, plan
 
 

@@ -47,7 +47,7 @@ from components.vllm_workload import (ADAPTER_DIR, AdapterStore, Autoscaling, Op
                                       VllmWorkload, VllmWorkloadArgs)
 from infra import capacity
 from infra import serving_catalog as sc
-from infra.config import ModelConfig, Settings
+from infra.config import ConfigError, ModelConfig, Settings
 
 NAMESPACE = "llmserving"
 ROUTER_NAME = "llm-router"
@@ -148,7 +148,69 @@ def rollout(settings: Settings, plan: capacity.Plan, model: str) -> Rollout:
     else:
         spare_pods = spare_nodes * max(1, pp.gpus_per_node // mp.tensor_parallel)
     surge = min(spare_pods, max(1, math.ceil(figure(settings, "max_surge_share") * mp.max_replicas)))
-    return Rollout(max_surge=surge, max_unavailable=0) if surge >= 1 else Rollout(max_surge=0, max_unavailable=1)
+    if surge >= 1:
+        return Rollout(max_surge=surge, max_unavailable=0)
+    # No room: replace in place, a share of the fleet per wave. One at a time would take
+    # maxReplicas waves of a full start-up each (large-use1-a's 8B: 192 waves, days).
+    step = max(1, math.floor(figure(settings, "max_unavailable_share") * mp.max_replicas))
+    return Rollout(max_surge=0, max_unavailable=step)
+
+
+# What the kubelet keeps of a node's ephemeral storage for itself, as Karpenter models it when it
+# picks an instance for pending pods (aws/karpenter-provider-aws v1.14.1 pkg/providers/instancetype/
+# types.go: ephemeral storage = the root volume of the EC2NodeClass, kube-reserved 1Gi,
+# evictionHard nodefs.available 10%); the EKS AL2023 AMI's nodeadm reserves the same.
+EPHEMERAL_KUBE_RESERVED_GIB = 1
+EPHEMERAL_EVICTION_SHARE = 0.10
+
+
+def _gib(quantity: str) -> float:
+    units = {"Gi": 1.0, "Mi": 1 / 1024, "Ti": 1024.0}
+    for suffix, factor in units.items():
+        if quantity.endswith(suffix):
+            return float(quantity[:-len(suffix)]) * factor
+    return float(quantity) / 2 ** 30
+
+
+def validate(settings: Settings, plan: capacity.Plan) -> None:
+    """Serving checks before any resource exists: the pods the plan puts on a node fit its disk.
+
+    The planner packs GPUs/TP pods per node; if their ephemeral-storage requests (model cache,
+    scratch, adapter cache) exceed what the node's root volume leaves allocatable, the scheduler
+    places fewer, the pool needs more nodes than planned and its GPU limit strands replicas.
+    """
+    from components.vllm_workload import render
+
+    c = settings.config
+    problems: list[str] = []
+    for model in c.models:
+        mp = next(p for p in plan.models if p.model == model.name)
+        i, pool = next((i, p) for i, p in enumerate(c.gpu_pools) if p.name == mp.pool)
+        sched = {mp.pool: {"node_selector": {}, "tolerations": []}}
+        args = workload_args(settings, plan, model, sched, hf_token_secret=None, api_key_secret=None)
+        pod = render(args)[0]["spec"]
+        template = pod["template"]["spec"] if "template" in pod else pod["leaderWorkerTemplate"]["leaderTemplate"]["spec"]
+        request = sum(_gib(ctr["resources"]["requests"].get("ephemeral-storage", "0"))
+                      for ctr in template["containers"])
+        # Init containers run one at a time (native sidecars keep running): the pod needs the larger.
+        sidecars = sum(_gib(ctr["resources"]["requests"].get("ephemeral-storage", "0"))
+                       for ctr in template.get("initContainers", []) if ctr.get("restartPolicy") == "Always")
+        inits = max((_gib(ctr["resources"]["requests"].get("ephemeral-storage", "0"))
+                     for ctr in template.get("initContainers", []) if ctr.get("restartPolicy") != "Always"), default=0)
+        per_pod = max(request + sidecars, inits + sidecars)
+        gpus = settings.catalog.instance(mp.instance_type).gpu_count
+        per_node = 1 if model.pipeline_parallel > 1 else max(1, gpus // model.tensor_parallel)
+        allocatable = pool.root_volume_gib * (1 - EPHEMERAL_EVICTION_SHARE) - EPHEMERAL_KUBE_RESERVED_GIB
+        if per_node * per_pod > allocatable:
+            need = (per_node * per_pod + EPHEMERAL_KUBE_RESERVED_GIB) / (1 - EPHEMERAL_EVICTION_SHARE)
+            problems.append(
+                f"{settings.project}:gpuPools[{i}].rootVolumeGib: got {pool.root_volume_gib}; the plan puts {per_node} "
+                f"pods of models[{c.models.index(model)}] ({model.name}) on each {mp.instance_type}, each asking "
+                f"{per_pod:g} GiB of ephemeral storage (model cache, scratch, adapters), and the kubelet leaves "
+                f"{allocatable:g} GiB of a {pool.root_volume_gib} GiB root volume allocatable: set at least "
+                f"{int(-(-need // 10) * 10)}")
+    if problems:
+        raise ConfigError(problems)
 
 
 def workload_args(settings: Settings, plan: capacity.Plan, model: ModelConfig, pool_scheduling: dict, *,

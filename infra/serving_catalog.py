@@ -136,6 +136,10 @@ SERVING_FIGURES: dict[str, Assumption] = {
     "await_margin_seconds": Assumption(value=300, source=_OPS, as_of="2025-10"),
     # Largest rollout surge as a share of maxReplicas (Kubernetes' own default maxSurge is 25%).
     "max_surge_share": Assumption(value=0.25, source="Kubernetes docs 'Deployments': default maxSurge 25%", as_of="2025-10"),
+    # Without room to surge, the share of replicas replaced at once (serving capacity dips by it
+    # during a rollout; Kubernetes' own default maxUnavailable is 25%).
+    "max_unavailable_share": Assumption(value=0.1, source="Kubernetes docs 'Deployments': default maxUnavailable 25%; "
+                                                          "10% is a project choice to keep capacity", as_of="2026-12"),
     # Pause between `ray start` attempts of a worker while the group's head is not up yet.
     "ray_join_retry_seconds": Assumption(value=5, source="vllm-project/vllm examples/online_serving/multi-node-serving.sh (v0.11.1): retries every 5 s", as_of="2025-10"),
 }

@@ -52,6 +52,7 @@ def build(settings: Settings, plan: capacity.Plan) -> None:
     if settings.config.orchestrator == "eks":
         from infra import eks_platform
         eks_platform.validate(settings, plan)  # before any resource exists
+        serving.validate(settings, plan)
     zones = resolve_zones(settings)
     cluster_names = [prefix] if settings.config.orchestrator == "eks" else []
 

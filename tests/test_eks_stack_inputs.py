@@ -116,3 +116,18 @@ def test_karpenter_pool_for_multi_node_model_and_mng_fallback_are_config_errors(
     assert "llmserving:gpuPools[0].provisioner: got 'karpenter'; pool 'p5-ondemand' serves a model split across nodes" in msg
     assert ("llmserving:gpuPools[1].capacityType: got 'spot-with-on-demand-fallback'; a managed node group has one "
             "capacity type") in msg
+
+
+def test_running_role_listed_as_admin_is_warned_about_the_creator_access_entry():
+    """EKS gives the cluster's creator admin access (CreateCluster accessConfig
+    bootstrapClusterCreatorAdminPermissions defaults to true; pulumi-eks 4.4.0 does not change it):
+    an access entry for the same role fails with ResourceInUseException."""
+    from infra.eks_platform import creator_admin_entry_warnings
+    from tests.harness import settings_for
+
+    admin = "arn:aws:iam::123456789012:role/platform/Deployer"
+    settings = settings_for("prod", {"llmserving:eks": {"adminRoleArns": [admin]}})
+    [warning] = creator_admin_entry_warnings(settings, "arn:aws:sts::123456789012:assumed-role/Deployer/gh-run-42")
+    assert warning.startswith(f"llmserving:eks.adminRoleArns lists {admin}, the role running this deploy")
+    assert creator_admin_entry_warnings(settings, "arn:aws:sts::123456789012:assumed-role/Runner/x") == []
+    assert creator_admin_entry_warnings(settings, "arn:aws:iam::123456789012:user/preview") == []

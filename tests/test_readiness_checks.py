@@ -457,17 +457,28 @@ def test_go_durations(text, seconds):
 
 
 def test_checks_are_linear_in_resources():
-    """Thousands of resources in well under a second: one memoised pass per target set."""
+    """One memoised pass per target set: 4x the resources cost about 4x the time, not 16x. A ratio,
+    not a wall-clock bound, so a loaded machine does not fail it (absolute times: `make bench`)."""
     import time
 
-    ng = node_group()
-    many = [ng]
-    for i in range(400):
-        many.append(deployment(f"m{i}", replicas=1, deps=(ng["urn"],), timeouts={"create": "2h", "update": "4h"}))
-        many.append(k8s("kubernetes:core/v1:ConfigMap", f"c{i}", {}, deps=(many[-1]["urn"],)))
-    start = time.perf_counter()
-    R.check(many)
-    assert time.perf_counter() - start < 2.0
+    def stack(n: int) -> list[dict]:
+        ng = node_group()
+        many = [ng]
+        for i in range(n):
+            many.append(deployment(f"m{i}", replicas=1, deps=(ng["urn"],), timeouts={"create": "2h", "update": "4h"}))
+            many.append(k8s("kubernetes:core/v1:ConfigMap", f"c{i}", {}, deps=(many[-1]["urn"],)))
+        return many
+
+    def best_of_three(resources: list[dict]) -> float:
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            assert not [f for f in R.check(resources) if f.level == "mandatory"]
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    small, large = best_of_three(stack(100)), best_of_three(stack(400))
+    assert large / small < 8, (small, large)
 
 
 def test_pods_of_a_service_account_wait_for_its_pod_identity_association():

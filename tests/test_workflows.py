@@ -127,3 +127,29 @@ def test_prod_preview_runs_where_the_private_api_is_reachable():
     runners = {i["stack"]: i["runner"] for i in preview["strategy"]["matrix"]["include"]}
     assert json.loads(runners["prod"]) == deploy["runs-on"] == ["self-hosted", "linux", "x64", "llmserving-prod-vpc"]
     assert "vars.DEV_PREVIEW_RUNNER" in runners["dev"]
+
+
+def _go_duration_seconds(text: str) -> int:
+    units = {"h": 3600, "m": 60, "s": 1}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([hms])", text))
+
+
+def test_deploy_job_and_its_credentials_outlast_the_longest_wait_the_program_sets():
+    """A job cancelled mid-`up` leaves pending operations; expired credentials fail every AWS call and
+    `aws eks get-token` (aws-actions/configure-aws-credentials: sessions default to 1 hour)."""
+    from tests.harness import shipped_preview
+
+    longest = 0
+    for stack in ("prod", "large-use1-a"):
+        for r in shipped_preview(stack)["resources"]:
+            for value in (r.get("customTimeouts") or {}).values():
+                longest = max(longest, _go_duration_seconds(value))
+            if r["type"] == "kubernetes:helm.sh/v3:Release":
+                longest = max(longest, int(r["inputs"].get("timeout") or 0))
+    # Cluster, node groups and controller releases come before the workloads (an hour is ample:
+    # EKS control plane ~15 min, node groups ~5 min, releases up to 15 min each in series).
+    platform = 3600
+    job = wf("pulumi.yml")["jobs"]["deploy"]
+    assert job["timeout-minutes"] * 60 >= longest + platform, (longest, job["timeout-minutes"])
+    [creds] = steps_using(job, "aws-actions/configure-aws-credentials")
+    assert int(creds["with"]["role-duration-seconds"]) >= job["timeout-minutes"] * 60
