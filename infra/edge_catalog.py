@@ -95,7 +95,7 @@ ADAPTER_STORE_DEFAULTS: dict[str, Figure] = {
 # --- CloudWatch Logs, ALB quotas, keep-alive (issue 10) --------------------------------------
 # The only retention values CloudWatch Logs accepts. botocore's `logs` model documents them in
 # PutRetentionPolicy.retentionInDays (no enum: the shape is a plain integer), and botocore is not a
-# runtime dependency of the program, so the list lives here; tests/test_ecsobs_config.py checks it
+# runtime dependency of the program, so the list lives here; tests/test_retention_and_alb_quotas.py checks it
 # against botocore 1.44.5's model text.
 CLOUDWATCH_RETENTION_DAYS = Figure(
     (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653),

@@ -96,7 +96,7 @@ def test_multi_model_8b_two_deployments_behind_one_router():
     assert router["image"] == "lmcache/lmstack-router:v0.1.11"
     assert flag(router["args"], "--k8s-label-selector") == "llmserving.io/serves=true"
     # dev has no LoRA, no multi-node: no adapter role, no LeaderWorkerSet controller (Alertmanager's
-    # association, in the monitoring namespace, is tested in test_ecsobs_observability.py)
+    # association, in the monitoring namespace, is tested in test_alert_routing_and_storage.py)
     assert not [r for r in of_type(run, "aws:eks/podIdentityAssociation:PodIdentityAssociation")
                 if inputs(r)["namespace"] == "llmserving"]
     assert {inputs(r)["chart"] for r in of_type(run, "kubernetes:helm.sh/v3:Release")} == {"keda", "kube-prometheus-stack"}
@@ -247,7 +247,7 @@ def test_lora_base_preloads_mapped_adapters_from_s3_via_pod_identity():
     assert (pia["namespace"], pia["serviceAccount"], pia["clusterName"]) == ("llmserving", "vllm-lora", "llmserving-test")
     # The adapter store's read-only role (its access is evaluated in test_adapter_store.py).
     assert pia["roleArn"] == READER_ROLE and pia["tags"]["project"] == "llmserving"
-    # The only role here is Alertmanager's SNS publisher (test_ecsobs_observability.py).
+    # The only role here is Alertmanager's SNS publisher (test_alert_routing_and_storage.py).
     assert [inputs(r)["name"] for r in of_type(run, "aws:iam/role:Role")] == ["llmserving-prod-alerts-publisher"]
 
 
