@@ -1,9 +1,13 @@
 """GPU capacity guardrails: scarce on-demand GPUs come from a reservation, failed GPUs get replaced.
 
 - `gpu-capacity-reservation` (prod: `required`): an on-demand pool of a scarce family (p5, p4de by
-  default) launches into a capacity reservation or carries the written acknowledgement
-  `llmserving.io/no-reservation-ack` (a tag of the node group / Auto Scaling group, an annotation of
-  the NodePool). Large GPU types are often unobtainable on demand; what targets a reservation:
+  default) launches into a capacity reservation or is acknowledged to run without one: the pool is
+  listed in the policy config's `acknowledgedPools` (generated from gpuPools[].acknowledgeNoReservation,
+  so lifting the rule for a pool is a reviewed policy-config change), or the resource carries the
+  written acknowledgement `llmserving.io/no-reservation-ack` (a tag of the node group / Auto Scaling
+  group, an annotation of the NodePool). A pool is known by the project's pool label
+  `llmserving.io/pool` (node group labels, NodePool name/template labels) or its `pool` tag (ECS
+  groups). Large GPU types are often unobtainable on demand; what targets a reservation:
   - EKS managed node group: capacityType CAPACITY_BLOCK, or its launch template's
     capacityReservationSpecification.capacityReservationTarget (EC2 API LaunchTemplate);
   - Karpenter NodePool: allows capacity type `reserved` and its EC2NodeClass selects reservations
@@ -26,7 +30,7 @@ import base64
 import binascii
 
 from rules.common import (EC2NODECLASS, NODEPOOL, UNKNOWN, Res, as_list, family, get, gpu_pools, is_gpu_type,
-                          nodepool_capacity_types, nodepool_instance_types, num, of_type, stack_policy)
+                          nodepool_capacity_types, nodepool_instance_types, of_type, stack_policy)
 
 NODEGROUP = "aws:eks/nodeGroup:NodeGroup"
 ASG = "aws:autoscaling/group:Group"
@@ -58,7 +62,23 @@ def _tags(r: Res) -> dict:
     return tags if isinstance(tags, dict) else {}
 
 
-def _acknowledged(r: Res) -> bool:
+POOL_LABEL = "llmserving.io/pool"
+
+
+def pool_name(r: Res) -> str | None:
+    """The project pool a GPU capacity resource belongs to."""
+    if r.type == NODEGROUP:
+        name = r.get("labels", POOL_LABEL)
+    elif r.type == NODEPOOL:
+        name = r.get("spec", "template", "metadata", "labels", POOL_LABEL) or r.get("metadata", "name")
+    else:
+        name = _tags(r).get("pool")
+    return name if isinstance(name, str) else None
+
+
+def _acknowledged(r: Res, cfg: dict) -> bool:
+    if pool_name(r) in set(cfg.get("acknowledgedPools") or []):
+        return True
     ann = r.get("metadata", "annotations", default={}) if r.type == NODEPOOL else _tags(r)
     return isinstance(ann, dict) and isinstance(ann.get(ACK), str) and bool(ann.get(ACK).strip())
 
@@ -112,12 +132,13 @@ def _capacity_reservation(resources: list[Res], cfg: dict, report) -> None:
         if not on_demand or not scarce:
             continue
         reserved = _reserved(r, resources)
-        if reserved is None or reserved or _acknowledged(r):
+        if reserved is None or reserved or _acknowledged(r, cfg):
             continue
         where = "an annotation" if r.type == NODEPOOL else "a tag"
         report(f"{p.label} launches on-demand {', '.join(scarce)} without a capacity reservation; on-demand capacity "
                f"of these types is often unobtainable: target an ODCR or Capacity Block (gpuPools[].capacityReservations) "
-               f"or acknowledge running without one ({where} {ACK}: <reason>, gpuPools[].acknowledgeNoReservation)",
+               f"or acknowledge running without one (gpuPools[].acknowledgeNoReservation, which lists the pool in "
+               f"this policy's acknowledgedPools and puts {where} {ACK} on it)",
                r.urn)
 
 
@@ -128,7 +149,8 @@ capacity_reservation = stack_policy(
     "llmserving.io/no-reservation-ack.",
     _capacity_reservation, types=[NODEGROUP, NODEPOOL, ASG, LAUNCH_TEMPLATE, EC2NODECLASS],
     schema={"required": {"type": "boolean", "default": False},
-            "families": {"type": "array", "items": {"type": "string"}, "default": SCARCE_FAMILIES}})
+            "families": {"type": "array", "items": {"type": "string"}, "default": SCARCE_FAMILIES},
+            "acknowledgedPools": {"type": "array", "items": {"type": "string"}, "default": []}})
 
 
 def _user_data(lt: Res | None) -> str:
