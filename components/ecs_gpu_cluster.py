@@ -19,6 +19,29 @@ Capacity types map to the ASG's mixed-instances policy:
 
 Changing a pool's instance types or AMI rolls a new launch template version;
 instances are replaced by ECS draining, not in place.
+
+Capacity and health (docs/capacity.md):
+- capacity reservations: the group's own `CapacityReservationSpecification`
+  with `capacity-reservations-first` and the reservation ids (botocore
+  autoscaling CreateAutoScalingGroup), so the group fills its ODCRs first and
+  launches on-demand beyond them;
+- instance-store NVMe: the user data assembles the instance-store disks into
+  one RAID0 array (mdadm; the ECS AMI is built from AL2023 minimal, which does
+  not carry it: aws/amazon-ecs-ami release-al2023.auto.pkrvars.hcl
+  source_ami_al2023) mounted at the same path as on EKS nodes, holding the
+  node-level model cache, and tags the container instance with the
+  `llmserving.io/local-nvme` attribute. Docker's data root stays on the root
+  volume: moving it means restarting Docker under the GPU AMI's NVIDIA runtime
+  configuration at boot, before the agent starts; the cache is what must be
+  fast, and the image is pulled once per instance;
+- GPU health: the ECS agent reports only its own and the container runtime's
+  health, and the group's default EC2 health check sees a failed GPU as a
+  healthy instance. A systemd timer on each instance checks that nvidia-smi
+  sees every GPU and that the kernel log shows no fatal NVIDIA XID, and
+  otherwise marks the instance Unhealthy (autoscaling:SetInstanceHealth,
+  allowed on this cluster's groups only); the group replaces it regardless of
+  scale-in protection (EC2 Auto Scaling User Guide, "Use instance scale-in
+  protection"), and managed draining moves its tasks first.
 """
 
 from __future__ import annotations
@@ -33,6 +56,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.errors import ArgsError, out_of_range
+from components.gpu_health import FATAL_XIDS
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
@@ -55,6 +79,26 @@ class EcsCapacityPool:
     root_volume_gib: int = 500
     on_demand_base_capacity: int = 1
     spot_allocation_strategy: str = "price-capacity-optimized"
+    # gp3 root volume performance (None: the gp3 defaults, 125 MiB/s and 3,000 IOPS).
+    root_volume_throughput_mibs: int | None = None
+    root_volume_iops: int | None = None
+    # On-Demand Capacity Reservations the group fills first (cr-...).
+    capacity_reservation_ids: tuple[str, ...] = ()
+    # Assemble the instance-store NVMe into RAID0 for the node-level cache.
+    local_nvme_raid0: bool = False
+    # Extra tags on the group and its instances (e.g. the no-reservation acknowledgement).
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GpuHealthCheck:
+    """The per-instance GPU check that marks a failed instance Unhealthy in its group."""
+
+    # NVIDIA XID codes that take the instance out of service (kernel log `NVRM: Xid (...): <code>,`).
+    fatal_xids: tuple[int, ...]
+    interval_seconds: int = 120
+    # The first check runs this long after boot (drivers load, the agent registers).
+    boot_delay_seconds: int = 600
 
 
 @dataclass(frozen=True)
@@ -73,6 +117,13 @@ class EcsGpuClusterArgs:
     # What spot groups wait for: the spot.amazonaws.com service-linked role on an account that
     # never launched Spot (else AuthFailure.ServiceLinkedRoleCreationNotPermitted).
     spot_prerequisites: tuple[pulumi.Resource, ...] = ()
+    # Where the instance-store array is mounted and the node-level cache inside it (same paths as EKS).
+    local_storage_mount: str = "/mnt/k8s-disks/0"
+    cache_path: str = "/mnt/k8s-disks/0/llmserving-cache"
+    cache_owner_uid: int = 0
+    nvme_attribute: str = "llmserving.io/local-nvme"
+    # None: no GPU health check (instances stay in service until EC2 status checks fail).
+    gpu_health: GpuHealthCheck | None = field(default_factory=lambda: GpuHealthCheck(fatal_xids=FATAL_XIDS))
 
 
 def validate_ecs_gpu_cluster_args(args: EcsGpuClusterArgs) -> None:
@@ -108,6 +159,15 @@ def validate_ecs_gpu_cluster_args(args: EcsGpuClusterArgs) -> None:
                             f"allowed: {', '.join(SPOT_STRATEGIES)}")
         if not 30 <= p.root_volume_gib <= 16384:
             problems.append(f"{where}.root_volume_gib: got {p.root_volume_gib}; allowed 30-16384")
+        if p.root_volume_throughput_mibs is not None and not 125 <= p.root_volume_throughput_mibs <= 2000:
+            problems.append(f"{where}.root_volume_throughput_mibs: got {p.root_volume_throughput_mibs}; gp3 allows 125-2000")
+        if p.root_volume_iops is not None and not 3000 <= p.root_volume_iops <= 80000:
+            problems.append(f"{where}.root_volume_iops: got {p.root_volume_iops}; gp3 allows 3000-80000")
+        for r in p.capacity_reservation_ids:
+            if not re.match(r"^cr-[0-9a-z]+$", r):
+                problems.append(f"{where}.capacity_reservation_ids: got {r!r}; a reservation id such as cr-0123456789abcdef0")
+        if p.capacity_reservation_ids and p.capacity_type != "on-demand":
+            problems.append(f"{where}.capacity_type: got {p.capacity_type!r}; reservations are on-demand capacity")
     if not args.ami_parameter.startswith("/aws/service/ecs/optimized-ami/") or "/gpu/" not in args.ami_parameter:
         problems.append(f"ami_parameter: got {args.ami_parameter!r}; must be an ECS-optimized GPU AMI parameter")
     if args.container_insights not in INSIGHTS:
@@ -115,6 +175,15 @@ def validate_ecs_gpu_cluster_args(args: EcsGpuClusterArgs) -> None:
     problems += out_of_range("target_capacity_percent", args.target_capacity_percent, 1, 100)
     if len(args.subnet_ids) < 1:
         problems.append("subnet_ids: got none")
+    for key in ("local_storage_mount", "cache_path"):
+        if not re.match(r"^/[A-Za-z0-9._/-]+$", getattr(args, key)):
+            problems.append(f"{key}: got {getattr(args, key)!r}; an absolute path of letters, digits and . _ - /")
+    if not args.cache_path.startswith(args.local_storage_mount + "/"):
+        problems.append(f"cache_path: got {args.cache_path!r}; must lie inside local_storage_mount {args.local_storage_mount!r}")
+    if args.gpu_health is not None:
+        if not args.gpu_health.fatal_xids:
+            problems.append("gpu_health.fatal_xids: got none; name the XID codes that take an instance out of service")
+        problems += out_of_range("gpu_health.interval_seconds", args.gpu_health.interval_seconds, 30, 3600)
     if problems:
         raise ArgsError("EcsGpuCluster", problems)
 
@@ -130,8 +199,65 @@ def instances_distribution(pool: EcsCapacityPool) -> dict:
             "spot_allocation_strategy": pool.spot_allocation_strategy}
 
 
-def user_data(cluster_name: str, stop_timeout_seconds: int) -> str:
-    script = "\n".join([
+HEALTH_SCRIPT = "/usr/local/bin/llmserving-gpu-health"
+HEALTH_UNIT = "llmserving-gpu-health"
+
+
+def nvme_setup_script(mount: str, cache: str, owner_uid: int, attribute: str) -> list[str]:
+    """Shell lines: the instance-store disks (by-id names `*NVMe_Instance_Storage_*`, as EC2 exposes them)
+    as one RAID0 array, xfs, mounted at `mount`; the cache directory in it; the container instance
+    attribute that says so. Without instance store nothing happens and the cache lives on the root volume."""
+    return [
+        "setup_local_nvme() {",
+        "  mapfile -t disks < <(find -L /dev/disk/by-id/ -xtype l -name '*NVMe_Instance_Storage_*' "
+        "-exec readlink -f {} \\; | sort -u)",
+        '  [ "${#disks[@]}" -gt 0 ] || return 1',
+        '  if [ "${#disks[@]}" -gt 1 ]; then',
+        "    command -v mdadm >/dev/null || dnf install -y mdadm || return 1",
+        '    mdadm --create /dev/md/llmserving --run --force --level=0 --raid-devices="${#disks[@]}" "${disks[@]}" '
+        "|| return 1",
+        "    dev=/dev/md/llmserving",
+        "  else",
+        '    dev="${disks[0]}"',
+        "  fi",
+        f'  mkfs.xfs -f "$dev" && mkdir -p {mount} && mount -o defaults,noatime "$dev" {mount}',
+        "}",
+        "if setup_local_nvme; then",
+        "  echo 'ECS_INSTANCE_ATTRIBUTES=" + json.dumps({attribute: "raid0"}) + "' >> /etc/ecs/ecs.config",
+        "fi",
+        f"install -d -m 0755 -o {owner_uid} -g {owner_uid} {cache}",
+    ]
+
+
+def gpu_health_script(expected_gpus: int, fatal_xids: tuple[int, ...]) -> str:
+    """The check the timer runs: every GPU visible to nvidia-smi, no fatal XID in the kernel log since the
+    last run; otherwise the instance marks itself Unhealthy in its Auto Scaling group (IMDSv2 from the
+    host: the hop limit only keeps containers out)."""
+    xids = "|".join(str(x) for x in sorted(fatal_xids))
+    return "\n".join([
+        "#!/bin/bash",
+        "# llmserving: take this instance out of its Auto Scaling group when a GPU fails.",
+        f"expected={expected_gpus}",
+        "seen=$(timeout 60 nvidia-smi -L 2>/dev/null | grep -c '^GPU ')",
+        'reason=""',
+        '[ "$seen" -ge "$expected" ] || reason="nvidia-smi sees $seen of $expected GPUs"',
+        f"if [ -z \"$reason\" ] && journalctl -k --since -5min --no-pager | grep -Eq 'NVRM: Xid \\([^)]*\\): ({xids}),'; then",
+        '  reason="fatal NVIDIA XID in the kernel log"',
+        "fi",
+        '[ -z "$reason" ] && exit 0',
+        'logger -t llmserving-gpu-health "$reason: marking this instance Unhealthy"',
+        "token=$(curl -sf -X PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 60')",
+        'md() { curl -sf -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/meta-data/$1"; }',
+        'aws autoscaling set-instance-health --region "$(md placement/region)" --instance-id "$(md instance-id)" '
+        "--health-status Unhealthy --no-should-respect-grace-period",
+        "",
+    ])
+
+
+def user_data(cluster_name: str, stop_timeout_seconds: int, *, nvme: tuple[str, str, int, str] | None = None,
+              health: GpuHealthCheck | None = None, expected_gpus: int = 1) -> str:
+    """`nvme`: (mount, cache path, cache owner uid, attribute name) to assemble the instance store."""
+    lines = [
         "#!/bin/bash",
         "cat >> /etc/ecs/ecs.config <<'EOF'",
         f"ECS_CLUSTER={cluster_name}",
@@ -140,9 +266,30 @@ def user_data(cluster_name: str, stop_timeout_seconds: int) -> str:
         "ECS_AWSVPC_BLOCK_IMDS=true",
         f"ECS_CONTAINER_STOP_TIMEOUT={stop_timeout_seconds}s",
         "EOF",
-        "",
-    ])
-    return base64.b64encode(script.encode()).decode()
+    ]
+    if nvme is not None:
+        lines += nvme_setup_script(*nvme)
+    if health is not None:
+        # AL2023 minimal (the ECS AMI's base) has no AWS CLI.
+        lines += [
+            "command -v aws >/dev/null || dnf install -y awscli-2",
+            f"cat > {HEALTH_SCRIPT} <<'EOF'",
+            gpu_health_script(expected_gpus, health.fatal_xids).rstrip("\n"),
+            "EOF",
+            f"chmod 0755 {HEALTH_SCRIPT}",
+            f"cat > /etc/systemd/system/{HEALTH_UNIT}.service <<'EOF'",
+            "[Unit]", "Description=llmserving GPU health check", "[Service]", "Type=oneshot",
+            f"ExecStart={HEALTH_SCRIPT}",
+            "EOF",
+            f"cat > /etc/systemd/system/{HEALTH_UNIT}.timer <<'EOF'",
+            "[Unit]", "Description=llmserving GPU health check", "[Timer]",
+            f"OnBootSec={health.boot_delay_seconds}s", f"OnUnitActiveSec={health.interval_seconds}s",
+            "[Install]", "WantedBy=timers.target",
+            "EOF",
+            "systemctl daemon-reload",
+            f"systemctl enable --now {HEALTH_UNIT}.timer",
+        ]
+    return base64.b64encode(("\n".join(lines) + "\n").encode()).decode()
 
 
 class EcsGpuCluster(pulumi.ComponentResource):
@@ -179,16 +326,24 @@ class EcsGpuCluster(pulumi.ComponentResource):
         providers: dict[str, aws.ecs.CapacityProvider] = {}
         self.auto_scaling_groups: dict[str, aws.autoscaling.Group] = {}
         for pool in args.pools:
-            pool_tags = {**tags, "pool": pool.name}
+            pool_tags = {**tags, **pool.tags, "pool": pool.name}
+            ebs = {"volume_size": pool.root_volume_gib, "volume_type": "gp3", "encrypted": "true",
+                   "delete_on_termination": "true"}
+            if pool.root_volume_throughput_mibs is not None:
+                ebs["throughput"] = pool.root_volume_throughput_mibs
+            if pool.root_volume_iops is not None:
+                ebs["iops"] = pool.root_volume_iops
+            nvme = ((args.local_storage_mount, args.cache_path, args.cache_owner_uid, args.nvme_attribute)
+                    if pool.local_nvme_raid0 else None)
             lt = aws.ec2.LaunchTemplate(
                 f"{name}-{pool.name}", name=f"{args.cluster_name}-{pool.name}", image_id=ami_id,
                 iam_instance_profile={"arn": profile.arn}, vpc_security_group_ids=[sg.id],
                 metadata_options={"http_endpoint": "enabled", "http_tokens": "required",
                                   "http_put_response_hop_limit": 1, "instance_metadata_tags": "disabled"},
-                block_device_mappings=[{"device_name": ROOT_DEVICE, "ebs": {
-                    "volume_size": pool.root_volume_gib, "volume_type": "gp3", "encrypted": "true",
-                    "delete_on_termination": "true"}}],
-                monitoring={"enabled": True}, user_data=user_data(args.cluster_name, args.stop_timeout_seconds),
+                block_device_mappings=[{"device_name": ROOT_DEVICE, "ebs": ebs}],
+                monitoring={"enabled": True},
+                user_data=user_data(args.cluster_name, args.stop_timeout_seconds, nvme=nvme, health=args.gpu_health,
+                                    expected_gpus=pool.gpus_per_instance),
                 update_default_version=True,
                 tag_specifications=[{"resource_type": kind, "tags": {**pool_tags, "Name": f"{args.cluster_name}-{pool.name}"}}
                                     for kind in ("instance", "volume")],
@@ -219,6 +374,12 @@ class EcsGpuCluster(pulumi.ComponentResource):
                     },
                 },
                 tags=asg_tags,
+                # Reservations first, on-demand beyond them (the group's own spec, not the template's,
+                # so it can name several and fall back).
+                capacity_reservation_specification=({
+                    "capacity_reservation_preference": "capacity-reservations-first",
+                    "capacity_reservation_target": {"capacity_reservation_ids": list(pool.capacity_reservation_ids)}}
+                    if pool.capacity_reservation_ids else None),
                 # ECS managed scaling owns the desired capacity after creation.
                 opts=pulumi.ResourceOptions(
                     parent=self, ignore_changes=["desiredCapacity"],
@@ -235,6 +396,14 @@ class EcsGpuCluster(pulumi.ComponentResource):
                                         "instance_warmup_period": args.instance_warmup_seconds},
                 },
                 tags=pool_tags, opts=child)
+
+        if args.gpu_health is not None:
+            # The health check may mark only this cluster's instances (its groups, by ARN).
+            arns = pulumi.Output.all(*[g.arn for g in self.auto_scaling_groups.values()])
+            aws.iam.RolePolicy(f"{name}-instance-health", role=role.id, policy=arns.apply(lambda a: json.dumps({
+                "Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow", "Action": "autoscaling:SetInstanceHealth", "Resource": sorted(a)}]},
+                sort_keys=True)), opts=child)
 
         # Services that name a capacity provider must wait for this association.
         self.providers_attached = aws.ecs.ClusterCapacityProviders(

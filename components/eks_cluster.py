@@ -34,6 +34,8 @@ REQUIRED_ADDONS = ("vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent",
 ADDONS_BEFORE_NODES = ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")
 ADDONS_AFTER_NODES = ("coredns", "aws-ebs-csi-driver")
 EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"
+# EKS node monitoring agent: the node conditions node auto repair acts on (EKS user guide node-repair.adoc).
+NODE_MONITORING_AGENT = "eks-node-monitoring-agent"
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 
 
@@ -67,6 +69,12 @@ class EksClusterArgs:
     imds_hop_limit: int = 1
     protect: bool = True
     tags: dict[str, str] = field(default_factory=dict)
+    # The EKS node monitoring agent add-on (None: not installed) and the tolerations its DCGM host
+    # engine DaemonSet needs to reach tainted GPU nodes (the add-on's agent DaemonSet tolerates every
+    # taint already; its dcgmAgent has none by default: aws/eks-node-monitoring-agent v1.7.0
+    # charts/eks-node-monitoring-agent/values.yaml, configuration.schema.json DCGMAgent.tolerations).
+    node_monitoring_agent_version: Optional[str] = None
+    gpu_tolerations: list[dict] = field(default_factory=list)
 
 
 def validate_eks_cluster_args(args: EksClusterArgs) -> None:
@@ -112,6 +120,9 @@ def validate_eks_cluster_args(args: EksClusterArgs) -> None:
     for arn in args.admin_role_arns:
         if not arn.startswith("arn:aws") or ":role/" not in arn:
             p.append(f"admin_role_arns: got {arn!r}; must be an IAM role ARN")
+    v = args.node_monitoring_agent_version
+    if v is not None and not re.match(r"^v\d+\.\d+\.\d+-eksbuild\.\d+$", v):
+        p.append(f"node_monitoring_agent_version: got {v!r}; an EKS add-on version such as v1.7.0-eksbuild.1")
     if p:
         raise ArgsError("EksCluster", p)
 
@@ -218,6 +229,15 @@ class EksCluster(pulumi.ComponentResource):
         # Node-level add-ons go first: a node without the CNI never turns Ready,
         # and pods started before the Pod Identity agent get no credentials.
         self.addons = {a: addon(a, [cluster]) for a in ADDONS_BEFORE_NODES}
+        if args.node_monitoring_agent_version is not None:
+            # A DaemonSet like the CNI: installed before any node, so every GPU node is watched from boot.
+            self.addons[NODE_MONITORING_AGENT] = aws.eks.Addon(
+                f"{name}-{NODE_MONITORING_AGENT}", cluster_name=self.cluster_name, addon_name=NODE_MONITORING_AGENT,
+                addon_version=args.node_monitoring_agent_version, resolve_conflicts_on_create="OVERWRITE",
+                resolve_conflicts_on_update="PRESERVE",
+                configuration_values=json.dumps({"dcgmAgent": {"tolerations": list(args.gpu_tolerations)}},
+                                                sort_keys=True),
+                tags=args.tags, opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster]))
 
         node_role = aws.iam.Role(f"{name}-system-node", name=f"{args.cluster_name}-system-node"[:64],
                                  assume_role_policy=json.dumps(ec2_trust()), tags=args.tags, opts=child)

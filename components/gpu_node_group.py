@@ -8,10 +8,34 @@ placement group lives in one zone, so such a group takes exactly one subnet.
 
 Changing instance types, capacity type, AMI type or disk size replaces the
 group: roll GPU capacity blue/green with a new group name.
+
+Capacity and health (docs/capacity.md):
+- the group's size between min and max belongs to the Cluster Autoscaler
+  (components/cluster_autoscaler.py) when `autoscaled`: `desiredSize` is set at
+  creation and ignored afterwards, and the group's Auto Scaling group carries
+  the autoscaler's node-template tags (labels, taint, GPUs), so it can scale
+  up from zero nodes (kubernetes/autoscaler cluster-autoscaler-1.33.6,
+  cloudprovider/aws/README.md "Auto-Discovery Setup");
+- EKS node auto repair (`node_repair_config`, EKS API NodeRepairConfig)
+  replaces or reboots a node whose GPU the node monitoring agent reports
+  unhealthy (awsdocs/amazon-eks-user-guide latest/ug/nodes/node-repair.adoc);
+- a capacity reservation is targeted from the launch template
+  (`capacity_reservation_specification`; a Capacity Block also sets the
+  `capacity-block` market type, the instance type in the template and the
+  group's capacity type CAPACITY_BLOCK: latest/ug/nodes/capacity-blocks-mng.adoc);
+- instance-store NVMe: AL2023 user data (MIME multi-part, merged by EKS with
+  its own, latest/ug/nodes/launch-templates.adoc) carries a nodeadm NodeConfig
+  with `spec.instance.localStorage.strategy: RAID0`, so nodeadm assembles the
+  disks into one array at /mnt/k8s-disks/0 and puts kubelet and containerd on
+  it (awslabs/amazon-eks-ami v20251103 nodeadm/api/v1alpha1/nodeconfig_types.go,
+  templates/shared/runtime/bin/setup-local-disks);
+- the gp3 root volume gets explicit throughput and IOPS.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Optional
@@ -23,7 +47,7 @@ from components.errors import ArgsError, out_of_range
 from components.iam_trust import ec2_trust
 
 NVIDIA_AMI_TYPES = ("AL2023_x86_64_NVIDIA", "BOTTLEROCKET_x86_64_NVIDIA")
-CAPACITY_TYPES = ("ON_DEMAND", "SPOT")
+CAPACITY_TYPES = ("ON_DEMAND", "SPOT", "CAPACITY_BLOCK")
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}
 POOL_LABEL = "llmserving.io/pool"
 ROOT_DEVICE = "/dev/xvda"
@@ -52,6 +76,21 @@ class GpuNodeGroupArgs:
     # Identity agent) and, for SPOT, the Spot service-linked role.
     prerequisites: tuple[pulumi.Resource, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
+    # gp3 root volume performance (None: the gp3 defaults, 125 MiB/s and 3,000 IOPS).
+    root_volume_throughput_mibs: Optional[int] = None
+    root_volume_iops: Optional[int] = None
+    # The Cluster Autoscaler owns the size between min and max (desired size ignored after creation).
+    autoscaled: bool = False
+    # Node-template tags for the autoscaler's scale-from-zero: extended resources per node.
+    template_resources: dict[str, str] = field(default_factory=dict)
+    # EKS node auto repair; GPU groups keep it on.
+    node_repair: bool = True
+    node_repair_max_parallel: int = 1
+    # A capacity reservation the launch template targets (cr-...); capacity_type CAPACITY_BLOCK
+    # makes it a Capacity Block.
+    capacity_reservation_id: Optional[str] = None
+    # AL2023: assemble the instance store into RAID0 (kubelet, containerd and the caches on NVMe).
+    local_storage_raid0: bool = False
 
 
 def validate_gpu_node_group_args(args: GpuNodeGroupArgs) -> None:
@@ -81,8 +120,74 @@ def validate_gpu_node_group_args(args: GpuNodeGroupArgs) -> None:
                      "interruption, use ON_DEMAND")
     if POOL_LABEL in args.labels and args.labels[POOL_LABEL] != args.pool_name:
         p.append(f"labels: {POOL_LABEL} is {args.labels[POOL_LABEL]!r} but pool_name is {args.pool_name!r}")
+    if args.root_volume_throughput_mibs is not None:
+        # botocore ec2 LaunchTemplateEbsBlockDeviceRequest: gp3 throughput 125-2000 MiB/s, IOPS 3000-80000,
+        # and EBS provisions at most 0.25 MiB/s per IOPS.
+        p += out_of_range("root_volume_throughput_mibs", args.root_volume_throughput_mibs, 125, 2000)
+    if args.root_volume_iops is not None:
+        p += out_of_range("root_volume_iops", args.root_volume_iops, 3000, 80000)
+    if (args.root_volume_throughput_mibs or 125) > (args.root_volume_iops or 3000) / 4:
+        p.append(f"root_volume_throughput_mibs: got {args.root_volume_throughput_mibs}; gp3 allows at most 0.25 MiB/s "
+                 f"per IOPS ({args.root_volume_iops or 3000} IOPS)")
+    if not args.node_repair:
+        p.append("node_repair: got False; a GPU node group keeps EKS node auto repair on (a failed GPU stays in "
+                 "service otherwise)")
+    p += out_of_range("node_repair_max_parallel", args.node_repair_max_parallel, 1, 100)
+    if args.capacity_type == "CAPACITY_BLOCK":
+        if not args.capacity_reservation_id:
+            p.append("capacity_reservation_id: got None; a CAPACITY_BLOCK group targets its Capacity Block (cr-...)")
+        if len(args.instance_types) != 1:
+            p.append(f"instance_types: got {args.instance_types}; a Capacity Block group launches its block's one "
+                     f"instance type, named in the launch template")
+    if args.capacity_reservation_id is not None:
+        if not args.capacity_reservation_id.startswith("cr-"):
+            p.append(f"capacity_reservation_id: got {args.capacity_reservation_id!r}; a reservation id cr-...")
+        if args.capacity_type == "SPOT":
+            p.append("capacity_type: got 'SPOT'; reservations are on-demand capacity (ON_DEMAND or CAPACITY_BLOCK)")
+    if args.local_storage_raid0 and args.ami_type != "AL2023_x86_64_NVIDIA":
+        p.append(f"local_storage_raid0: set with ami_type {args.ami_type!r}; the nodeadm NodeConfig is AL2023's")
     if p:
         raise ArgsError("GpuNodeGroup", p)
+
+
+# nodeadm NodeConfig API (awslabs/amazon-eks-ami v20251103, nodeadm/api/v1alpha1/nodeconfig_types.go):
+# InstanceOptions.LocalStorage.Strategy, one of RAID0 | RAID10 | Mount.
+NODECONFIG_API = "node.eks.aws/v1alpha1"
+MIME_BOUNDARY = "==LLMSERVING=="
+
+
+def nodeadm_user_data(node_config_spec: dict) -> str:
+    """AL2023 user data for a managed node group launch template: a MIME multi-part archive whose
+    `application/node.eks.aws` part is a NodeConfig; EKS merges it with the NodeConfig it generates
+    (cluster endpoint, CA, labels), so it names no cluster details (launch-templates.adoc)."""
+    doc = {"apiVersion": NODECONFIG_API, "kind": "NodeConfig", "spec": node_config_spec}
+    text = "\n".join([
+        "MIME-Version: 1.0",
+        f'Content-Type: multipart/mixed; boundary="{MIME_BOUNDARY}"',
+        "",
+        f"--{MIME_BOUNDARY}",
+        "Content-Type: application/node.eks.aws",
+        "",
+        "---",
+        json.dumps(doc, sort_keys=True),  # JSON is YAML: nodeadm reads either
+        "",
+        f"--{MIME_BOUNDARY}--",
+        "",
+    ])
+    return base64.b64encode(text.encode()).decode()
+
+
+def autoscaler_template_tags(labels: dict[str, str], taints: list[dict], resources: dict[str, str]) -> dict[str, str]:
+    """The Cluster Autoscaler's node-template tags for an Auto Scaling group (cloudprovider/aws/README.md
+    at cluster-autoscaler-1.33.6): what a node of the group would carry, so the autoscaler can tell, with
+    no node running, whether a pending pod fits it. The GPU count comes from the instance type
+    (aws_manager.go buildNodeFromTemplate); extended resources such as EFA need a tag."""
+    effect = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
+    out = {f"k8s.io/cluster-autoscaler/node-template/label/{k}": v for k, v in labels.items()}
+    out.update({f"k8s.io/cluster-autoscaler/node-template/taint/{t['key']}": f"{t['value']}:{effect[t['effect']]}"
+                for t in taints})
+    out.update({f"k8s.io/cluster-autoscaler/node-template/resources/{k}": v for k, v in resources.items()})
+    return dict(sorted(out.items()))
 
 
 class GpuNodeGroup(pulumi.ComponentResource):
@@ -114,17 +219,32 @@ class GpuNodeGroup(pulumi.ComponentResource):
             ]
 
         labels = {**args.labels, POOL_LABEL: args.pool_name, "nvidia.com/gpu.present": "true"}
+        ebs = {"volume_size": args.root_volume_gib, "volume_type": "gp3", "encrypted": "true",
+               "delete_on_termination": "true"}
+        if args.root_volume_throughput_mibs is not None:
+            ebs["throughput"] = args.root_volume_throughput_mibs
+        if args.root_volume_iops is not None:
+            ebs["iops"] = args.root_volume_iops
+        block = args.capacity_type == "CAPACITY_BLOCK"
+        reservation = None
+        if args.capacity_reservation_id is not None:
+            # A targeted reservation: EC2 launches only into it (and fails when it is full).
+            reservation = {"capacity_reservation_target": {"capacity_reservation_id": args.capacity_reservation_id}}
         lt = aws.ec2.LaunchTemplate(
             f"{name}-lt",
             name=f"{name}-gpu",
             update_default_version=True,
             metadata_options={"http_endpoint": "enabled", "http_tokens": "required",
                               "http_put_response_hop_limit": args.imds_hop_limit, "instance_metadata_tags": "disabled"},
-            block_device_mappings=[{"device_name": ROOT_DEVICE, "ebs": {
-                "volume_size": args.root_volume_gib, "volume_type": "gp3", "encrypted": "true",
-                "delete_on_termination": "true"}}],
+            block_device_mappings=[{"device_name": ROOT_DEVICE, "ebs": ebs}],
             network_interfaces=network_interfaces,
             placement=placement,
+            capacity_reservation_specification=reservation,
+            # capacity-blocks-mng.adoc: the template of a Capacity Block group names the market type and the type.
+            instance_market_options={"market_type": "capacity-block"} if block else None,
+            instance_type=args.instance_types[0] if block else None,
+            user_data=(nodeadm_user_data({"instance": {"localStorage": {"strategy": "RAID0"}}})
+                       if args.local_storage_raid0 else None),
             tag_specifications=[{"resource_type": t, "tags": {**args.tags, "Name": f"{name}-gpu"}}
                                 for t in ("instance", "volume", "network-interface")],
             tags=args.tags,
@@ -136,17 +256,31 @@ class GpuNodeGroup(pulumi.ComponentResource):
             node_group_name=f"{name}-gpu",
             node_role_arn=role.arn,
             subnet_ids=args.subnet_ids,
-            instance_types=list(args.instance_types),
+            # EKS rejects instance types on the group when the launch template names one.
+            instance_types=None if block else list(args.instance_types),
             ami_type=args.ami_type,
             capacity_type=args.capacity_type,
             scaling_config={"min_size": args.min_size, "desired_size": args.desired_size, "max_size": args.max_size},
             update_config={"max_unavailable": 1},
+            node_repair_config={"enabled": True, "max_parallel_nodes_repaired_count": args.node_repair_max_parallel},
             launch_template={"id": lt.id, "version": lt.latest_version.apply(str)},
             labels=labels,
             taints=[GPU_TAINT],
             tags=args.tags,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[*attachments, *args.prerequisites]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*attachments, *args.prerequisites],
+                                        # The Cluster Autoscaler moves the desired size; `up` must not reset it.
+                                        ignore_changes=["scalingConfig.desiredSize"] if args.autoscaled else None),
         )
+        if args.autoscaled:
+            # Node-template tags on the group's Auto Scaling group (the node group's own tags do not
+            # propagate to it), one aws.autoscaling.Tag each.
+            asg_name = ng.resources.apply(lambda rs: rs[0].autoscaling_groups[0].name)
+            template = autoscaler_template_tags(labels, [GPU_TAINT], args.template_resources)
+            for key, value in template.items():
+                # Named by the tag key's digest: adding a label does not rename the others.
+                aws.autoscaling.Tag(f"{name}-ca-{hashlib.sha256(key.encode()).hexdigest()[:10]}",
+                                    autoscaling_group_name=asg_name,
+                                    tag={"key": key, "value": value, "propagate_at_launch": False}, opts=child)
         self.node_group_name = ng.node_group_name
         self.node_role_arn = role.arn
         self.register_outputs({"nodeGroupName": self.node_group_name, "nodeRoleArn": self.node_role_arn})

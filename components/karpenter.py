@@ -8,7 +8,21 @@
   EventBridge rules Karpenter handles, and the queue NAME passed to the chart
   as `settings.interruptionQueue` (do not also run the Node Termination
   Handler);
-- the pinned controller chart (`helm.v3.Release` from the OCI registry).
+- the pinned controller chart (`helm.v3.Release` from the OCI registry), with
+  the feature gates `nodeRepair` (ALPHA, off by default at v1.14.1: Karpenter
+  replaces a node whose conditions, set by the EKS node monitoring agent, stay
+  unhealthy, e.g. AcceleratedHardwareReady=False after a GPU XID) and
+  `reservedCapacity` (BETA, on by default: ODCRs and Capacity Blocks as the
+  `reserved` capacity type), set explicitly (chart values.yaml
+  settings.featureGates at v1.14.1; EKS user guide node-repair.adoc).
+
+Reservations: capacity-block expiry needs no event; Karpenter's
+capacityreservation/expiration controller drains nodes of an expiring block
+40 minutes before its end (v1.14.1 pkg/controllers/capacityreservation/
+expiration/controller.go). The EventBridge rule for "EC2 Capacity Reservation
+Instance Interruption Warning" (below) carries reclaims of interruptible
+reservations, which the interruption controller parses (pkg/controllers/
+interruption/messages/capacityreservationinterruption).
 
 GPU NodePools and EC2NodeClasses are `KarpenterGpuPool` components
 (components/karpenter_gpu_pool.py) that depend on `release`.
@@ -63,6 +77,9 @@ class KarpenterArgs:
     # What must exist before the controller's pods can schedule (the system node group).
     node_ready: tuple[pulumi.Resource, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
+    # Feature gates (chart settings.featureGates).
+    node_repair: bool = True
+    reserved_capacity: bool = True
 
 
 def validate_karpenter_args(args: KarpenterArgs) -> None:
@@ -205,7 +222,9 @@ class Karpenter(pulumi.ComponentResource):
             values={
                 "replicas": args.controller_replicas,
                 "serviceAccount": {"create": True, "name": SERVICE_ACCOUNT},
-                "settings": {"clusterName": args.cluster_name, "interruptionQueue": queue.name},
+                "settings": {"clusterName": args.cluster_name, "interruptionQueue": queue.name,
+                             "featureGates": {"nodeRepair": args.node_repair,
+                                              "reservedCapacity": args.reserved_capacity}},
                 # Nodes answer IMDS only one hop away (hop limit 1), so the controller
                 # cannot ask IMDS for its region; without AWS_REGION it exits at start
                 # (aws/karpenter-provider-aws v1.14.1 pkg/operator/operator.go: region from

@@ -9,6 +9,16 @@ after a long wait, within a budget, so warm inference replicas are not
 consolidated away; nodes expire (`spec.template.spec.expireAfter`) so AMIs
 roll forward. Limits are eventually consistent and can overrun briefly
 during a fast scale-out.
+
+Capacity reservations (Karpenter v1.14.1 docs tasks/odcrs.md): the
+EC2NodeClass selects ODCRs and Capacity Blocks by id or tags
+(`capacityReservationSelectorTerms`) and the NodePool allows the `reserved`
+capacity type, which Karpenter launches first and falls back from to the
+pool's other types (feature gate ReservedCapacity, on by default at v1.14.1).
+Instance-store NVMe: `instanceStorePolicy: RAID0` makes Karpenter's AL2023
+NodeConfig assemble the disks into one array at /mnt/k8s-disks/0 holding
+kubelet and containerd, and sets the node's ephemeral storage to its size
+(concepts/nodeclasses.md, spec.instanceStorePolicy).
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ import pulumi_kubernetes as k8s
 
 from components.errors import ArgsError
 
-CAPACITY_TYPES = ("spot", "on-demand")
+CAPACITY_TYPES = ("reserved", "spot", "on-demand")
 CONSOLIDATION_POLICIES = ("WhenEmpty", "WhenEmptyOrUnderutilized")
 DURATION = re.compile(r"^([0-9]+(s|m|h))+$")
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}
@@ -52,6 +62,16 @@ class KarpenterGpuPoolArgs:
     # service-linked role on an account that never used Spot).
     prerequisites: tuple[pulumi.Resource, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
+    # EC2NodeClass capacityReservationSelectorTerms ({"id": ...} or {"tags": {...}}); needs "reserved"
+    # among capacity_types.
+    capacity_reservation_terms: list[dict] = field(default_factory=list)
+    # Assemble the instance store into RAID0 for kubelet, containerd and the caches.
+    instance_store_raid0: bool = False
+    # gp3 root volume performance (None: the gp3 defaults).
+    root_volume_throughput_mibs: Optional[int] = None
+    root_volume_iops: Optional[int] = None
+    # NodePool annotations (e.g. the acknowledgement of running without a capacity reservation).
+    annotations: dict[str, str] = field(default_factory=dict)
 
 
 def validate_karpenter_gpu_pool_args(args: KarpenterGpuPoolArgs) -> None:
@@ -79,24 +99,48 @@ def validate_karpenter_gpu_pool_args(args: KarpenterGpuPoolArgs) -> None:
         p.append(f"root_volume_gib: got {args.root_volume_gib}; GPU nodes need at least 100 GiB")
     if POOL_LABEL in args.labels and args.labels[POOL_LABEL] != args.pool_name:
         p.append(f"labels: {POOL_LABEL} is {args.labels[POOL_LABEL]!r} but pool_name is {args.pool_name!r}")
+    has_terms, reserved = bool(args.capacity_reservation_terms), "reserved" in args.capacity_types
+    if has_terms != reserved:
+        p.append(f"capacity_types: got {args.capacity_types} with {len(args.capacity_reservation_terms)} capacity "
+                 f"reservation term(s); 'reserved' goes with capacityReservationSelectorTerms (Karpenter launches "
+                 f"reserved capacity only from the reservations its EC2NodeClass selects)")
+    for i, t in enumerate(args.capacity_reservation_terms):
+        # EC2NodeClass CRD (v1.14.1): a term has an id, or tags (optionally ownerID); id excludes the rest.
+        if set(t) - {"id", "tags", "ownerID", "instanceMatchCriteria"} or ("id" in t) == ("tags" in t):
+            p.append(f"capacity_reservation_terms[{i}]: got {t}; one of id (cr-...) or tags")
+        elif "id" in t and not re.match(r"^cr-[0-9a-z]+$", str(t["id"])):
+            p.append(f"capacity_reservation_terms[{i}].id: got {t['id']!r}; a reservation id such as cr-0123456789abcdef0")
+    if args.root_volume_throughput_mibs is not None and not 125 <= args.root_volume_throughput_mibs <= 2000:
+        p.append(f"root_volume_throughput_mibs: got {args.root_volume_throughput_mibs}; gp3 allows 125-2000")
+    if args.root_volume_iops is not None and not 3000 <= args.root_volume_iops <= 80000:
+        p.append(f"root_volume_iops: got {args.root_volume_iops}; gp3 allows 3000-80000")
     if p:
         raise ArgsError("KarpenterGpuPool", p)
 
 
 def node_class_spec(args: KarpenterGpuPoolArgs, role: str) -> dict:
     discovery = [{"tags": {"karpenter.sh/discovery": args.cluster_name}}]
-    return {
+    ebs: dict = {"volumeSize": f"{args.root_volume_gib}Gi", "volumeType": "gp3", "encrypted": True,
+                 "deleteOnTermination": True}
+    if args.root_volume_throughput_mibs is not None:
+        ebs["throughput"] = args.root_volume_throughput_mibs
+    if args.root_volume_iops is not None:
+        ebs["iops"] = args.root_volume_iops
+    spec = {
         "role": role,
         "amiSelectorTerms": [{"alias": args.ami_alias}],
         "subnetSelectorTerms": discovery,
         "securityGroupSelectorTerms": discovery,
-        "blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {
-            "volumeSize": f"{args.root_volume_gib}Gi", "volumeType": "gp3", "encrypted": True,
-            "deleteOnTermination": True}}],
+        "blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": ebs}],
         "metadataOptions": {"httpEndpoint": "enabled", "httpProtocolIPv6": "disabled",
                             "httpPutResponseHopLimit": args.imds_hop_limit, "httpTokens": "required"},
         "tags": {**args.tags, "llmserving.io/pool": args.pool_name},
     }
+    if args.capacity_reservation_terms:
+        spec["capacityReservationSelectorTerms"] = [dict(t) for t in args.capacity_reservation_terms]
+    if args.instance_store_raid0:
+        spec["instanceStorePolicy"] = "RAID0"
+    return spec
 
 
 def node_pool_spec(args: KarpenterGpuPoolArgs) -> dict:
@@ -139,7 +183,8 @@ class KarpenterGpuPool(pulumi.ComponentResource):
             opts=child)
         node_pool = k8s.apiextensions.CustomResource(
             f"{name}-nodepool", api_version="karpenter.sh/v1", kind="NodePool",
-            metadata={"name": args.pool_name, "labels": {POOL_LABEL: args.pool_name}},
+            metadata={"name": args.pool_name, "labels": {POOL_LABEL: args.pool_name},
+                      **({"annotations": dict(args.annotations)} if args.annotations else {})},
             spec=node_pool_spec(args),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[node_class, *args.prerequisites]))
         self.register_outputs({"nodePool": node_pool.metadata["name"], "nodeClass": node_class.metadata["name"]})

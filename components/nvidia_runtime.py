@@ -57,6 +57,9 @@ class NvidiaRuntimeArgs:
     efa_device_plugin: Optional[HelmChart] = None
     efa_pools: tuple[str, ...] = ()
     pool_label: str = POOL_LABEL
+    # The DCGM exporter's counters CSV (chart value customMetrics, which replaces the chart's default
+    # list); None: the chart's default list.
+    dcgm_counters: Optional[str] = None
     # What must exist before these releases install (the system node group).
     node_ready: tuple[pulumi.Resource, ...] = ()
 
@@ -120,7 +123,8 @@ class NvidiaRuntime(pulumi.ComponentResource):
             dcgm = _release(
                 "dcgm-exporter", args.dcgm_exporter, args.monitoring_namespace,
                 {"tolerations": tolerations, "affinity": GPU_NODE_AFFINITY,
-                 "serviceMonitor": {"enabled": False}},
+                 "serviceMonitor": {"enabled": False},
+                 **({"customMetrics": args.dcgm_counters} if args.dcgm_counters else {})},
                 pulumi.ResourceOptions(parent=self, depends_on=[ns, *args.node_ready]))
             outputs["dcgmExporterRelease"] = dcgm.name
         if args.efa_device_plugin is not None:

@@ -7,7 +7,9 @@
   when DCGM exporter metrics are scraped, GPU utilization and framebuffer
   memory (DCGM_FI_DEV_GPU_UTIL, DCGM_FI_DEV_FB_USED);
 - a PrometheusRule (TTFT p95, sustained queue, KV cache nearly full,
-  restarting pods);
+  restarting pods) and, when DCGM exporter metrics are scraped, GPU health
+  rules (`gpu_health_rules`): fatal and any XID errors, double-bit ECC,
+  single-bit ECC bursts, row-remap failures and pages pending retirement;
 - a PodMonitor for the DCGM exporter pods (the exporter's chart runs with
   its ServiceMonitor off): it selects the exporter pods in the exporter's
   namespace (`namespaceSelector`) but lives in the serving namespace, so it
@@ -42,6 +44,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.errors import ArgsError
+from components.gpu_health import FATAL_XIDS
 from components.helm_chart import DNS_LABEL, ChartRelease, chart_problems, helm_release
 
 MONITORING_API = "monitoring.coreos.com/v1"
@@ -56,6 +59,21 @@ class AlertThresholds:
     queue_minutes: int
     kv_cache_usage: float
     restarts_per_hour: float
+
+
+@dataclass(frozen=True)
+class GpuHealthAlerts:
+    """GPU hardware alerts on DCGM exporter metrics (need the ECC counters the stack adds to the
+    exporter's list: infra/eks_catalog.py DCGM_EXTRA_COUNTERS)."""
+
+    fatal_xids: tuple[int, ...] = FATAL_XIDS
+    # Corrected single-bit ECC errors per GPU per hour that announce failing memory.
+    single_bit_ecc_per_hour: float = 100.0
+
+
+# DCGM exporter metric names the GPU health rules read; each must be in the exporter's counters.
+GPU_HEALTH_METRICS = ("DCGM_FI_DEV_XID_ERRORS", "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
+                      "DCGM_FI_DEV_ROW_REMAP_FAILURE", "DCGM_FI_DEV_RETIRED_PENDING")
 
 
 @dataclass(frozen=True)
@@ -118,6 +136,8 @@ class ObservabilityArgs:
     alert_routing: Optional[AlertRouting] = None
     # StorageClass for Prometheus' persistent volume (named by the chart values).
     storage_class: Optional[StorageClassSpec] = None
+    # GPU hardware alerts, added to the alert rules when DCGM metrics are scraped (dcgm) and alerts are on.
+    gpu_health: Optional[GpuHealthAlerts] = GpuHealthAlerts()
 
 
 def validate_observability_args(args: ObservabilityArgs) -> None:
@@ -171,6 +191,12 @@ def validate_observability_args(args: ObservabilityArgs) -> None:
             if claim.get("storageClassName") != sc.name:
                 p.append(f"storage_class.name: got {sc.name!r}; the chart's volumeClaimTemplate names "
                          f"{claim.get('storageClassName')!r}")
+    g = args.gpu_health
+    if g is not None:
+        if not g.fatal_xids or any(not 1 <= x <= 1000 for x in g.fatal_xids):
+            p.append(f"gpu_health.fatal_xids: got {g.fatal_xids}; NVIDIA XID codes (1-1000)")
+        if g.single_bit_ecc_per_hour <= 0:
+            p.append(f"gpu_health.single_bit_ecc_per_hour: got {g.single_bit_ecc_per_hour:g}; must be above 0")
     if p:
         raise ArgsError("Observability", p)
 
@@ -245,7 +271,8 @@ def dashboard(gpu_panels: bool) -> dict:
             "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus"}]}}
 
 
-def alert_rules(namespace: str, a: AlertThresholds, labels: dict[str, str]) -> dict:
+def alert_rules(namespace: str, a: AlertThresholds, labels: dict[str, str],
+                gpu_health: Optional[GpuHealthAlerts] = None) -> dict:
     rules = [
         {"alert": "VllmTimeToFirstTokenP95High",
          "expr": f"histogram_quantile(0.95, sum by (le, model_name) (rate(vllm:time_to_first_token_seconds_bucket[5m]))) "
@@ -268,7 +295,49 @@ def alert_rules(namespace: str, a: AlertThresholds, labels: dict[str, str]) -> d
     ]
     return {"apiVersion": MONITORING_API, "kind": "PrometheusRule",
             "metadata": {"name": "vllm-alerts", "namespace": namespace, "labels": dict(labels)},
-            "spec": {"groups": [{"name": "vllm", "rules": rules}]}}
+            "spec": {"groups": [{"name": "vllm", "rules": rules}]
+                     + ([{"name": "gpu-health", "rules": gpu_health_rules(gpu_health)}] if gpu_health else [])}}
+
+
+def gpu_health_rules(g: GpuHealthAlerts) -> list[dict]:
+    """Alert rules on GPU hardware faults, per node (Hostname, the exporter's node label at
+    dcgm-exporter 4.4.1-4.6.0) and GPU. DCGM_FI_DEV_XID_ERRORS holds the last XID the GPU raised
+    (etc/default-counters.csv: "Value of the last XID error encountered"); the ECC totals are
+    volatile counters (since the last driver load). EKS node auto repair / Karpenter NodeRepair
+    replace the node on the fatal ones; these alerts tell people it happened, and catch what
+    repair does not act on."""
+    by = "Hostname, gpu"
+    fatal = " or ".join(f"(DCGM_FI_DEV_XID_ERRORS == {x})" for x in sorted(g.fatal_xids))
+    return [
+        {"alert": "GpuFatalXidError",
+         "expr": f"max by ({by}) ({fatal})",
+         "for": "1m", "labels": {"severity": "critical"},
+         "annotations": {"summary": "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} raised fatal XID {{ $value }}; "
+                                    "node repair replaces the node, serving on it is unreliable until then"}},
+        {"alert": "GpuXidError",
+         "expr": f"max by ({by}) (DCGM_FI_DEV_XID_ERRORS) > 0",
+         "for": "5m", "labels": {"severity": "warning"},
+         "annotations": {"summary": "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} raised XID {{ $value }}"}},
+        {"alert": "GpuDoubleBitEccError",
+         "expr": f"max by ({by}) (increase(DCGM_FI_DEV_ECC_DBE_VOL_TOTAL[10m])) > 0",
+         "for": "0m", "labels": {"severity": "critical"},
+         "annotations": {"summary": "uncorrectable (double-bit) ECC errors on GPU {{ $labels.gpu }} of "
+                                    "{{ $labels.Hostname }}"}},
+        {"alert": "GpuSingleBitEccErrorsHigh",
+         "expr": f"max by ({by}) (increase(DCGM_FI_DEV_ECC_SBE_VOL_TOTAL[1h])) > {g.single_bit_ecc_per_hour:g}",
+         "for": "0m", "labels": {"severity": "warning"},
+         "annotations": {"summary": "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} corrects {{ $value }} single-bit "
+                                    "ECC errors an hour; its memory is failing"}},
+        {"alert": "GpuRowRemapFailure",
+         "expr": f"max by ({by}) (DCGM_FI_DEV_ROW_REMAP_FAILURE) > 0",
+         "for": "0m", "labels": {"severity": "critical"},
+         "annotations": {"summary": "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} failed to remap a memory row"}},
+        {"alert": "GpuRetiredPagesPending",
+         "expr": f"max by ({by}) (DCGM_FI_DEV_RETIRED_PENDING) > 0",
+         "for": "0m", "labels": {"severity": "warning"},
+         "annotations": {"summary": "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} has memory pages pending "
+                                    "retirement (a reset retires them)"}},
+    ]
 
 
 def dcgm_pod_monitor(namespace: str, d: DcgmScrape, labels: dict[str, str]) -> dict:
@@ -292,7 +361,8 @@ def render(args: ObservabilityArgs) -> list[dict]:
                                   "labels": {**labels, DASHBOARD_LABEL: "1"}},
                      "data": {"vllm.json": json.dumps(dashboard(args.dcgm is not None), sort_keys=True)}})
     if args.alerts is not None:
-        objs.append(alert_rules(args.namespace, args.alerts, labels))
+        objs.append(alert_rules(args.namespace, args.alerts, labels,
+                                args.gpu_health if args.dcgm is not None else None))
     if args.dcgm is not None:
         objs.append(dcgm_pod_monitor(args.namespace, args.dcgm, labels))
     return objs

@@ -79,6 +79,11 @@ class PoolPlan:
     hourly_usd: float
     max_hourly_usd: float
     price_basis: str
+    # Capacity reservations (ODCRs, Capacity Blocks): nodes paid whether they run or not, included
+    # in hourly_usd/max_hourly_usd and shown apart in the cost table.
+    reserved_nodes: int = 0
+    reserved_hourly_usd: float = 0.0
+    reserved_basis: str = ""
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,7 @@ class Plan:
             "gpus_total": self.gpus_total,
             "max_gpus_total": self.max_gpus_total,
             "models": {m.model: _rounded(asdict(m)) for m in self.models},
-            "pools": {p.pool: {k: v for k, v in _rounded(asdict(p)).items() if "usd" not in k and k != "price_basis"}
+            "pools": {p.pool: {k: v for k, v in _rounded(asdict(p)).items() if "usd" not in k and k not in ("price_basis", "reserved_basis")}
                       for p in self.pools},
         }
 
@@ -117,12 +122,50 @@ class Plan:
             "monthly_usd": round(self.monthly_usd, 2),
             "max_hourly_usd": round(self.max_hourly_usd, 2),
             "max_monthly_usd": round(self.max_monthly_usd, 2),
-            "by_pool": {p.pool: {"instance_type": p.instance_type, "capacity_type": p.capacity_type, "nodes": p.nodes,
-                                 "usd_per_node_hour": round(p.usd_per_node_hour, 4),
-                                 "hourly_usd": round(p.hourly_usd, 2), "max_hourly_usd": round(p.max_hourly_usd, 2),
-                                 "price_basis": p.price_basis}
-                        for p in self.pools},
+            "by_pool": {name: row for p in self.pools for name, row in _cost_rows(p)},
         }
+
+
+RESERVED_SUFFIX = "/reserved"
+
+
+def _cost_rows(p: PoolPlan) -> list[tuple[str, dict]]:
+    """One cost row per pool; a pool with reservations gets a second row, `<pool>/reserved`, for what
+    the reservations cost whether used or not (the first row then covers the nodes beyond them)."""
+    unreserved = max(0, p.nodes - p.reserved_nodes)
+    rows = [(p.pool, {"instance_type": p.instance_type, "capacity_type": p.capacity_type, "nodes": unreserved,
+                      "usd_per_node_hour": round(p.usd_per_node_hour, 4),
+                      "hourly_usd": round(p.hourly_usd - p.reserved_hourly_usd, 2),
+                      "max_hourly_usd": round(p.max_hourly_usd - p.reserved_hourly_usd, 2),
+                      "price_basis": p.price_basis})]
+    if p.reserved_nodes:
+        rows.append((p.pool + RESERVED_SUFFIX, {
+            "instance_type": p.instance_type, "capacity_type": "reserved", "nodes": p.reserved_nodes,
+            "usd_per_node_hour": round(p.reserved_hourly_usd / p.reserved_nodes, 4),
+            "hourly_usd": round(p.reserved_hourly_usd, 2), "max_hourly_usd": round(p.reserved_hourly_usd, 2),
+            "price_basis": p.reserved_basis}))
+    return rows
+
+
+def reservation_cost(settings: Settings, pool) -> tuple[int, float, str]:
+    """(reserved nodes, $/hour they cost whether used or not, basis) of a pool's capacity reservations.
+
+    An On-Demand Capacity Reservation bills the instance type's on-demand rate for every reserved
+    instance, running or not (EC2 User Guide, "Capacity Reservation pricing and billing"); a Capacity
+    Block is paid upfront at the price EC2 quoted, given per instance-hour in the stack config.
+    """
+    count, usd, parts = 0, 0.0, []
+    for r in pool.capacity_reservations:
+        if r.type == "capacity-block":
+            rate, how = float(r.usd_per_instance_hour), "capacity block, quoted price"
+        else:
+            rate = settings.catalog.instance(r.instance_type).on_demand_usd_per_hour
+            how = f"ODCR at the on-demand rate ({settings.catalog.instance(r.instance_type).as_of})"
+        count += r.instance_count
+        usd += r.instance_count * rate
+        parts.append(f"{r.instance_count} x {r.instance_type} {rate:g} $/h ({how}; {r.id or r.tags})")
+    basis = ("reserved, paid whether used or not: " + "; ".join(parts)) if parts else ""
+    return count, usd, basis
 
 
 def _rounded(d: dict) -> dict:
@@ -306,18 +349,23 @@ def plan(settings: Settings) -> Plan:
             # Expected at spot prices; the worst case falls back to on-demand.
             price, worst = spot, dearest_od
             basis = f"spot at {instance.spot_discount:.0%} off {on_demand:g} $/h, worst case on-demand"
-        hourly = nodes * price
+        # Reserved nodes are paid whether used or not; the plan's nodes fill them first.
+        reserved, reserved_usd, reserved_basis = reservation_cost(settings, pool)
+        paid = max(0, nodes - reserved)
+        hourly = paid * price
         if pool.capacity_type == "spot-with-on-demand-fallback" and settings.provisioner(pool) == "auto-scaling-group":
             # An ECS mixed-instances group keeps its on-demand base on on-demand.
-            base = min(cfg.ecs.on_demand_base_capacity, nodes)
-            hourly = base * on_demand + (nodes - base) * spot
-            price = hourly / nodes if nodes else price
+            base = min(cfg.ecs.on_demand_base_capacity, paid)
+            hourly = base * on_demand + (paid - base) * spot
+            price = hourly / paid if paid else price
             basis += f"; {base} on-demand base node(s)"
         pool_plans.append(PoolPlan(
             pool=pool.name, instance_type=instance.name, capacity_type=pool.capacity_type,
             gpus_per_node=instance.gpu_count, nodes=nodes, min_nodes=pool.min_nodes, max_nodes=pool.max_nodes,
             gpus=nodes * instance.gpu_count, max_gpus=pool.max_nodes * max(t.gpu_count for t in types),
-            usd_per_node_hour=price, hourly_usd=hourly, max_hourly_usd=pool.max_nodes * worst, price_basis=basis,
+            usd_per_node_hour=price, hourly_usd=hourly + reserved_usd,
+            max_hourly_usd=max(0, pool.max_nodes - reserved) * worst + reserved_usd, price_basis=basis,
+            reserved_nodes=reserved, reserved_hourly_usd=reserved_usd, reserved_basis=reserved_basis,
         ))
     if not problems:
         problems += _limit_problems(settings, pool_plans)

@@ -41,9 +41,11 @@ class InstanceType(_Row):
     max_efa_interfaces: int = Field(default=0, ge=0, le=64)
     on_demand_usd_per_hour: float = Field(gt=0, le=100_000)
     spot_discount: float = Field(ge=0, lt=1)
+    # Local NVMe instance store in GB (0: none). GPU nodes assemble it into a RAID0 array for
+    # kubelet/containerd and the model caches (components/gpu_node_group.py, karpenter_gpu_pool.py).
+    instance_store_gb: float = Field(default=0, ge=0, le=1_000_000)
     source: str
     as_of: str
-
 
 
 class ModelArchitecture(_Row):
@@ -112,11 +114,18 @@ _SPOT_SRC = "planning assumption from AWS Spot Instance Advisor savings bands"
 _SPOT_DATE = "2025-10"
 
 
-def _it(name, gpu, count, vcpus, mem, price, spot, efa=False, efa_if=0):
+# Instance store: the `karpenter.k8s.aws/instance-local-nvme` figure (GB) of each type in the
+# instance-type reference of the pinned Karpenter (aws/karpenter-provider-aws v1.14.1,
+# website/content/en/docs/reference/instance-types.md), generated from EC2 DescribeInstanceTypes.
+_NVME_SRC = "Karpenter v1.14.1 docs reference/instance-types.md (karpenter.k8s.aws/instance-local-nvme, GB)"
+
+
+def _it(name, gpu, count, vcpus, mem, price, spot, efa=False, efa_if=0, nvme=0):
     return InstanceType(
         name=name, family=name.split(".")[0], gpu=gpu, gpu_count=count, vcpus=vcpus,
         memory_gib=mem, efa=efa, max_efa_interfaces=efa_if, on_demand_usd_per_hour=price,
-        spot_discount=spot, source=f"{_PRICE_SRC}; specs: {_SPEC_SRC}; spot: {_SPOT_SRC}",
+        spot_discount=spot, instance_store_gb=nvme,
+        source=f"{_PRICE_SRC}; specs: {_SPEC_SRC}; spot: {_SPOT_SRC}; instance store: {_NVME_SRC}",
         as_of=_PRICE_DATE,
     )
 
@@ -124,24 +133,24 @@ def _it(name, gpu, count, vcpus, mem, price, spot, efa=False, efa_if=0):
 INSTANCE_TYPES: dict[str, InstanceType] = {
     i.name: i
     for i in [
-        _it("p4d.24xlarge", "A100-40GB", 8, 96, 1152, 21.96, 0.60, efa=True, efa_if=4),
-        _it("p4de.24xlarge", "A100-80GB", 8, 96, 1152, 27.45, 0.60, efa=True, efa_if=4),
-        _it("p5.48xlarge", "H100-80GB", 8, 192, 2048, 55.04, 0.50, efa=True, efa_if=32),
-        _it("g5.xlarge", "A10G", 1, 4, 16, 1.006, 0.65),
-        _it("g5.2xlarge", "A10G", 1, 8, 32, 1.212, 0.65),
-        _it("g5.4xlarge", "A10G", 1, 16, 64, 1.624, 0.65),
-        _it("g5.8xlarge", "A10G", 1, 32, 128, 2.448, 0.65, efa=True, efa_if=1),
-        _it("g5.12xlarge", "A10G", 4, 48, 192, 5.672, 0.65, efa=True, efa_if=1),
-        _it("g5.24xlarge", "A10G", 4, 96, 384, 8.144, 0.65, efa=True, efa_if=1),
-        _it("g5.48xlarge", "A10G", 8, 192, 768, 16.288, 0.65, efa=True, efa_if=1),
-        _it("g6.xlarge", "L4", 1, 4, 16, 0.805, 0.60),
-        _it("g6.2xlarge", "L4", 1, 8, 32, 0.978, 0.60),
-        _it("g6.12xlarge", "L4", 4, 48, 192, 4.602, 0.60, efa=True, efa_if=1),
-        _it("g6.48xlarge", "L4", 8, 192, 768, 13.350, 0.60, efa=True, efa_if=1),
-        _it("g6e.xlarge", "L40S", 1, 4, 32, 1.861, 0.60),
-        _it("g6e.2xlarge", "L40S", 1, 8, 64, 2.242, 0.60),
-        _it("g6e.12xlarge", "L40S", 4, 48, 384, 10.493, 0.60, efa=True, efa_if=1),
-        _it("g6e.48xlarge", "L40S", 8, 192, 1536, 30.131, 0.60, efa=True, efa_if=4),
+        _it("p4d.24xlarge", "A100-40GB", 8, 96, 1152, 21.96, 0.60, efa=True, efa_if=4, nvme=8000),
+        _it("p4de.24xlarge", "A100-80GB", 8, 96, 1152, 27.45, 0.60, efa=True, efa_if=4, nvme=8000),
+        _it("p5.48xlarge", "H100-80GB", 8, 192, 2048, 55.04, 0.50, efa=True, efa_if=32, nvme=30400),
+        _it("g5.xlarge", "A10G", 1, 4, 16, 1.006, 0.65, nvme=250),
+        _it("g5.2xlarge", "A10G", 1, 8, 32, 1.212, 0.65, nvme=450),
+        _it("g5.4xlarge", "A10G", 1, 16, 64, 1.624, 0.65, nvme=600),
+        _it("g5.8xlarge", "A10G", 1, 32, 128, 2.448, 0.65, efa=True, efa_if=1, nvme=900),
+        _it("g5.12xlarge", "A10G", 4, 48, 192, 5.672, 0.65, efa=True, efa_if=1, nvme=3800),
+        _it("g5.24xlarge", "A10G", 4, 96, 384, 8.144, 0.65, efa=True, efa_if=1, nvme=3800),
+        _it("g5.48xlarge", "A10G", 8, 192, 768, 16.288, 0.65, efa=True, efa_if=1, nvme=7600),
+        _it("g6.xlarge", "L4", 1, 4, 16, 0.805, 0.60, nvme=250),
+        _it("g6.2xlarge", "L4", 1, 8, 32, 0.978, 0.60, nvme=450),
+        _it("g6.12xlarge", "L4", 4, 48, 192, 4.602, 0.60, efa=True, efa_if=1, nvme=3760),
+        _it("g6.48xlarge", "L4", 8, 192, 768, 13.350, 0.60, efa=True, efa_if=1, nvme=7520),
+        _it("g6e.xlarge", "L40S", 1, 4, 32, 1.861, 0.60, nvme=250),
+        _it("g6e.2xlarge", "L40S", 1, 8, 64, 2.242, 0.60, nvme=450),
+        _it("g6e.12xlarge", "L40S", 4, 48, 384, 10.493, 0.60, efa=True, efa_if=1, nvme=3800),
+        _it("g6e.48xlarge", "L40S", 8, 192, 1536, 30.131, 0.60, efa=True, efa_if=4, nvme=7600),
     ]
 }
 

@@ -215,6 +215,51 @@ class ModelConfig(_Strict):
         return self
 
 
+CAPACITY_RESERVATION_ID = re.compile(r"^cr-[0-9a-z]+$")
+# What EC2, EKS and Kubernetes accept in a tag value / annotation alike (the acknowledgement travels as both).
+ACK_TEXT = re.compile(r"^[A-Za-z0-9 +\-=._:/@]{10,256}$")
+
+
+class CapacityReservation(_Strict):
+    """An EC2 On-Demand Capacity Reservation or a Capacity Block for ML the pool launches into.
+
+    Selected by `id`, or (Karpenter pools only) by `tags`. A reservation is paid for whether
+    instances run in it or not: the planner prices `instanceCount` x the reservation's rate
+    (an ODCR bills the instance type's on-demand rate; a Capacity Block its purchase price,
+    `usdPerInstanceHour`).
+    """
+
+    id: Optional[str] = None
+    tags: dict[str, str] = {}
+    type: Literal["odcr", "capacity-block"] = "odcr"
+    instance_type: str
+    instance_count: int = Field(ge=1, le=10_000)
+    # The reservation's zone: node groups and Auto Scaling groups launch into it only there.
+    availability_zone: Optional[str] = None
+    # Capacity Block: the effective hourly price per instance EC2 quoted at purchase (upfront fee / hours).
+    usd_per_instance_hour: Optional[float] = Field(default=None, gt=0, le=100_000)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not CAPACITY_RESERVATION_ID.match(v):
+            raise ValueError("must be a capacity reservation id such as cr-0123456789abcdef0")
+        return v
+
+    @model_validator(mode="after")
+    def _selector(self):
+        items = []
+        if (self.id is None) == (not self.tags):
+            items.append(("id", self.id if self.id is not None else _NO_VALUE,
+                          "set exactly one of {here}.id and {here}.tags (tags select reservations with Karpenter only)"))
+        if self.type == "capacity-block" and self.usd_per_instance_hour is None:
+            items.append(("usdPerInstanceHour", _NO_VALUE, "required key is missing; a Capacity Block is paid upfront: "
+                          "give its effective hourly price per instance (upfront fee / hours) so the plan prices it"))
+        if items:
+            raise KeyedProblems(items)
+        return self
+
+
 class GpuPoolConfig(_Strict):
     name: str
     instance_types: list[str] = Field(min_length=1)
@@ -225,6 +270,19 @@ class GpuPoolConfig(_Strict):
     # Scaling group on ECS.
     provisioner: Optional[Literal["karpenter", "managed-node-group", "auto-scaling-group"]] = None
     root_volume_gib: int = Field(default=500, ge=100, le=16384)
+    # Reservations the pool launches into first (docs/capacity.md).
+    capacity_reservations: list[CapacityReservation] = []
+    # Why an on-demand pool of scarce GPUs (p5, p4de) runs without a reservation: the prod policy
+    # `gpu-capacity-reservation` accepts such a pool only with this written acknowledgement.
+    acknowledge_no_reservation: Optional[str] = None
+
+    @field_validator("acknowledge_no_reservation")
+    @classmethod
+    def _ack(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not ACK_TEXT.match(v):
+            raise ValueError("must be a reason of 10-256 characters: letters, digits, spaces and + - = . _ : / @ "
+                             "(it becomes a tag value and an annotation)")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -993,6 +1051,70 @@ def _cross_check(c: StackConfig, catalog: cat.Catalog, region: str, secrets_set:
             allowed = sorted(re.sub(r"_([a-z])", lambda mt: mt.group(1).upper(), f) for f in SERVING_FIGURES)
             p.append(f"{k(f'serving.figures.{key}')}: unknown figure; allowed: {', '.join(allowed)}")
     p += _edge_checks(c, region, k)
+    p += _reservation_checks(c, region, k)
+    return p
+
+
+def _reservation_checks(c: StackConfig, region: str, k) -> list[str]:
+    """Capacity reservations against the pool and what launches into them (docs/capacity.md).
+
+    A managed node group's launch template targets ONE reservation and cannot fall back: EC2 fails a
+    launch whose targeted reservation is full (EC2 API CapacityReservationTarget), so the group may not
+    grow beyond it. An ECS Auto Scaling group takes several ids with `capacity-reservations-first`
+    (botocore autoscaling CapacityReservationSpecification) and falls back to on-demand. Karpenter
+    selects by id or tags and falls back from `reserved` to the pool's other capacity types.
+    """
+    p: list[str] = []
+    for i, pool in enumerate(c.gpu_pools):
+        key = f"gpuPools[{i}]"
+        prov = pool.provisioner or ("karpenter" if c.orchestrator == "eks" else "auto-scaling-group")
+        rs = pool.capacity_reservations
+        if rs and pool.acknowledge_no_reservation:
+            p.append(f"{k(f'{key}.acknowledgeNoReservation')}: got {pool.acknowledge_no_reservation!r}; the pool lists "
+                     f"{k(f'{key}.capacityReservations')}: acknowledge running without a reservation only when there is none")
+        for j, r in enumerate(rs):
+            rk = f"{key}.capacityReservations[{j}]"
+            if r.instance_type not in pool.instance_types:
+                p.append(f"{k(f'{rk}.instanceType')}: got {r.instance_type!r}; must be one of the pool's instance types "
+                         f"({', '.join(pool.instance_types)})")
+            if r.availability_zone is not None:
+                z = r.availability_zone
+                if not (z.startswith(region) and len(z) == len(region) + 1):
+                    p.append(f"{k(f'{rk}.availabilityZone')}: got {z!r}; must be a zone of {region}, e.g. {region}a")
+                elif c.network.zones and z not in c.network.zones:
+                    p.append(f"{k(f'{rk}.availabilityZone')}: got {z!r}; the stack's subnets are in "
+                             f"{', '.join(c.network.zones)} (network.zones)")
+            if prov == "karpenter":
+                continue
+            if r.tags:
+                p.append(f"{k(f'{rk}.tags')}: got {r.tags}; a {prov} pool's launch template targets reservations by "
+                         f"id (tags select reservations with Karpenter only); set {k(f'{rk}.id')}")
+            if pool.capacity_type != "on-demand":
+                p.append(f"{k(f'{key}.capacityType')}: got {pool.capacity_type!r}; a {prov} pool with capacity "
+                         f"reservations runs on-demand capacity (reservations are on-demand capacity)")
+        if prov == "managed-node-group" and rs:
+            if len(rs) > 1:
+                p.append(f"{k(f'{key}.capacityReservations')}: got {len(rs)} reservations; a managed node group's launch "
+                         f"template targets one (use provisioner 'karpenter' to draw on several)")
+            r = rs[0]
+            if r.availability_zone is None:
+                p.append(f"{k(f'{key}.capacityReservations[0].availabilityZone')}: required key is missing; a node group "
+                         f"that targets a reservation must launch only in the reservation's zone")
+            if pool.max_nodes > r.instance_count:
+                p.append(f"{k(f'{key}.maxNodes')}: got {pool.max_nodes}; the node group's launch template targets "
+                         f"{k(f'{key}.capacityReservations[0]')} ({r.instance_count} x {r.instance_type}) and EC2 "
+                         f"fails launches beyond it: at most {r.instance_count}, or use provisioner 'karpenter', which "
+                         f"falls back to on-demand")
+            if r.type == "capacity-block" and pool.instance_types != [r.instance_type]:
+                p.append(f"{k(f'{key}.instanceTypes')}: got {pool.instance_types}; a Capacity Block node group launches "
+                         f"exactly its block's type ({r.instance_type}), named in the launch template")
+        if prov == "auto-scaling-group":
+            for j, r in enumerate(rs):
+                if r.type == "capacity-block":
+                    p.append(f"{k(f'{key}.capacityReservations[{j}].type')}: got 'capacity-block'; not supported for ECS pools "
+                             f"here (a Capacity Block needs a launch template of its one instance type with market type "
+                             f"capacity-block, in its zone; ECS pools launch through a mixed-instances group of several "
+                             f"types): use an ODCR, or the EKS orchestrator")
     return p
 
 

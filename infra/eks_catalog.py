@@ -124,3 +124,100 @@ HELM_TIMEOUTS: dict[str, Pin] = {
     "dcgm-exporter": Pin("900", _HELM_SRC + ": DaemonSet on GPU nodes that may still be joining", "2026-12"),
     "aws-efa-k8s-device-plugin": Pin("900", _HELM_SRC + ": DaemonSet on EFA nodes that may still be joining", "2026-12"),
 }
+
+# --- GPU capacity: node autoscaling, repair, reservations, node storage (issue 13, issue 12 item 3) ---
+
+# EKS node monitoring agent: sets the node conditions (AcceleratedHardwareReady for NVIDIA XID/DCGM
+# faults, KernelReady, NetworkingReady, ...) that EKS managed node group auto repair and Karpenter's
+# NodeRepair act on (awsdocs/amazon-eks-user-guide latest/ug/nodes/node-repair.adoc, node-health-nma.adoc).
+# The add-on build is the image tag of the agent's chart at aws/eks-node-monitoring-agent v1.7.0
+# (charts/eks-node-monitoring-agent/values.yaml nodeAgent.image.tag, tagged 2026-08-04); confirm with
+# `aws eks describe-addon-versions --addon-name eks-node-monitoring-agent --kubernetes-version 1.33`.
+NODE_MONITORING_AGENT = "eks-node-monitoring-agent"
+NODE_MONITORING_AGENT_VERSIONS: dict[str, Pin] = {
+    "1.33": Pin("v1.7.0-eksbuild.1", "aws/eks-node-monitoring-agent v1.7.0 chart values.yaml nodeAgent.image.tag; "
+                + _ADDON_SRC.format(k8s="1.33"), "2026-12"),
+}
+
+# Cluster Autoscaler: scales the managed node groups (EKS does not; Karpenter does not touch them).
+# The chart 9.51.0 is the last chart whose appVersion is 1.33 (kubernetes/autoscaler tag
+# cluster-autoscaler-chart-9.51.0, Chart.yaml appVersion 1.33.0); the image follows the cluster's
+# Kubernetes minor, as the autoscaler's README asks, at its newest patch (tag cluster-autoscaler-1.33.6,
+# 2026-07-22). Its AWS provider vendors aws-sdk-go 1.48.7 (cloudprovider/aws/aws-sdk-go/aws/version.go),
+# which reads EKS Pod Identity credentials (container credentials provider, >= 1.47.11).
+CLUSTER_AUTOSCALER_CHART = ChartPin(
+    chart="cluster-autoscaler", version="9.51.0", repository="https://kubernetes.github.io/autoscaler",
+    source="kubernetes/autoscaler tag cluster-autoscaler-chart-9.51.0 (charts/cluster-autoscaler)", as_of="2026-12")
+CLUSTER_AUTOSCALER_IMAGE: dict[str, Pin] = {
+    "1.33": Pin("v1.33.6", "kubernetes/autoscaler tag cluster-autoscaler-1.33.6 (registry.k8s.io/autoscaling/"
+                            "cluster-autoscaler)", "2026-12"),
+}
+HELM_TIMEOUTS["cluster-autoscaler"] = Pin("600", _HELM_SRC + ": 1 controller replica on fresh system nodes", "2026-12")
+# Flags (kubernetes/autoscaler cluster-autoscaler-1.33.6 config/flags/flags.go for the defaults).
+CLUSTER_AUTOSCALER_SETTINGS: dict[str, Pin] = {
+    # Default true: a node whose pods use an emptyDir (vLLM's /dev/shm and caches) is never scaled
+    # down, so an idle p5 would run forever.
+    "skip_nodes_with_local_storage": Pin("false", "flags.go skip-nodes-with-local-storage (default true)", "2026-12"),
+    # Same warm-node policy as Karpenter's consolidateAfter: a 70B replica takes minutes to load.
+    "scale_down_unneeded_time": Pin("1h", "project assumption, as KARPENTER_DISRUPTION consolidate_after", "2026-12"),
+    # A p5.48xlarge boots, joins and gets its GPUs advertised in well over the 15m default on a bad day.
+    "max_node_provision_time": Pin("25m", "flags.go max-node-provision-time (default 15m); project sizing for p5",
+                                   "2026-12"),
+    "expander": Pin("least-waste", "flags.go expander (default least-waste)", "2026-12"),
+    "balance_similar_node_groups": Pin("true", "EKS user guide managed-node-groups.adoc: balance similar node "
+                                               "groups", "2026-12"),
+}
+
+# The label the Cluster Autoscaler's AWS provider treats as "this node has a GPU" (cloudprovider/aws
+# aws_cloud_provider.go GPULabel at 1.33.6): a node carrying it whose nvidia.com/gpu is not yet
+# allocatable (device plugin starting) counts as not ready, so CA does not add a second node for the
+# same pending pod (cloudprovider/aws/README.md, "Special note on GPU instances").
+CA_GPU_LABEL = "k8s.amazonaws.com/accelerator"
+
+# EKS managed node group auto repair (pulumi-aws 7.51.1 eks.NodeGroup node_repair_config; EKS API
+# NodeRepairConfig). Without thresholds EKS stops repairing when more than 20% of a group with more
+# than five nodes is unhealthy (node-repair.adoc); GPU groups are small, so repair one node at a time.
+NODE_REPAIR = {
+    "max_parallel_nodes_repaired_count": Pin("1", "project assumption: replace one GPU node at a time (a 70B "
+                                                  "replica reloads for minutes)", "2026-12"),
+}
+
+# Root volumes of GPU nodes: gp3 with explicit throughput and IOPS. gp3 defaults to 125 MiB/s and
+# 3,000 IOPS; botocore's ec2 model (LaunchTemplateEbsBlockDeviceRequest.Throughput/Iops) allows
+# 125-2,000 MiB/s and 3,000-80,000 IOPS for gp3. With the instance store carrying kubelet, containerd
+# and the caches, the root volume still holds the AMI and whatever spills; images on nodes without
+# instance store pull through it.
+GPU_ROOT_VOLUME = {
+    "throughput_mibs": Pin("1000", "botocore ec2 LaunchTemplateEbsBlockDeviceRequest.Throughput (gp3 125-2000)",
+                           "2026-12"),
+    "iops": Pin("8000", "botocore ec2 LaunchTemplateEbsBlockDeviceRequest.Iops (gp3 3000-80000); EBS allows 0.25 "
+                        "MiB/s per provisioned IOPS, so 1000 MiB/s needs at least 4000", "2026-12"),
+}
+
+# Where the node-local NVMe array is mounted. AL2023 nodeadm (`spec.instance.localStorage.strategy:
+# RAID0`, awslabs/amazon-eks-ami v20251103 nodeadm/api/v1alpha1/nodeconfig_types.go, mountPath default
+# /mnt/k8s-disks/) and Karpenter's `instanceStorePolicy: RAID0` (which writes that NodeConfig, Karpenter
+# v1.14.1 docs concepts/nodeclasses.md) both run setup-local-disks, which mounts the array at
+# `<mountPath>/0` and bind-mounts /var/lib/kubelet, /var/lib/containerd and /var/log/pods onto it
+# (templates/shared/runtime/bin/setup-local-disks). The ECS GPU instances mount theirs at the same path.
+NODE_LOCAL_STORAGE_MOUNT = "/mnt/k8s-disks/0"
+# The node-level model/compile cache (hostPath on EKS, host volume on ECS): on the NVMe array where
+# the node has instance store, else on the root volume. It outlives pods, so a restarted replica on
+# the same node finds its weights and torch.compile/CUDA graph caches. Nodes whose array exists carry
+# LOCAL_NVME_LABEL=raid0 (node label on EKS; ECS container instance attribute of the same name).
+NODE_CACHE_HOST_PATH = NODE_LOCAL_STORAGE_MOUNT + "/llmserving-cache"
+LOCAL_NVME_LABEL = "llmserving.io/local-nvme"
+
+# NVIDIA DCGM exporter counters: the exporter chart's default list at the pinned chart (NVIDIA/dcgm-exporter
+# tag 4.4.1-4.6.0, etc/default-counters.csv and deployment/templates/metrics-configmap.yaml) exports
+# DCGM_FI_DEV_XID_ERRORS but leaves every ECC and retired-page counter commented out. These are added
+# (chart value `customMetrics` replaces the list) so the ECC alerts have something to read.
+DCGM_EXTRA_COUNTERS = Pin(
+    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL, counter, Total number of single-bit volatile ECC errors.\n"
+    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL, counter, Total number of double-bit volatile ECC errors.\n"
+    "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL, counter, Total number of single-bit persistent ECC errors.\n"
+    "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL, counter, Total number of double-bit persistent ECC errors.\n"
+    "DCGM_FI_DEV_RETIRED_DBE, counter, Total number of retired pages due to double-bit errors.\n"
+    "DCGM_FI_DEV_RETIRED_PENDING, counter, Total number of pages pending retirement.",
+    "NVIDIA/dcgm-exporter 4.4.1-4.6.0 etc/default-counters.csv (commented-out ECC and retired-page fields)",
+    "2026-12")

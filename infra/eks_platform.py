@@ -15,6 +15,14 @@
   `observability.dcgmExporter`; the AWS EFA device plugin on the EFA pools
   when any pool needs EFA), `Karpenter` (when any pool uses it).
 
+What scales each GPU pool (docs/capacity.md has the decision and its sources):
+a Karpenter pool grows to its `nvidia.com/gpu` limit by itself; a managed node
+group is scaled by the Cluster Autoscaler (`ClusterAutoscaler`, installed when
+any pool is a managed node group) between its min and max. Every GPU pool
+has node repair on (EKS node auto repair for node groups, Karpenter's
+NodeRepair gate) fed by the EKS node monitoring agent add-on, and puts its
+instance-store NVMe to use as a RAID0 array.
+
 Tier presets are the shipped stacks: small = Pulumi.dev.yaml (g5/g6e
 spot-first through Karpenter), medium = Pulumi.prod.yaml (p5 managed node
 groups for 70B FP8 plus a g5 Karpenter pool for 8B + LoRA). Node counts come
@@ -61,7 +69,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.eks_cluster import ADDONS_BEFORE_NODES, EksCluster, EksClusterArgs
+from components.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
+from components.eks_cluster import ADDONS_BEFORE_NODES, NODE_MONITORING_AGENT, EksCluster, EksClusterArgs
 from components.gpu_node_group import GpuNodeGroup, GpuNodeGroupArgs
 from components.karpenter import Karpenter, KarpenterArgs
 from components.karpenter_gpu_pool import KarpenterGpuPool, KarpenterGpuPoolArgs
@@ -74,6 +83,10 @@ from infra.config import ConfigError, GpuPoolConfig, Settings
 POOL_LABEL = "llmserving.io/pool"
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
 MNG_CAPACITY = {"on-demand": "ON_DEMAND", "spot": "SPOT"}
+# Where a pool's acknowledgement of running scarce on-demand GPUs without a reservation travels: a tag on
+# the node group / Auto Scaling group, an annotation on the NodePool (policies/rules/capacity.py reads it).
+NO_RESERVATION_ACK = "llmserving.io/no-reservation-ack"
+SYSTEM_NODE_SELECTOR = {"llmserving.io/role": "system"}
 KARPENTER_CAPACITY = {"on-demand": ["on-demand"], "spot": ["spot"],
                       "spot-with-on-demand-fallback": ["spot", "on-demand"]}
 
@@ -127,6 +140,31 @@ def gpu_limit(settings: Settings, pool: GpuPoolConfig) -> int:
     return min(settings.config.gpu_limits.max_gpus_per_pool, pool.max_nodes * per_node)
 
 
+def has_instance_store(settings: Settings, pool: GpuPoolConfig) -> bool:
+    """Every instance type of the pool has local NVMe (the RAID0 array then always exists)."""
+    return all(settings.catalog.instance(t).instance_store_gb > 0 for t in pool.instance_types)
+
+
+def accelerator_label(settings: Settings, pool: GpuPoolConfig) -> str:
+    """The value of the Cluster Autoscaler's GPU label for the pool's GPU, e.g. nvidia-h100-80gb."""
+    gpu = settings.catalog.instance(pool.instance_types[0]).gpu
+    return "nvidia-" + "".join(ch if ch.isalnum() else "-" for ch in gpu.lower())
+
+
+def node_labels(settings: Settings, pool: GpuPoolConfig, provisioner: str) -> dict[str, str]:
+    labels = {"llmserving.io/provisioner": provisioner}
+    if has_instance_store(settings, pool):
+        labels[ec.LOCAL_NVME_LABEL] = "raid0"
+    if provisioner == "managed-node-group":
+        labels[ec.CA_GPU_LABEL] = accelerator_label(settings, pool)
+    return labels
+
+
+def root_volume_performance() -> tuple[int, int]:
+    v = ec.GPU_ROOT_VOLUME
+    return int(v["throughput_mibs"].value), int(v["iops"].value)
+
+
 def validate(settings: Settings, plan: capacity.Plan) -> None:
     """Platform-level checks; raises ConfigError before any resource exists."""
     c = settings.config
@@ -135,6 +173,14 @@ def validate(settings: Settings, plan: capacity.Plan) -> None:
     if c.kubernetes_version not in ec.ADDON_VERSIONS:
         p.append(f"{k('kubernetesVersion')}: got {c.kubernetes_version!r}; no pinned EKS add-on versions for it "
                  f"(pinned: {', '.join(sorted(ec.ADDON_VERSIONS))}); add them to infra/eks_catalog.py first")
+    if c.kubernetes_version not in ec.NODE_MONITORING_AGENT_VERSIONS:
+        p.append(f"{k('kubernetesVersion')}: got {c.kubernetes_version!r}; no pinned {ec.NODE_MONITORING_AGENT} "
+                 f"add-on for it (GPU node repair needs it); add it to infra/eks_catalog.py first")
+    if (any(settings.provisioner(pool) == "managed-node-group" for pool in c.gpu_pools)
+            and c.kubernetes_version not in ec.CLUSTER_AUTOSCALER_IMAGE):
+        p.append(f"{k('kubernetesVersion')}: got {c.kubernetes_version!r}; no pinned Cluster Autoscaler image for it "
+                 f"(managed node groups need one; its minor must match the cluster's); add it to "
+                 f"infra/eks_catalog.py CLUSTER_AUTOSCALER_IMAGE first")
     if c.environment == "prod" and c.network.api_public_cidrs:
         p.append(f"{k('network.apiPublicCidrs')}: got {c.network.api_public_cidrs}; prod clusters use a private "
                  f"API endpoint: reach it from the VPC (eks.deployerCidrs / eks.deployerSecurityGroupIds for a "
@@ -210,10 +256,14 @@ def build(settings: Settings, plan: capacity.Plan, network: Network, tags: dict[
         system_instance_types=ec.SYSTEM_NODES["instance_types"].value.split(","),
         system_nodes=int(ec.SYSTEM_NODES["count"].value),
         system_root_volume_gib=int(ec.SYSTEM_NODES["root_volume_gib"].value), node_policy_arns=node_policies,
-        imds_hop_limit=hop_limit, protect=True, tags=tags))
+        imds_hop_limit=hop_limit, protect=True, tags=tags,
+        node_monitoring_agent_version=ec.NODE_MONITORING_AGENT_VERSIONS[c.kubernetes_version].value,
+        gpu_tolerations=[dict(GPU_TOLERATION)]))
     k8s_opts = pulumi.ResourceOptions(providers=[cluster.provider])
     system_nodes: list[pulumi.Resource] = [cluster.system_node_group, cluster.addons["coredns"]]
-    node_addons = tuple(cluster.addons[a] for a in ADDONS_BEFORE_NODES)
+    # GPU nodes wait for the node add-ons and the node monitoring agent (repair from their first boot).
+    node_addons = tuple(cluster.addons[a] for a in (*ADDONS_BEFORE_NODES, NODE_MONITORING_AGENT))
+    throughput, iops = root_volume_performance()
     node_sources: dict[str, list[pulumi.Resource]] = {}
 
     plans = {pp.pool: pp for pp in plan.pools}
@@ -221,30 +271,68 @@ def build(settings: Settings, plan: capacity.Plan, network: Network, tags: dict[
     karpenter_pools = [p for p in c.gpu_pools if settings.provisioner(p) == "karpenter"]
     node_role_arn = None
 
-    for pool in c.gpu_pools:
-        if settings.provisioner(pool) != "managed-node-group":
-            continue
+    managed_pools = [p for p in c.gpu_pools if settings.provisioner(p) == "managed-node-group"]
+    autoscaler: Optional[ClusterAutoscaler] = None
+    if managed_pools:
+        # EKS does not scale managed node groups and Karpenter does not touch them (docs/capacity.md).
+        chart = ec.CLUSTER_AUTOSCALER_CHART
+        autoscaler = ClusterAutoscaler(f"{name}-cluster-autoscaler", ClusterAutoscalerArgs(
+            cluster_name=name, kubernetes_version=c.kubernetes_version, region=settings.region,
+            account_id=identity.account_id, chart=chart.chart, chart_version=chart.version,
+            repository=chart.repository, image_tag=ec.CLUSTER_AUTOSCALER_IMAGE[c.kubernetes_version].value,
+            policy=upstream.cluster_autoscaler_policy(),
+            extra_args={key.replace("_", "-"): pin.value for key, pin in ec.CLUSTER_AUTOSCALER_SETTINGS.items()},
+            node_selector=dict(SYSTEM_NODE_SELECTOR),
+            helm_timeout_seconds=int(ec.HELM_TIMEOUTS["cluster-autoscaler"].value),
+            node_ready=(cluster.system_node_group,), tags=tags),
+            opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[cluster]))
+
+    for pool in managed_pools:
         efa = pool_needs_efa(settings, pool)
         desired = plans[pool.name].nodes if pool.name in plans else pool.min_nodes
         efa_ifs = min(settings.catalog.instance(t).max_efa_interfaces for t in pool.instance_types) if efa else 0
+        reservation = pool.capacity_reservations[0] if pool.capacity_reservations else None
+        subnets = network.private_subnet_ids
+        if reservation is not None:
+            # A targeted reservation lives in one zone: launch only there.
+            zone = str(reservation.availability_zone)
+            if zone not in network.zones:
+                raise ConfigError([f"{settings.project}:gpuPools[{c.gpu_pools.index(pool)}].capacityReservations[0]"
+                                   f".availabilityZone: got {zone!r}; the stack's private subnets are in "
+                                   f"{', '.join(network.zones)}"])
+            subnets = [network.private_subnet_ids[network.zones.index(zone)]]
+        elif efa:
+            # A cluster placement group is one zone: EFA groups take the first private subnet.
+            subnets = network.private_subnet_ids[:1]
+        capacity_type = MNG_CAPACITY[pool.capacity_type]
+        if reservation is not None and reservation.type == "capacity-block":
+            capacity_type = "CAPACITY_BLOCK"
+        pool_tags = dict(tags)
+        if pool.acknowledge_no_reservation:
+            pool_tags[NO_RESERVATION_ACK] = pool.acknowledge_no_reservation
         group = GpuNodeGroup(f"{name}-{pool.name}", GpuNodeGroupArgs(
             cluster_name=cluster.cluster_name, pool_name=pool.name, instance_types=list(pool.instance_types),
-            # A cluster placement group is one zone: EFA groups take the first private subnet.
-            subnet_ids=network.private_subnet_ids[:1] if efa else network.private_subnet_ids,
-            ami_type=ec.MANAGED_NODE_GROUP_AMI_TYPE.value, capacity_type=MNG_CAPACITY[pool.capacity_type],
+            subnet_ids=subnets,
+            ami_type=ec.MANAGED_NODE_GROUP_AMI_TYPE.value, capacity_type=capacity_type,
             min_size=pool.min_nodes, desired_size=max(pool.min_nodes, desired), max_size=pool.max_nodes,
             root_volume_gib=pool.root_volume_gib, node_policy_arns=node_policies, imds_hop_limit=hop_limit,
             efa_interfaces=efa_ifs, security_group_ids=[cluster.cluster_security_group_id] if efa else [],
-            labels={"llmserving.io/provisioner": "managed-node-group"},
-            prerequisites=(*node_addons, *_spot_prerequisites(pool)), tags=tags))
+            labels=node_labels(settings, pool, "managed-node-group"),
+            prerequisites=(*node_addons, *_spot_prerequisites(pool)), tags=pool_tags,
+            root_volume_throughput_mibs=throughput, root_volume_iops=iops,
+            autoscaled=True, template_resources={"vpc.amazonaws.com/efa": str(efa_ifs)} if efa else {},
+            node_repair_max_parallel=int(ec.NODE_REPAIR["max_parallel_nodes_repaired_count"].value),
+            capacity_reservation_id=reservation.id if reservation is not None else None,
+            local_storage_raid0=has_instance_store(settings, pool)))
         node_role_arn = node_role_arn or group.node_role_arn
-        node_sources[pool.name] = [group]
+        node_sources[pool.name] = [group, *([autoscaler.release] if autoscaler is not None else [])]
         scheduling[pool.name] = PoolScheduling({POOL_LABEL: pool.name}, [dict(GPU_TOLERATION)], efa)
 
     efa_pools = tuple(p.name for p in c.gpu_pools if pool_needs_efa(settings, p))
     NvidiaRuntime(f"{name}-nvidia", NvidiaRuntimeArgs(
         device_plugin=_chart("nvidia-device-plugin"),
         dcgm_exporter=_chart("dcgm-exporter") if c.observability.dcgm_exporter else None,
+        dcgm_counters=dcgm_counters() if c.observability.dcgm_exporter else None,
         efa_device_plugin=_chart("aws-efa-k8s-device-plugin") if efa_pools else None, efa_pools=efa_pools,
         node_ready=(cluster.system_node_group,)),
         opts=k8s_opts)
@@ -256,19 +344,26 @@ def build(settings: Settings, plan: capacity.Plan, network: Network, tags: dict[
             region=settings.region, account_id=identity.account_id,
             controller_policy_templates=upstream.karpenter_controller_policy_templates(),
             helm_timeout_seconds=int(ec.HELM_TIMEOUTS["karpenter"].value), node_ready=(cluster.system_node_group,),
-            tags=tags),
+            tags=tags, node_repair=True, reserved_capacity=True),
             opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[cluster]))
         node_role_arn = karpenter.node_role_arn
         d = ec.KARPENTER_DISRUPTION
         for pool in karpenter_pools:
+            terms = [{"id": r.id} if r.id else {"tags": dict(r.tags)} for r in pool.capacity_reservations]
+            # Reserved first: Karpenter launches into the selected reservations, then falls back.
+            capacity_types = (["reserved"] if terms else []) + KARPENTER_CAPACITY[pool.capacity_type]
             gpu_pool = KarpenterGpuPool(f"{name}-{pool.name}", KarpenterGpuPoolArgs(
                 pool_name=pool.name, cluster_name=name, node_role_name=karpenter.node_role_name,
-                instance_types=list(pool.instance_types), capacity_types=KARPENTER_CAPACITY[pool.capacity_type],
+                instance_types=list(pool.instance_types), capacity_types=capacity_types,
                 gpu_limit=gpu_limit(settings, pool), ami_alias=ec.KARPENTER_AMI_ALIAS.value,
                 root_volume_gib=pool.root_volume_gib, zones=list(network.zones),
                 consolidation_policy=d["consolidation_policy"].value, consolidate_after=d["consolidate_after"].value,
                 expire_after=d["expire_after"].value, budget_nodes=d["budget_nodes"].value, imds_hop_limit=hop_limit,
-                labels={"llmserving.io/provisioner": "karpenter"}, prerequisites=_spot_prerequisites(pool), tags=tags),
+                labels=node_labels(settings, pool, "karpenter"), prerequisites=_spot_prerequisites(pool), tags=tags,
+                capacity_reservation_terms=terms, instance_store_raid0=has_instance_store(settings, pool),
+                root_volume_throughput_mibs=throughput, root_volume_iops=iops,
+                annotations=({NO_RESERVATION_ACK: pool.acknowledge_no_reservation}
+                             if pool.acknowledge_no_reservation else {})),
                 opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[karpenter.release]))
             node_sources[pool.name] = [gpu_pool, karpenter.release]
             scheduling[pool.name] = PoolScheduling({POOL_LABEL: pool.name}, [dict(GPU_TOLERATION)], False)
@@ -276,6 +371,13 @@ def build(settings: Settings, plan: capacity.Plan, network: Network, tags: dict[
     return EksPlatform(cluster_name=cluster.cluster_name, k8s_provider=cluster.provider,
                        node_role_arn=node_role_arn, pool_scheduling=scheduling, system_nodes=system_nodes,
                        pool_node_sources=node_sources)
+
+
+def dcgm_counters() -> str:
+    """The pinned exporter's default counters plus the ECC and retired-page counters the GPU health
+    alerts read (components/observability.py gpu_health_rules)."""
+    return upstream.dcgm_default_counters().rstrip("\n") + "\n\n# ECC and retired pages (llmserving GPU health " \
+        "alerts)\n" + ec.DCGM_EXTRA_COUNTERS.value + "\n"
 
 
 def _chart(key: str) -> HelmChart:

@@ -53,6 +53,9 @@ def policy_config(settings: Settings) -> dict[str, Any]:
         "alb-deletion-protection": {"required": prod},
         "waf-attached": {"required": prod},
         "gpu-nodepool-when-empty": "advisory",
+        # Scarce on-demand GPUs launch into a reservation or carry a written acknowledgement (prod).
+        "gpu-capacity-reservation": {"required": prod, "acknowledgedPools": sorted(
+            p.name for p in c.gpu_pools if p.acknowledge_no_reservation)},
     }
     if prod:
         # GPU, cost and security (and everything else not named advisory above) block a prod deploy.

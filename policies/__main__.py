@@ -7,10 +7,10 @@ process over the same Analyzer gRPC interface. One module per area.
 
 from pulumi_policy import EnforcementLevel, PolicyPack
 
-from rules import cost, gpu, reliability, security
+from rules import capacity, cost, gpu, reliability, security
 
 PolicyPack(
     name="llmserving-guardrails",
     enforcement_level=EnforcementLevel.MANDATORY,
-    policies=[*gpu.POLICIES, *cost.POLICIES, *security.POLICIES, *reliability.POLICIES],
+    policies=[*gpu.POLICIES, *cost.POLICIES, *security.POLICIES, *reliability.POLICIES, *capacity.POLICIES],
 )

@@ -61,12 +61,14 @@ TIERS = {
                                           "pool": "p5", "tensorParallel": 8, "kvCacheDtype": "fp8",
                                           "minReplicas": 2, "maxReplicas": 6},
                                {"name": "p5", "instanceTypes": ["p5.48xlarge"], "capacityType": "on-demand",
+                                "acknowledgeNoReservation": "ECS test tier - no reservation - risk accepted",
                                 "minNodes": 2, "maxNodes": 6}, zones=3, max_gpus=48, families=["p5"], hourly_budget=340)),
     # large: 40,000 users -> 240,000 tok/s across three zones behind the ALB.
     "large-p5": ("prod", _ecs("large", {"name": "llama-3-1-70b", "source": LLAMA_70B_FP8, "precision": "fp8",
                                         "pool": "p5", "tensorParallel": 8, "kvCacheDtype": "fp8",
                                         "minReplicas": 3, "maxReplicas": 40},
                               {"name": "p5", "instanceTypes": ["p5.48xlarge"], "capacityType": "on-demand",
+                               "acknowledgeNoReservation": "ECS test tier - no reservation - risk accepted",
                                "minNodes": 3, "maxNodes": 40}, zones=3, max_gpus=320, families=["p5"],
                               hourly_budget=2250)),
 }

@@ -200,7 +200,8 @@ def test_karpenter_interruption_queue_rules_and_chart_setting():
     assert {inputs(t)["rule"] for t in targets} == {inputs(r)["name"] for r in rules}
     release = inputs(one(run, "kubernetes:helm.sh/v3:Release"))
     assert release["chart"] == "oci://public.ecr.aws/karpenter/karpenter" and release["version"] == "1.14.1"
-    assert release["values"]["settings"] == {"clusterName": "llmserving-test", "interruptionQueue": q["name"]}
+    assert release["values"]["settings"] == {"clusterName": "llmserving-test", "interruptionQueue": q["name"],
+                                             "featureGates": {"nodeRepair": True, "reservedCapacity": True}}
 
 
 def test_karpenter_iam_pod_identity_and_node_access_entry():
@@ -270,7 +271,7 @@ def test_gpu_pool_rejects_bad_capacity_type_duration_and_alias():
         validate_karpenter_gpu_pool_args(pool_args(capacity_types=["reserved-ish"], expire_after="30 days",
                                                    ami_alias="al2@latest", gpu_limit=0))
     msg = str(e.value)
-    assert "capacity_types: got ['reserved-ish']; allowed: spot, on-demand" in msg
+    assert "capacity_types: got ['reserved-ish']; allowed: reserved, spot, on-demand" in msg
     assert "expire_after: got '30 days'; a duration such as 1h or 720h, or Never" in msg
     assert "ami_alias: got 'al2@latest'; an AL2023 alias" in msg
     assert "gpu_limit: got 0; must be at least 1" in msg

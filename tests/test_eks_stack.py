@@ -108,8 +108,8 @@ def test_prod_cluster_is_private_and_g5_pool_is_karpenter_with_limit(prod):
     assert pool["metadata"]["name"] == "g5-lora"
     assert pool["spec"]["limits"] == {"nvidia.com/gpu": 48}  # min(maxGpusPerPool 64, 12 nodes x 4 GPUs)
     names = sorted(inputs(r)["name"] for r in of_type(prod, "kubernetes:helm.sh/v3:Release"))
-    assert names == ["aws-load-balancer-controller", "dcgm-exporter", "karpenter", "keda", "kube-prometheus-stack",
-                     "nvidia-device-plugin"]
+    assert names == ["aws-load-balancer-controller", "cluster-autoscaler", "dcgm-exporter", "karpenter", "keda",
+                     "kube-prometheus-stack", "nvidia-device-plugin"]
 
 
 # --- every rendered object and every AWS name -----------------------------------------

@@ -19,6 +19,8 @@ import yaml
 HERE = Path(__file__).resolve().parent
 KARPENTER_CFN = "karpenter-v1.14.1-cloudformation.yaml"
 ALB_CONTROLLER_POLICY = "aws-load-balancer-controller-v3.5.0-iam_policy.json"
+CLUSTER_AUTOSCALER_POLICY = "cluster-autoscaler-1.33.6-iam-policy.json"
+DCGM_DEFAULT_COUNTERS = "dcgm-exporter-4.4.1-4.6.0-default-counters.csv"
 
 # The only parameters the Karpenter template's `!Sub` policy documents use:
 # pseudo parameters, the ClusterName parameter and the node role / queue ARNs
@@ -89,3 +91,16 @@ def alb_controller_policy(partition: str = "aws") -> dict:
     if partition != "aws":
         text = text.replace('"arn:aws:', f'"arn:{partition}:')
     return json.loads(text)
+
+
+def cluster_autoscaler_policy() -> dict:
+    """The Cluster Autoscaler's "full features" policy (auto-discovery, dynamic instance list, EKS
+    DescribeNodegroup), as its AWS README publishes it. Upstream leaves the write statement on
+    `*` and recommends narrowing it by ASG ARN or tag condition; components/cluster_autoscaler.py
+    adds the tag condition."""
+    return json.loads((HERE / CLUSTER_AUTOSCALER_POLICY).read_text())
+
+
+def dcgm_default_counters() -> str:
+    """The DCGM exporter's default counters CSV of the pinned chart (what it exports unless told otherwise)."""
+    return (HERE / DCGM_DEFAULT_COUNTERS).read_text()
