@@ -175,11 +175,13 @@ def _gib(quantity: str) -> float:
 def validate(settings: Settings, plan: capacity.Plan) -> None:
     """Serving checks before any resource exists: the pods the plan puts on a node fit its disk.
 
-    The planner packs GPUs/TP pods per node; if their ephemeral-storage requests (model cache,
-    scratch, adapter cache) exceed what the node's root volume leaves allocatable, the scheduler
-    places fewer, the pool needs more nodes than planned and its GPU limit strands replicas.
+    The planner packs GPUs/TP pods per node, on every instance type of the pool; if their
+    ephemeral-storage requests (model cache, scratch, adapter cache) exceed what the node's disk
+    leaves allocatable, the scheduler places fewer, the pool needs more nodes than planned and
+    its GPU limit strands replicas.
     """
     from components.vllm_workload import render
+    from infra.eks_platform import has_instance_store
 
     c = settings.config
     problems: list[str] = []
@@ -198,17 +200,27 @@ def validate(settings: Settings, plan: capacity.Plan) -> None:
         inits = max((_gib(ctr["resources"]["requests"].get("ephemeral-storage", "0"))
                      for ctr in template.get("initContainers", []) if ctr.get("restartPolicy") != "Always"), default=0)
         per_pod = max(request + sidecars, inits + sidecars)
-        gpus = settings.catalog.instance(mp.instance_type).gpu_count
-        per_node = 1 if model.pipeline_parallel > 1 else max(1, gpus // model.tensor_parallel)
-        allocatable = pool.root_volume_gib * (1 - EPHEMERAL_EVICTION_SHARE) - EPHEMERAL_KUBE_RESERVED_GIB
-        if per_node * per_pod > allocatable:
+        raid0 = has_instance_store(settings, pool)
+        for t in pool.instance_types:
+            inst = settings.catalog.instance(t)
+            per_node = 1 if model.pipeline_parallel > 1 else max(1, inst.gpu_count // model.tensor_parallel)
+            # With the instance-store RAID0 (infra/eks_platform.py), the kubelet's ephemeral storage
+            # is the NVMe array (Karpenter instanceStorePolicy RAID0; nodeadm localStorage RAID0);
+            # otherwise the root volume.
+            disk_gib = inst.instance_store_gb * 1e9 / 2 ** 30 if raid0 else pool.root_volume_gib
+            allocatable = disk_gib * (1 - EPHEMERAL_EVICTION_SHARE) - EPHEMERAL_KUBE_RESERVED_GIB
+            if per_node * per_pod <= allocatable:
+                continue
             need = (per_node * per_pod + EPHEMERAL_KUBE_RESERVED_GIB) / (1 - EPHEMERAL_EVICTION_SHARE)
+            where = (f"gpuPools[{i}].instanceTypes: {t} has {inst.instance_store_gb:g} GB of instance store"
+                     if raid0 else f"gpuPools[{i}].rootVolumeGib: got {pool.root_volume_gib}")
+            fix = (f"drop {t} from the pool" if raid0 else f"set at least {int(-(-need // 10) * 10)}")
             problems.append(
-                f"{settings.project}:gpuPools[{i}].rootVolumeGib: got {pool.root_volume_gib}; the plan puts {per_node} "
-                f"pods of models[{c.models.index(model)}] ({model.name}) on each {mp.instance_type}, each asking "
-                f"{per_pod:g} GiB of ephemeral storage (model cache, scratch, adapters), and the kubelet leaves "
-                f"{allocatable:g} GiB of a {pool.root_volume_gib} GiB root volume allocatable: set at least "
-                f"{int(-(-need // 10) * 10)}")
+                f"{settings.project}:{where}; the plan puts {per_node} pods of models[{c.models.index(model)}] "
+                f"({model.name}) on each {t}, each asking {per_pod:g} GiB of ephemeral storage (model cache, "
+                f"scratch, adapters), and the kubelet leaves {allocatable:.0f} GiB of {disk_gib:.0f} GiB "
+                f"allocatable: {fix}")
+            break
     if problems:
         raise ConfigError(problems)
 

@@ -827,22 +827,30 @@ def test_shell_and_python_in_pod_specs_survive_kubernetes_variable_expansion(cas
 
 
 def test_pods_the_plan_packs_on_a_node_must_fit_its_ephemeral_storage():
-    """Karpenter sizes a node's ephemeral storage from the EC2NodeClass root volume, less 1Gi
-    kube-reserved and the 10% nodefs eviction threshold (aws/karpenter-provider-aws v1.14.1
-    pkg/providers/instancetype/types.go): 4 x 81 GiB LoRA pods do not fit 300 GiB, so only 3
-    would schedule per g5.12xlarge and the NodePool's GPU limit would strand replicas."""
+    """Karpenter sizes a node's ephemeral storage from the instance-store RAID0 array
+    (instanceStorePolicy RAID0) or else the EC2NodeClass root volume, less 1Gi kube-reserved and
+    the 10% nodefs eviction threshold (aws/karpenter-provider-aws v1.14.1
+    pkg/providers/instancetype/types.go): 4 x 81 GiB LoRA pods on a small disk would leave only 3
+    per g5.12xlarge, and the NodePool's GPU limit would strand replicas."""
     from infra import capacity, serving
     from infra.config import ConfigError
-    from tests.harness import settings_for, stack_value
+    from tests.harness import settings_for
 
-    pools = stack_value("prod", "llmserving:gpuPools")
-    pools[1]["rootVolumeGib"] = 300
-    settings = settings_for("prod", {"llmserving:gpuPools": pools})
-    with pytest.raises(ConfigError) as e:
-        serving.validate(settings, capacity.plan(settings))
-    assert str(e.value).endswith(
+    def problems(instance_store_gb: int) -> str:
+        settings = settings_for("prod", {"llmserving:catalog": {
+            "instanceTypes": {"g5.12xlarge": {"instanceStoreGb": instance_store_gb}}}})
+        with pytest.raises(ConfigError) as e:
+            serving.validate(settings, capacity.plan(settings))
+        return str(e.value)
+
+    assert problems(300).endswith(
+        "llmserving:gpuPools[1].instanceTypes: g5.12xlarge has 300 GB of instance store; the plan puts 4 pods of "
+        "models[1] (llama-3-1-8b) on each g5.12xlarge, each asking 81 GiB of ephemeral storage (model cache, scratch, "
+        "adapters), and the kubelet leaves 250 GiB of 279 GiB allocatable: drop g5.12xlarge from the pool")
+    # No instance store: the root volume (300 GiB in prod) carries it.
+    assert problems(0).endswith(
         "llmserving:gpuPools[1].rootVolumeGib: got 300; the plan puts 4 pods of models[1] (llama-3-1-8b) on each "
         "g5.12xlarge, each asking 81 GiB of ephemeral storage (model cache, scratch, adapters), and the kubelet "
-        "leaves 269 GiB of a 300 GiB root volume allocatable: set at least 370")
+        "leaves 269 GiB of 300 GiB allocatable: set at least 370")
     shipped = settings_for("prod")
-    serving.validate(shipped, capacity.plan(shipped))  # 400 GiB fits
+    serving.validate(shipped, capacity.plan(shipped))  # 3,800 GB of NVMe per g5.12xlarge
