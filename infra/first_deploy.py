@@ -149,16 +149,18 @@ class _List(list):
 
 
 def _pack_modules(pack_dir: Path) -> Any:
-    """The pack's rule modules, imported in this process (the same code the pack process runs)."""
+    """The pack's rule modules, imported in this process (the same code the pack process runs): the
+    `rules` modules policies/__main__.py imports, each one's POLICIES."""
+    import ast
+    import importlib
+
     if str(pack_dir) not in sys.path:
         sys.path.insert(0, str(pack_dir))
-    from rules import common, cost, gpu, reliability, security  # type: ignore[import-not-found]
-
-    policies = [*gpu.POLICIES, *cost.POLICIES, *security.POLICIES, *reliability.POLICIES]
-    extra = pack_dir / "rules" / "capacity.py"
-    if extra.is_file():  # registered in policies/__main__.py once it exists
-        from rules import capacity  # type: ignore[import-not-found]
-        policies += list(getattr(capacity, "POLICIES", []))
+    tree = ast.parse((pack_dir / "__main__.py").read_text())
+    names = [a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module == "rules"
+             for a in node.names]
+    common = importlib.import_module("rules.common")
+    policies = [p for n in names for p in getattr(importlib.import_module(f"rules.{n}"), "POLICIES", [])]
     return common, policies
 
 
@@ -175,11 +177,16 @@ def _inner(policy: Any) -> Optional[Callable]:
     return cell.cell_contents if cell is not None else None
 
 
-def probe_reads(pack_dir: Path, registrations: Iterable[Any], effective: dict[str, dict]) -> list[Skip]:
-    """Mandatory rules that read an unknown input of a resource and reported nothing about it."""
+def probe_reads(pack_dir: Path, registrations: Iterable[Any], effective: dict[str, dict],
+                policies: Optional[list] = None) -> list[Skip]:
+    """Mandatory rules that read an unknown input of a resource and reported nothing about it.
+
+    `effective`: the pack's effective config (infra/analyzer.py run_policy_pack); `policies`: the
+    pack's policies (default: every module of the pack in `pack_dir`)."""
     from pulumi_policy.deserialize import deserialize_properties
 
-    common, policies = _pack_modules(pack_dir)
+    common, pack_policies = _pack_modules(pack_dir)
+    policies = pack_policies if policies is None else policies
     unknown = common.UNKNOWN
     regs = sorted(registrations, key=lambda r: r.urn)
     plain_props = {r.urn: common.plain(deserialize_properties(r.inputs)) for r in regs}
