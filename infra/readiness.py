@@ -26,7 +26,13 @@ on the real cloud:
   fits its pool's maximum, every rolling update can place its surge pods;
 - names (`controller-name-collision`): names controllers create (the
   LeaderWorkerSet's headless Service and StatefulSets, KEDA's HPA) are not
-  taken by objects the program creates.
+  taken by objects the program creates;
+- images (`image-non-root`, `image-tool-missing`, `vllm-flag-unknown`,
+  `vllm-env-unknown`, `vllm-metric-unknown`, `static-lora-start`,
+  `keepalive-idle-timeout`; infra/image_checks.py): what each container's
+  image really has and accepts (infra/image_catalog.py);
+- unknowns (`unknown-input`): inputs a first deploy cannot know yet, which a
+  check needed, are reported as advisory "could not judge" findings.
 
 "Transitively waits" (pulumi 3.272, Python SDK): resource A waits for B when
 B is reachable from A over these edges, each of which the SDK or engine
@@ -1089,8 +1095,15 @@ def check_names(ctx: Context) -> list[Finding]:
     return findings
 
 
+def check_images(ctx: Context) -> list[Finding]:
+    """Image facts (infra/image_checks.py): non-root users, tools, vLLM flags/env/metrics, static LoRA, keep-alive."""
+    from infra import image_checks
+
+    return image_checks.check_images(ctx)
+
+
 CHECKS: tuple[Callable[[Context], list[Finding]], ...] = (check_await, check_order, check_capacity, check_ecs_capacity,
-                                                          check_names)
+                                                          check_names, check_images)
 
 
 def _default_gpus_of(instance_type: str) -> int:
