@@ -1095,6 +1095,77 @@ def check_names(ctx: Context) -> list[Finding]:
     return findings
 
 
+WAF_LOG_PREFIX = "aws-waf-logs-"
+
+
+def check_posture(ctx: Context) -> list[Finding]:
+    """What the first `up` leaves open or refuses, outside the workloads:
+
+    - `default-sg-open`: every VPC's default security group is managed with no rules. AWS creates it
+      admitting all traffic from its members and all egress (Amazon VPC User Guide, "Default security
+      groups for your VPCs"); Terraform's aws_default_security_group (bridged by pulumi-aws 7.51.1)
+      revokes every rule it is not given. CIS AWS Foundations 5.4, Security Hub EC2.2, Checkov CKV2_AWS_12.
+    - `waf-logging`: every web ACL logs, to a CloudWatch log group whose name starts with
+      `aws-waf-logs-` (AWS WAF Developer Guide, "CloudWatch Logs": WAF refuses any other name, so
+      PutLoggingConfiguration fails the `up`), with the `authorization` header redacted (advisory: the API
+      key would be logged). Security Hub WAF.11, Checkov CKV2_AWS_31.
+    """
+    findings: list[Finding] = []
+    by_type: dict[str, list[dict]] = {}
+    for r in ctx.resources:
+        by_type.setdefault(r["type"], []).append(r)
+    g = ctx.graph
+    dsgs = by_type.get("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup", [])
+    for vpc in by_type.get("aws:ec2/vpc:Vpc", []):
+        mine = [d for d in dsgs if vpc["urn"] in (d.get("dependencies") or [])]
+        if not mine:
+            findings.append(Finding(
+                "default-sg-open", MANDATORY, vpc["urn"],
+                f"VPC {vpc['name']}: its default security group is not managed (no aws.ec2.DefaultSecurityGroup), so it "
+                f"keeps AWS's rules: all traffic between its members and all egress; anything launched without a "
+                f"security group lands in it (CIS AWS 5.4). Manage it with no ingress and no egress"))
+            continue
+        for d in mine:
+            i = d.get("inputs") or {}
+            rules = [f"{k} {len(i.get(k) or [])} rule(s)" for k in ("ingress", "egress") if i.get(k)]
+            if rules:
+                findings.append(Finding(
+                    "default-sg-open", MANDATORY, d["urn"],
+                    f"the default security group of VPC {vpc['name']} keeps {', '.join(rules)}: manage it with none "
+                    f"(CIS AWS 5.4); give workloads their own groups"))
+    log_groups = {r["urn"]: r for r in by_type.get("aws:cloudwatch/logGroup:LogGroup", [])}
+    configs = by_type.get("aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration", [])
+    for acl in by_type.get("aws:wafv2/webAcl:WebAcl", []):
+        mine = [c for c in configs if acl["urn"] in (c.get("dependencies") or [])
+                or (c.get("inputs") or {}).get("resourceArn") == (acl.get("inputs") or {}).get("arn")]
+        if not mine:
+            findings.append(Finding(
+                "waf-logging", MANDATORY, acl["urn"],
+                f"web ACL {acl['name']} has no logging configuration: blocked and rate-limited requests leave no "
+                f"record (Security Hub WAF.11). Log to a CloudWatch log group named {WAF_LOG_PREFIX}*"))
+            continue
+        for c in mine:
+            i = c.get("inputs") or {}
+            groups = [log_groups[u] for u in c.get("dependencies") or [] if u in log_groups]
+            names = [str((lg.get("inputs") or {}).get("name") or "") for lg in groups]
+            names += [str(d).rsplit(":log-group:", 1)[1].split(":", 1)[0] for d in i.get("logDestinationConfigs") or []
+                      if ":log-group:" in str(d)]
+            bad = sorted({n for n in names if n and not n.startswith(WAF_LOG_PREFIX)})
+            if bad:
+                findings.append(Finding(
+                    "waf-logging", MANDATORY, c["urn"],
+                    f"web ACL {acl['name']} logs to log group {', '.join(bad)}: AWS WAF accepts only log groups named "
+                    f"{WAF_LOG_PREFIX}* and PutLoggingConfiguration fails the deploy (WAFInvalidParameterException)"))
+            redacted = {str(((f or {}).get("singleHeader") or {}).get("name", "")).lower()
+                        for f in i.get("redactedFields") or []}
+            if "authorization" not in redacted:
+                findings.append(Finding(
+                    "waf-logging", ADVISORY, c["urn"],
+                    f"web ACL {acl['name']} logs request headers without redacting `authorization`: every client's API "
+                    f"key lands in the log group"))
+    return findings
+
+
 def check_images(ctx: Context) -> list[Finding]:
     """Image facts (infra/image_checks.py): non-root users, tools, vLLM flags/env/metrics, static LoRA, keep-alive."""
     from infra import image_checks
@@ -1103,7 +1174,7 @@ def check_images(ctx: Context) -> list[Finding]:
 
 
 CHECKS: tuple[Callable[[Context], list[Finding]], ...] = (check_await, check_order, check_capacity, check_ecs_capacity,
-                                                          check_names, check_images)
+                                                          check_names, check_images, check_posture)
 
 
 def _default_gpus_of(instance_type: str) -> int:
