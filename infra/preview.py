@@ -2,7 +2,7 @@
 
     python -m infra.preview --stack <dev|prod|...> [--json FILE] [--diff BASE.json] [--markdown FILE]
                             [--stack-file FILE] [--policy-config FILE]
-                            [--allow-destructive TARGET]... [--pr-event FILE] [--quiet]
+                            [--allow-destructive TARGET]... [--pr-event FILE] [--first-deploy] [--quiet]
 
 Reads Pulumi.yaml and Pulumi.<stack>.yaml, runs the real program (the `main:`
 folder, via runpy as the CLI does) under the Pulumi mock engine with that
@@ -19,6 +19,12 @@ delta, destructive changes); --markdown writes the pull-request report.
 The deploy-readiness checks (infra/readiness.py: awaits, ordering, capacity
 reachability, controller-created names) run over the same recording; their
 findings go into the `readiness` section and the printed output.
+
+With --first-deploy, provider-computed outputs are unknown as in a first real
+`pulumi preview` (infra/mockcloud.py); the document reports what each policy
+could not judge (`policy.unjudged`, also collected in a normal run) and the
+mandatory rules that skipped a resource silently (`firstDeploy`,
+infra/first_deploy.py), which exit 1.
 
 Exit status: 0 clean (advisories allowed), 1 a mandatory policy violation or a
 mandatory readiness finding, 2 invalid configuration (the message names the key), 3 an internal error,
