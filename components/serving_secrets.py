@@ -53,6 +53,8 @@ class ServingSecretsArgs:
     region: Optional[str] = None
     account_id: Optional[str] = None
     partition: str = "aws"
+    # Not applied: Standard parameters cost nothing to allocate, and the cost-allocation rule
+    # (policies/rules/cost.py TAGGABLE_TYPES) does not list aws:ssm/parameter:Parameter yet.
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -100,7 +102,7 @@ class ServingSecrets(pulumi.ComponentResource):
             param = aws.ssm.Parameter(f"{name}-{slug}", name=parameter_name(args.path, env), type="SecureString",
                                       value=pulumi.Output.secret(value), tier="Standard",
                                       description=f"{env} for the serving containers (ECS secrets)",
-                                      tags=dict(args.tags), opts=child)
+                                      opts=child)
             self.names[env] = param.name
             self.arns[env] = param.name.apply(lambda n: parameter_arn(args.partition, region, account, n))
         self.register_outputs({"arns": self.arns})

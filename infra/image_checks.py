@@ -354,7 +354,7 @@ def _exec(h: Any) -> Optional[list[str]]:
 
 
 def containers(ctx: Any) -> list[Container]:
-    from infra.readiness import _meta, display
+    from infra.readiness import display
 
     out: list[Container] = []
     for w in ctx.workloads:
@@ -627,6 +627,9 @@ def _check_metrics(ctx: Any, versions: dict[str, ic.VllmFacts], hidden_enabled: 
     out: list[Any] = []
     for r in ctx.resources:
         if r["type"] == "aws:ecs/taskDefinition:TaskDefinition":
+            continue
+        text = json.dumps(r.get("inputs") or {})
+        if "vllm:" not in text:
             continue
         names = sorted({m for s in _strings(r.get("inputs") or {}) for m in METRIC.findall(s)})
         if not names:

@@ -11,10 +11,8 @@ import json
 import os
 import sys
 
-import pulumi
 import pulumi_aws as aws
 import pytest
-import yaml
 
 from infra import first_deploy as F
 from infra import preview as P
@@ -77,21 +75,6 @@ def test_shipped_stack_first_deploy_skips_no_mandatory_rule(stack):
     assert len(unknown) > 50
 
 
-def _ecs_stack_file(tmp_path) -> tuple[str, object]:
-    stack, changes = TIERS[ECS_VARIANT]
-    config, secrets = stack_config(stack, changes)
-    doc = {}
-    for key, text in config.items():
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text
-        doc[key] = {"secure": "placeholder"} if key in secrets else value
-    path = tmp_path / f"Pulumi.{stack}-ecs.yaml"
-    path.write_text(yaml.safe_dump({"config": doc}))
-    return stack, path
-
-
 @functools.lru_cache(maxsize=None)
 def _ecs_runs() -> tuple:
     stack, changes = TIERS[ECS_VARIANT]
@@ -111,16 +94,24 @@ def _pack(regs, stack="prod"):
                            stack=stack, stack_config=files.config, stack_tags={})
 
 
-def test_ecs_variant_first_deploy_through_the_cli(tmp_path, capsys):
-    stack, path = _ecs_stack_file(tmp_path)
-    out = tmp_path / "fd.json"
-    code = P.main(["--stack", stack, "--stack-file", str(path), "--first-deploy", "--quiet", "--json", str(out)])
-    doc = json.loads(out.read_text())
-    assert doc["firstDeploy"]["silentlySkipped"] == [], doc["firstDeploy"]
+@functools.lru_cache(maxsize=None)
+def _ecs_judged(first: bool) -> tuple[str, dict]:
+    """(violations as JSON, effective config) of the pack over the ECS variant's known or first-deploy run."""
+    run = _ecs_runs()[1 if first else 0]
+    violations, effective = _pack(run.registrations)
+    return json.dumps([v.as_dict() for v in violations]), effective
+
+
+def test_ecs_variant_first_deploy_skips_no_mandatory_rule():
+    known, _ = _ecs_judged(False)
+    first, effective = _ecs_judged(True)
+    verdicts, unjudged = F.split_violations(json.loads(first))
+    skipped, false = F.compare_verdicts(json.loads(known), verdicts, unjudged)
     # (the variant's pools exceed prod's budget figures: those verdicts are the same with known values)
-    assert doc["firstDeploy"]["falseViolations"] == []
-    assert "first deploy: 0 unjudged, 0 mandatory policy checks skipped silently" in capsys.readouterr().out
-    assert code == (1 if any(v["level"] == "mandatory" for v in doc["policy"]["violations"]) else 0)
+    assert (skipped, false) == ([], [])
+    assert F.probe_reads(ROOT / "policies", _ecs_runs()[1].registrations, effective) == []
+    res = [resource_entry(r) for r in _ecs_runs()[1].registrations]
+    assert [f for f in R.check(res) if f.level == "mandatory"] == []
 
 
 def test_ecs_task_definition_is_known_on_a_first_deploy_so_its_rules_judge_it():
@@ -143,8 +134,7 @@ def test_ecs_task_definition_is_known_on_a_first_deploy_so_its_rules_judge_it():
     assert doc["Statement"][0]["Resource"] == sorted(s["valueFrom"] for s in vllm["secrets"])
     # The task definition still waits for the parameters (dependencies of its container definitions).
     assert {r.urn for r in params} <= set(task.all_dependencies)
-    violations, effective = _pack(first.registrations)
-    assert F.probe_reads(ROOT / "policies", first.registrations, effective) == []
+    # ...and the six ECS rules judge it (test_ecs_variant_first_deploy_skips_no_mandatory_rule: no silent skip).
 
 
 def _plant(reg, path: tuple, value):
