@@ -28,6 +28,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+# Checked against the vLLM 0.11.1 sdist (PyPI): vllm/config/lora.py MaxLoRARanks, vllm/config/model.py
+# ModelDType, vllm/config/cache.py CacheDType. Every flag name this module writes is checked against the
+# pinned image's flag list by the deploy-readiness check `vllm-flag-unknown` (infra/image_catalog.py).
 # vLLM's allowed --max-lora-rank values (vllm/config/lora.py MaxLoRARanks, v0.11).
 LORA_RANKS: tuple[int, ...] = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 # --dtype choices (vllm/config/model.py ModelDType, v0.11).

@@ -4,6 +4,21 @@ Used by the offline preview and by the tests. The mocks answer like AWS
 would (ids, ARNs, zones, AMI parameters, caller identity); an invoke the
 program makes that is not answered here fails loudly, so a new data source
 cannot silently return nothing.
+
+First-deploy mode (`first_deploy=True`) answers as a real first `pulumi
+preview` does, where nothing exists yet: a resource's inputs come back known
+(the engine's preview of a create returns the checked inputs: pulumi/pulumi
+pkg/resource/deploy/step.go CreateStep.Apply with preview, and the bridged
+providers plan the create with computed attributes unknown,
+pulumi/pulumi-terraform-bridge pkg/tfbridge/provider.go Create with
+`preview`), its id is unknown (the SDK resolves an empty id as unknown in a
+dry run: sdk/python/lib/pulumi/runtime/resource.py `is_known = bool(resp.id)`),
+and every provider-computed output (ARN, endpoint, DNS name, the security
+groups AWS creates, a remote component's outputs) is the engine's UNKNOWN
+sentinel, which the SDK turns into an unknown Output
+(sdk/python/lib/pulumi/runtime/rpc.py deserialize_property). Names the
+provider assigns at Check (auto-names) are known in a real preview and stay
+known here. Invokes still answer: a first preview runs data sources too.
 """
 
 from __future__ import annotations
@@ -93,14 +108,38 @@ class Registration:
 
 
 class CloudMocks(pulumi.runtime.Mocks):
-    """Answers resource creation and invokes like AWS in one region would."""
+    """Answers resource creation and invokes like AWS in one region would.
 
-    def __init__(self, region: str, account_id: str = ACCOUNT_ID):
+    `first_deploy`: answer as a first `pulumi preview` does (module docstring):
+    inputs known, ids and provider-computed outputs unknown.
+    """
+
+    def __init__(self, region: str, account_id: str = ACCOUNT_ID, *, first_deploy: bool = False):
         self.region = region
         self.account_id = account_id
+        self.first_deploy = first_deploy
 
     # --- resources -------------------------------------------------------
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        physical, outputs = self._new_resource(args)
+        if not self.first_deploy or not args.custom and args.typ != "eks:index:Cluster":
+            return physical, outputs
+        return self._as_first_preview(args, physical, outputs)
+
+    def _as_first_preview(self, args: pulumi.runtime.MockResourceArgs, physical: str, outputs: dict) -> tuple[str, dict]:
+        """What a first preview returns for a resource the known mocks answered with `outputs`."""
+        if args.typ == "eks:index:Cluster":
+            # A remote component's outputs come from its children, none of which exists yet.
+            return "", {k: UNKNOWN for k in outputs}
+        inputs = dict(args.inputs)
+        known = {k: v for k, v in outputs.items() if k in inputs and _same(inputs[k], v)}
+        if args.typ in _NAMED and "name" in outputs and "name" not in inputs:
+            # pulumi-aws assigns an auto-name in Check, before the preview shows the resource.
+            known["name"] = outputs["name"]
+        computed = {k: UNKNOWN for k in outputs if k not in known}
+        return "", {**computed, **known}
+
+    def _new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         typ, name, inputs = args.typ, args.name, dict(args.inputs)
         if typ == "eks:index:Cluster":
             return f"{name}-component", self._eks_cluster(name, inputs)
@@ -110,7 +149,9 @@ class CloudMocks(pulumi.runtime.Mocks):
         if typ in _ID_PREFIX:
             physical = f"{_ID_PREFIX[typ]}-{h}"
         elif typ in _NAMED or "name" in inputs or "bucket" in inputs:
-            physical = inputs.get("bucket") or inputs.get("name") or f"{name}-{h[:7]}"
+            # A name that is itself unknown (first deploy) is not text: fall back to the auto-name.
+            given = [v for v in (inputs.get("bucket"), inputs.get("name")) if isinstance(v, str) and v]
+            physical = given[0] if given else f"{name}-{h[:7]}"
         else:
             physical = f"{name}-{h[:12]}"
         outputs = dict(inputs)
@@ -177,7 +218,8 @@ class CloudMocks(pulumi.runtime.Mocks):
 
     def _eks_cluster(self, name: str, inputs: dict) -> dict:
         """Outputs of the pulumi-eks remote component (pulumi-eks 4.4.0 output names)."""
-        cluster = inputs.get("name") or f"{name}-{_digest(name, length=7)}"
+        given = inputs.get("name")
+        cluster = given if isinstance(given, str) and given else f"{name}-{_digest(name, length=7)}"
         h = _digest(cluster, length=32).upper()
         endpoint = f"https://{h}.gr7.{self.region}.eks.amazonaws.com"
         ca = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1PQ0sKLS0tLS1FTkQgQ0VSVElGSUNBVEUtLS0tLQo="
@@ -240,6 +282,13 @@ class UnmockedInvokeError(Exception):
     pass
 
 
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return a == b
+    except Exception:  # noqa: BLE001 - resource references and other SDK objects compare loosely
+        return a is b
+
+
 def _custom_timeouts(request: Any) -> dict[str, str]:
     """RegisterResourceRequest.customTimeouts as {op: duration}; the engine parses each with Go's
     time.ParseDuration (pulumi/pulumi pkg/resource/deploy/source_eval.go generateTimeoutInSeconds)."""
@@ -290,21 +339,22 @@ class ProgramRun:
 
 
 def run_program(main: str, *, project: str, stack: str, config: dict[str, str], secret_keys: list[str],
-                region: str) -> ProgramRun:
+                region: str, first_deploy: bool = False) -> ProgramRun:
     """Runs `main` (a folder or file) the way the CLI does, under mocks.
 
     The CLI runs the `main:` of Pulumi.yaml with runpy as `__main__`; here the
-    mock engine stands in for the deployment engine.
+    mock engine stands in for the deployment engine. `first_deploy`: computed
+    outputs are unknown, as in a first `pulumi preview` (CloudMocks).
     """
     return run_callable(lambda: runpy.run_path(main, run_name="__main__"), project=project, stack=stack,
-                        config=config, secret_keys=secret_keys, region=region)
+                        config=config, secret_keys=secret_keys, region=region, first_deploy=first_deploy)
 
 
 def run_callable(program: Callable[[], Any], *, project: str = "llmserving", stack: str = "test",
                  config: Optional[dict[str, str]] = None, secret_keys: Optional[list[str]] = None,
-                 region: str = "us-east-1") -> ProgramRun:
+                 region: str = "us-east-1", first_deploy: bool = False) -> ProgramRun:
     """Runs any Pulumi program function under the mock engine (components in unit tests)."""
-    mocks = CloudMocks(region)
+    mocks = CloudMocks(region, first_deploy=first_deploy)
     monitor = RecordingMonitor(mocks)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

@@ -2,7 +2,7 @@
 
     python -m infra.preview --stack <dev|prod|...> [--json FILE] [--diff BASE.json] [--markdown FILE]
                             [--stack-file FILE] [--policy-config FILE]
-                            [--allow-destructive TARGET]... [--pr-event FILE] [--quiet]
+                            [--allow-destructive TARGET]... [--pr-event FILE] [--first-deploy] [--quiet]
 
 Reads Pulumi.yaml and Pulumi.<stack>.yaml, runs the real program (the `main:`
 folder, via runpy as the CLI does) under the Pulumi mock engine with that
@@ -19,6 +19,12 @@ delta, destructive changes); --markdown writes the pull-request report.
 The deploy-readiness checks (infra/readiness.py: awaits, ordering, capacity
 reachability, controller-created names) run over the same recording; their
 findings go into the `readiness` section and the printed output.
+
+With --first-deploy, provider-computed outputs are unknown as in a first real
+`pulumi preview` (infra/mockcloud.py); the document reports what each policy
+could not judge (`policy.unjudged`, also collected in a normal run) and the
+mandatory rules that skipped a resource silently (`firstDeploy`,
+infra/first_deploy.py), which exit 1.
 
 Exit status: 0 clean (advisories allowed), 1 a mandatory policy violation or a
 mandatory readiness finding, 2 invalid configuration (the message names the key), 3 an internal error,
@@ -293,7 +299,9 @@ def resource_entry(r: Any) -> dict:
 
 def build_document(files: StackFiles, stack: str, run: Any, plan: Any, violations: list,
                    catalog: Any = None) -> dict:
-    from infra import readiness
+    """The preview document. Violations whose message says the rule could not judge an unknown value
+    (infra/first_deploy.py) go to `policy.unjudged`, not among the verdicts."""
+    from infra import first_deploy, readiness
     from infra.mockcloud import plain
 
     resources = [resource_entry(r) for r in sorted(run.registrations, key=lambda r: r.urn)]
@@ -309,7 +317,8 @@ def build_document(files: StackFiles, stack: str, run: Any, plan: Any, violation
         "outputs": plain(_jsonable(run.outputs)),
         "capacity": plan.capacity_dict(),
         "cost": plan.cost_dict(),
-        "policy": {"violations": [v.as_dict() for v in violations]},
+        "policy": dict(zip(("violations", "unjudged"),
+                           first_deploy.split_violations([v.as_dict() for v in violations]))),
         # Deploy-readiness (infra/readiness.py): what the real engine, providers and
         # controllers would do with this desired state; mandatory findings fail like
         # mandatory policy violations.
@@ -322,21 +331,52 @@ def _jsonable(value: Any) -> Any:
 
 
 def preview(stack: str, *, root: Path = ROOT, stack_file: Optional[Path] = None, run_policies: bool = True,
-            policy_config_file: Optional[Path] = None) -> dict:
+            policy_config_file: Optional[Path] = None, first_deploy: bool = False,
+            baseline: Optional[dict] = None) -> dict:
     """Runs the whole offline preview and returns the JSON document.
+
+    `first_deploy`: provider-computed outputs are unknown, as in a real first
+    `pulumi preview` (infra/mockcloud.py); the document then carries
+    `firstDeploy` (infra/first_deploy.py): mandatory rules skipped silently and
+    violations caused by unknowns, compared with `baseline` (the document of a
+    run with known values; computed here when not given).
 
     Raises ConfigError/PlanError/PreviewInputError for bad input.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from infra.analyzer import run_policy_pack, start_policy_pack
-    from infra.mockcloud import run_program
+    from infra import first_deploy as fd
 
     files = read_stack(root, stack, stack_file, policy_config_file=policy_config_file)
     settings, plan = check_stack(files, stack)
     if run_policies and files.policy_config_path is None:
         raise PreviewInputError(missing_policy_config(files, stack, root, stack_file))
-    violations = []
+    run, violations, effective = _run(root, files, stack, settings, run_policies=run_policies,
+                                      first_deploy=first_deploy)
+    doc = build_document(files, stack, run, plan, violations, settings.catalog)
+    if not first_deploy:
+        return doc
+    if baseline is None:
+        baseline = preview(stack, root=root, stack_file=stack_file, run_policies=run_policies,
+                           policy_config_file=policy_config_file)
+    unjudged = doc["policy"]["unjudged"]
+    skipped, false = fd.compare_verdicts(baseline["policy"]["violations"], doc["policy"]["violations"], unjudged)
+    if run_policies:
+        seen = {(s.policy, s.urn) for s in skipped}
+        skipped += [s for s in fd.probe_reads(root / "policies", run.registrations, effective)
+                    if (s.policy, s.urn) not in seen]
+    doc["firstDeploy"] = fd.section(skipped=skipped, false=false)
+    return doc
+
+
+def _run(root: Path, files: StackFiles, stack: str, settings: Any, *, run_policies: bool,
+         first_deploy: bool) -> tuple[Any, list, dict]:
+    """The program under the mock engine, then the policy pack: (run, violations, effective policy config)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from infra.analyzer import run_policy_pack, start_policy_pack
+    from infra.mockcloud import run_program
+
+    violations: list = []
+    effective: dict = {}
     with ThreadPoolExecutor(max_workers=1) as starter:
         # The pack process starts (imports, gRPC server) on the other core
         # while the program runs here.
@@ -346,7 +386,7 @@ def preview(stack: str, *, root: Path = ROOT, stack_file: Optional[Path] = None,
         os.chdir(root)  # the CLI runs the program with the project root as working directory
         try:
             run = run_program(str(files.main), project=files.project, stack=stack, config=files.config,
-                              secret_keys=files.secret_keys, region=settings.region)
+                              secret_keys=files.secret_keys, region=settings.region, first_deploy=first_deploy)
         except BaseException:
             if pack is not None:
                 pack.result().close()
@@ -354,10 +394,10 @@ def preview(stack: str, *, root: Path = ROOT, stack_file: Optional[Path] = None,
         finally:
             os.chdir(cwd)
         if pack is not None:
-            violations, _ = run_policy_pack(root / "policies", run.registrations, policy_config=files.policy_config,
-                                            project=files.project, stack=stack, stack_config=files.config,
-                                            stack_tags={}, pack=pack.result())
-    return build_document(files, stack, run, plan, violations, settings.catalog)
+            violations, effective = run_policy_pack(
+                root / "policies", run.registrations, policy_config=files.policy_config, project=files.project,
+                stack=stack, stack_config=files.config, stack_tags={}, pack=pack.result())
+    return run, violations, effective
 
 
 # --- rendering -----------------------------------------------------------------
@@ -422,6 +462,9 @@ def render(doc: dict, console: Any) -> None:
                   f"| GPUs: {cap['gpus_total']} planned, {cap['max_gpus_total']} at max")
 
     render_readiness(doc, console)
+    from infra import first_deploy
+
+    first_deploy.render(doc, console)
 
     violations = doc["policy"]["violations"]
     if not violations:
@@ -461,6 +504,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--policy-config", metavar="FILE",
                         help="policy pack config (default: policies/config/<stack>.json)")
     parser.add_argument("--quiet", action="store_true", help="print only the summary line")
+    parser.add_argument("--first-deploy", action="store_true",
+                        help="provider-computed outputs (ids, ARNs, endpoints) are unknown, as in a first `pulumi "
+                             "preview`; report what each policy could not judge and any mandatory policy skipped "
+                             "silently (exit 1)")
     parser.add_argument("--markdown", metavar="FILE", help="write the pull-request report (Markdown)")
     parser.add_argument("--allow-destructive", metavar="TARGET", action="append", default=[],
                         help="acknowledge destructive changes: a URN, a type token or * (repeatable)")
@@ -486,7 +533,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         ack = pr_ack.from_targets(args.allow_destructive)
         if args.pr_event:
             ack = ack.merged(pr_ack.from_event_file(args.pr_event))
-        extra = {"policy_config_file": Path(args.policy_config)} if args.policy_config else {}
+        extra: dict[str, Any] = {"policy_config_file": Path(args.policy_config)} if args.policy_config else {}
+        if args.first_deploy:
+            extra["first_deploy"] = True
         doc = preview(args.stack, stack_file=Path(args.stack_file) if args.stack_file else None, **extra)
     except (ConfigError, PlanError, PreviewInputError, PolicyConfigError, pr_ack.EventError) as e:
         _print_error(err, e)
@@ -518,11 +567,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     used = args.policy_config or f"policies/config/{args.stack}.json"
     findings = doc["readiness"]["findings"]
     not_ready = [f for f in findings if f["level"] == "mandatory"]
+    unjudged = doc["policy"].get("unjudged") or []
+    skipped = (doc.get("firstDeploy") or {}).get("silentlySkipped") or []
+    mode = (f", first deploy: {len(unjudged)} unjudged, {len(skipped)} mandatory policy checks skipped silently"
+            if "firstDeploy" in doc else (f", {len(unjudged)} unjudged" if unjudged else ""))
     console.print(f"stack {args.stack}: {len(doc['resources'])} resources, ${doc['cost']['hourly_usd']:,.2f}/hour, "
                   f"{len(mandatory)} mandatory and {advisory} advisory policy violations, "
                   f"{len(not_ready)} mandatory and {len(findings) - len(not_ready)} advisory readiness findings"
-                  f" (policy config {used})", soft_wrap=True)
-    if mandatory or not_ready:
+                  f"{mode} (policy config {used})", soft_wrap=True)
+    if mandatory or not_ready or skipped:
+        # A mandatory policy that skipped a resource silently on a first deploy is a hole in the guardrails.
         # A mandatory readiness finding is a deploy that would fail or hang: it blocks like a mandatory violation.
         return EXIT_MANDATORY
     if d is not None and d.unacknowledged:

@@ -26,7 +26,13 @@ on the real cloud:
   fits its pool's maximum, every rolling update can place its surge pods;
 - names (`controller-name-collision`): names controllers create (the
   LeaderWorkerSet's headless Service and StatefulSets, KEDA's HPA) are not
-  taken by objects the program creates.
+  taken by objects the program creates;
+- images (`image-non-root`, `image-tool-missing`, `vllm-flag-unknown`,
+  `vllm-env-unknown`, `vllm-metric-unknown`, `static-lora-start`,
+  `keepalive-idle-timeout`; infra/image_checks.py): what each container's
+  image really has and accepts (infra/image_catalog.py);
+- unknowns (`unknown-input`): inputs a first deploy cannot know yet, which a
+  check needed, are reported as advisory "could not judge" findings.
 
 "Transitively waits" (pulumi 3.272, Python SDK): resource A waits for B when
 B is reachable from A over these edges, each of which the SDK or engine
@@ -57,6 +63,7 @@ over the dependency graph with a small target set).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -91,6 +98,7 @@ EKS_COMPONENT = "eks:index:Cluster"
 ECS_SERVICE = "aws:ecs/service:Service"
 LISTENER_RULE = "aws:lb/listenerRule:ListenerRule"
 LISTENER = "aws:lb/listener:Listener"
+TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
 ASG = "aws:autoscaling/group:Group"
 CAPACITY_PROVIDER = "aws:ecs/capacityProvider:CapacityProvider"
 CRD = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
@@ -109,6 +117,7 @@ class Finding:
 
 # --- small helpers ---------------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=4096)
 def k8s_kind(typ: str) -> tuple[str, str, str]:
     """(group, version, kind) of a pulumi-kubernetes type token; ("", "", "") for anything else."""
     if not typ.startswith("kubernetes:"):
@@ -489,8 +498,13 @@ def pod_startup(t: PodTemplate, *, fresh_node: bool, image_pull: bool = False) -
 # --- the checks ----------------------------------------------------------------------------------------------------
 
 class Context:
-    def __init__(self, resources: list[dict], gpus_of: Callable[[str], int]):
+    def __init__(self, resources: list[dict], gpus_of: Callable[[str], int],
+                 unknown: Optional[dict[str, list[str]]] = None):
         self.resources = resources
+        # Input paths whose value is unknown (first deploy), per URN; the resources carry them stripped.
+        self.unknown: dict[str, list[str]] = unknown or {}
+        # (urn, path) of unknown inputs a check judged anyway (through dependencies).
+        self.judged: set[tuple[str, str]] = set()
         self.graph = WaitGraph(resources)
         self.sources = node_sources(resources, gpus_of)
         self.gpus_of = gpus_of
@@ -712,16 +726,36 @@ def check_order(ctx: Context) -> list[Finding]:
                 if arn:
                     attachers.setdefault(str(arn), []).append(r["urn"])
     all_attachers = frozenset(u for us in attachers.values() for u in us)
+    target_groups = {r["urn"]: r for r in res if r["type"] == TARGET_GROUP}
+    attached_by_dep: dict[str, list[str]] = {}
+    for r in res:
+        if r["type"] in (LISTENER_RULE, LISTENER):
+            for d in r.get("dependencies") or []:
+                if d in target_groups:
+                    attached_by_dep.setdefault(d, []).append(r["urn"])
+    all_attachers |= frozenset(u for us in attached_by_dep.values() for u in us)
     for r in res:
         if r["type"] != ECS_SERVICE:
             continue
         waited = g.reached(r["urn"], all_attachers)
-        for lb in (r.get("inputs") or {}).get("loadBalancers") or []:
+        unknown = set(ctx.unknown.get(r["urn"], ()))
+        for n, lb in enumerate((r.get("inputs") or {}).get("loadBalancers") or []):
             arn = str(lb.get("targetGroupArn") or "")
-            if not arn:
+            path = f"loadBalancers[{n}].targetGroupArn"
+            if not arn and path in unknown:
+                # Unknown until the target group exists (first deploy): the service's dependencies name it,
+                # and the rules that forward to it depend on it the same way.
+                tgs = [d for d in r.get("dependencies") or [] if d in target_groups]
+                if len(tgs) != 1:
+                    continue  # reported as could-not-judge
+                ctx.judged.add((r["urn"], path))
+                arn = f"target group {target_groups[tgs[0]]['name']}"
+                options, tg = attached_by_dep.get(tgs[0], []), f"targetgroup/{target_groups[tgs[0]]['name']}"
+            elif not arn:
                 continue
-            options = attachers.get(arn, [])
-            tg = arn.rsplit(":", 1)[-1]
+            else:
+                options = attachers.get(arn, [])
+                tg = arn.rsplit(":", 1)[-1]
             if not options:
                 findings.append(Finding(
                     "ecs-listener-order", MANDATORY, r["urn"],
@@ -992,6 +1026,15 @@ def check_ecs_capacity(ctx: Context) -> list[Finding]:
             continue
         cluster = str(i.get("cluster") or "").rsplit("/", 1)[-1]
         target = targets.get(f"service/{cluster}/{i.get('name')}")
+        if target is None and "cluster" in ctx.unknown.get(svc["urn"], ()):
+            # The cluster ARN (and the target's resourceId) is unknown until the cluster exists: the
+            # target's resourceId is built from the service, so it depends on it.
+            dependents = [t for t in by_type.get("aws:appautoscaling/target:Target", [])
+                          if svc["urn"] in (t.get("dependencies") or [])
+                          and (t.get("inputs") or {}).get("scalableDimension") == "ecs:service:DesiredCount"]
+            if len(dependents) == 1:
+                target = dependents[0]
+                ctx.judged.add((svc["urn"], "cluster"))
         max_tasks = _int((target.get("inputs") or {}).get("maxCapacity")) if target else _int(i.get("desiredCount"), 1)
         slots, pools = 0.0, []
         for strategy in i.get("capacityProviderStrategies") or []:
@@ -1054,8 +1097,86 @@ def check_names(ctx: Context) -> list[Finding]:
     return findings
 
 
+WAF_LOG_PREFIX = "aws-waf-logs-"
+
+
+def check_posture(ctx: Context) -> list[Finding]:
+    """What the first `up` leaves open or refuses, outside the workloads:
+
+    - `default-sg-open`: every VPC's default security group is managed with no rules. AWS creates it
+      admitting all traffic from its members and all egress (Amazon VPC User Guide, "Default security
+      groups for your VPCs"); Terraform's aws_default_security_group (bridged by pulumi-aws 7.51.1)
+      revokes every rule it is not given. CIS AWS Foundations 5.4, Security Hub EC2.2, Checkov CKV2_AWS_12.
+    - `waf-logging`: every web ACL logs, to a CloudWatch log group whose name starts with
+      `aws-waf-logs-` (AWS WAF Developer Guide, "CloudWatch Logs": WAF refuses any other name, so
+      PutLoggingConfiguration fails the `up`), with the `authorization` header redacted (advisory: the API
+      key would be logged). Security Hub WAF.11, Checkov CKV2_AWS_31.
+    """
+    findings: list[Finding] = []
+    by_type: dict[str, list[dict]] = {}
+    for r in ctx.resources:
+        by_type.setdefault(r["type"], []).append(r)
+    g = ctx.graph
+    dsgs = by_type.get("aws:ec2/defaultSecurityGroup:DefaultSecurityGroup", [])
+    for vpc in by_type.get("aws:ec2/vpc:Vpc", []):
+        mine = [d for d in dsgs if vpc["urn"] in (d.get("dependencies") or [])]
+        if not mine:
+            findings.append(Finding(
+                "default-sg-open", MANDATORY, vpc["urn"],
+                f"VPC {vpc['name']}: its default security group is not managed (no aws.ec2.DefaultSecurityGroup), so it "
+                f"keeps AWS's rules: all traffic between its members and all egress; anything launched without a "
+                f"security group lands in it (CIS AWS 5.4). Manage it with no ingress and no egress"))
+            continue
+        for d in mine:
+            i = d.get("inputs") or {}
+            rules = [f"{k} {len(i.get(k) or [])} rule(s)" for k in ("ingress", "egress") if i.get(k)]
+            if rules:
+                findings.append(Finding(
+                    "default-sg-open", MANDATORY, d["urn"],
+                    f"the default security group of VPC {vpc['name']} keeps {', '.join(rules)}: manage it with none "
+                    f"(CIS AWS 5.4); give workloads their own groups"))
+    log_groups = {r["urn"]: r for r in by_type.get("aws:cloudwatch/logGroup:LogGroup", [])}
+    configs = by_type.get("aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration", [])
+    for acl in by_type.get("aws:wafv2/webAcl:WebAcl", []):
+        mine = [c for c in configs if acl["urn"] in (c.get("dependencies") or [])
+                or (c.get("inputs") or {}).get("resourceArn") == (acl.get("inputs") or {}).get("arn")]
+        if not mine:
+            findings.append(Finding(
+                "waf-logging", MANDATORY, acl["urn"],
+                f"web ACL {acl['name']} has no logging configuration: blocked and rate-limited requests leave no "
+                f"record (Security Hub WAF.11). Log to a CloudWatch log group named {WAF_LOG_PREFIX}*"))
+            continue
+        for c in mine:
+            i = c.get("inputs") or {}
+            groups = [log_groups[u] for u in c.get("dependencies") or [] if u in log_groups]
+            names = [str((lg.get("inputs") or {}).get("name") or "") for lg in groups]
+            names += [str(d).rsplit(":log-group:", 1)[1].split(":", 1)[0] for d in i.get("logDestinationConfigs") or []
+                      if ":log-group:" in str(d)]
+            bad = sorted({n for n in names if n and not n.startswith(WAF_LOG_PREFIX)})
+            if bad:
+                findings.append(Finding(
+                    "waf-logging", MANDATORY, c["urn"],
+                    f"web ACL {acl['name']} logs to log group {', '.join(bad)}: AWS WAF accepts only log groups named "
+                    f"{WAF_LOG_PREFIX}* and PutLoggingConfiguration fails the deploy (WAFInvalidParameterException)"))
+            redacted = {str(((f or {}).get("singleHeader") or {}).get("name", "")).lower()
+                        for f in i.get("redactedFields") or []}
+            if "authorization" not in redacted:
+                findings.append(Finding(
+                    "waf-logging", ADVISORY, c["urn"],
+                    f"web ACL {acl['name']} logs request headers without redacting `authorization`: every client's API "
+                    f"key lands in the log group"))
+    return findings
+
+
+def check_images(ctx: Context) -> list[Finding]:
+    """Image facts (infra/image_checks.py): non-root users, tools, vLLM flags/env/metrics, static LoRA, keep-alive."""
+    from infra import image_checks
+
+    return image_checks.check_images(ctx)
+
+
 CHECKS: tuple[Callable[[Context], list[Finding]], ...] = (check_await, check_order, check_capacity, check_ecs_capacity,
-                                                          check_names)
+                                                          check_names, check_images, check_posture)
 
 
 def _default_gpus_of(instance_type: str) -> int:
@@ -1068,10 +1189,12 @@ def _default_gpus_of(instance_type: str) -> int:
 def check(resources: list[dict], *, gpus_of: Optional[Callable[[str], int]] = None) -> list[Finding]:
     """Every readiness finding for `resources` (preview-document resources: urn, type, name, parent, custom,
     inputs, dependencies, provider, customTimeouts), sorted mandatory first."""
-    ctx = Context(resources, gpus_of or _default_gpus_of)
+    stripped, unknown = strip_unknowns(resources)
+    ctx = Context(stripped, gpus_of or _default_gpus_of, unknown)
     findings: list[Finding] = []
     for c in CHECKS:
         findings += c(ctx)
+    findings += unjudged(ctx)
     seen: set[tuple] = set()
     unique = []
     for f in findings:
@@ -1080,6 +1203,104 @@ def check(resources: list[dict], *, gpus_of: Optional[Callable[[str], int]] = No
             seen.add(key)
             unique.append(f)
     return sorted(unique, key=lambda f: (f.level != MANDATORY, f.check, f.urn or "", f.message))
+
+
+# --- unknown inputs (a first deploy) --------------------------------------------------------------------------
+
+UNKNOWN_VALUES = frozenset({"[unknown]", "04da6b54-80e4-46f7-96ec-b56ff0331ba9"})  # plain() text, engine sentinel
+
+
+def strip_unknowns(resources: list[dict]) -> tuple[list[dict], dict[str, list[str]]]:
+    """Copies of `resources` without their unknown input values, and the unknown paths per URN.
+
+    A first `pulumi preview` leaves every input built from a computed output unknown
+    (infra/mockcloud.py first-deploy mode); the checks read what is known and the
+    caller reports what they could not judge (`unjudged`), instead of mistaking the
+    placeholder text for a value.
+    """
+    unknown: dict[str, list[str]] = {}
+
+    def strip(v: Any, path: str, acc: list[str]) -> Any:
+        if isinstance(v, dict):
+            out = {}
+            for k, x in v.items():
+                at = f"{path}.{k}" if path else str(k)
+                if isinstance(x, str) and x in UNKNOWN_VALUES:
+                    acc.append(at)
+                else:
+                    out[k] = strip(x, at, acc)
+            return out
+        if isinstance(v, list):
+            out_list = []
+            for n, x in enumerate(v):
+                if isinstance(x, str) and x in UNKNOWN_VALUES:
+                    acc.append(f"{path}[{n}]")
+                else:
+                    out_list.append(strip(x, f"{path}[{n}]", acc))
+            return out_list
+        return v
+
+    out = []
+    for r in resources:
+        text = json.dumps(r.get("inputs") or {})
+        if not any(u in text for u in UNKNOWN_VALUES):  # the common case, at C speed
+            out.append(r)
+            continue
+        acc: list[str] = []
+        inputs = strip(r.get("inputs") or {}, "", acc)
+        if acc:
+            unknown[r["urn"]] = acc
+            r = {**r, "inputs": inputs}
+        out.append(r)
+    return out, unknown
+
+
+def _reads(r: dict) -> tuple[tuple[str, ...], str]:
+    """(input path prefixes the checks read, which checks) for a resource; () when none."""
+    t = r["type"]
+    group, _, kind = k8s_kind(t)
+    if kind in _POD_KINDS or kind == "LeaderWorkerSet":
+        return ("spec", "metadata"), "await, node-source, capacity, image"
+    if kind == "Service":
+        return ("spec.selector", "spec.type", "spec.clusterIP", "metadata"), "await, names"
+    if kind == "Release":
+        return (("chart", "timeout", "skipAwait", "namespace", "name", "createNamespace", "values.serviceAccount"),
+                "helm await, order")
+    if kind in ("ScaledObject", "HorizontalPodAutoscaler", "NodePool"):
+        return ("spec", "metadata"), "capacity"
+    if kind == "CustomResourceDefinition":
+        return ("spec.group",), "crd order"
+    if kind in ("PrometheusRule", "ConfigMap"):
+        return ("spec", "data"), "image (metric names)"
+    return {
+        NODE_GROUP: (("instanceTypes", "scalingConfig", "labels", "taints", "nodeGroupName"), "node sources"),
+        ECS_SERVICE: (("loadBalancers", "cluster", "name", "desiredCount", "capacityProviderStrategies"),
+                      "ECS order, capacity"),
+        ASG: (("waitForCapacityTimeout", "maxSize", "mixedInstancesPolicy.launchTemplate.overrides", "name"),
+              "capacity wait, ECS capacity"),
+        CAPACITY_PROVIDER: (("name",), "ECS capacity"),
+        "aws:appautoscaling/target:Target": (("resourceId", "scalableDimension", "maxCapacity"), "ECS capacity"),
+        "aws:eks/podIdentityAssociation:PodIdentityAssociation": (("namespace", "serviceAccount"), "pod identity order"),
+        "aws:ecs/taskDefinition:TaskDefinition": (("containerDefinitions",), "ECS capacity, image"),
+    }.get(t, ((), ""))
+
+
+def unjudged(ctx: Context) -> list[Finding]:
+    """Advisory "could not judge" findings for unknown inputs that the checks read and did not resolve."""
+    out: list[Finding] = []
+    for r in ctx.resources:
+        paths = ctx.unknown.get(r["urn"])
+        if not paths:
+            continue
+        prefixes, checks = _reads(r)
+        hit = [p for p in paths if (r["urn"], p) not in ctx.judged
+               and any(p == x or p.startswith(x + ".") or p.startswith(x + "[") for x in prefixes)]
+        if hit:
+            out.append(Finding(
+                "unknown-input", ADVISORY, r["urn"],
+                f"could not judge: {display(r)}: {', '.join(hit)} unknown until the first deploy creates what it comes "
+                f"from; the {checks} checks did not see it"))
+    return out
 
 
 def section(findings: list[Finding]) -> dict:

@@ -17,15 +17,27 @@ class Image(BaseModel):
     tag: str
     source: str
     as_of: str
-    # The user the image runs as when the pod does not say (its Dockerfile's USER),
-    # and where that was read. A root image needs runAsUser next to runAsNonRoot:
-    # the kubelet refuses runAsNonRoot for a root image without a numeric user.
-    user: str = ""
-    user_source: str = ""
 
     @property
     def ref(self) -> str:
         return f"{self.repository}:{self.tag}"
+
+    # What the image runs as, its tools and (vLLM) flags live in one place: infra/image_catalog.py.
+    # A root image needs runAsUser next to runAsNonRoot: the kubelet refuses runAsNonRoot for a
+    # root image without a numeric user.
+    @property
+    def user(self) -> str:
+        from infra.image_catalog import facts
+
+        f = facts(self.ref)
+        return f.user_text if f is not None else ""
+
+    @property
+    def user_source(self) -> str:
+        from infra.image_catalog import facts
+
+        f = facts(self.ref)
+        return f.source if f is not None else ""
 
 
 class Chart(BaseModel):
@@ -40,20 +52,13 @@ class Chart(BaseModel):
 
 IMAGES: dict[str, Image] = {
     # vLLM OpenAI server; FACTS.md pins v0.11.1 (flags checked against v0.11 source).
-    "vllm": Image(repository="vllm/vllm-openai", tag="v0.11.1", source="Docker Hub vllm/vllm-openai, vLLM release v0.11.1", as_of="2025-11",
-                  user="root (uid 0, HOME=/root; ray and huggingface_hub installed)",
-                  user_source="vllm-project/vllm docker/Dockerfile at v0.11.1: no USER instruction; requirements/cuda.txt ray[cgraph]"),
+    "vllm": Image(repository="vllm/vllm-openai", tag="v0.11.1", source="Docker Hub vllm/vllm-openai, vLLM release v0.11.1", as_of="2025-11"),
     # Model-aware router of the vLLM production stack (routes by the request's `model`,
     # discovers engines and their served models, LoRA adapters included, via the Kubernetes API).
     # Tag v0.1.11 is built from git tag vllm-stack-0.1.11 (.github/workflows/router-docker-release.yml).
-    "router": Image(repository="lmcache/lmstack-router", tag="v0.1.11", source="Docker Hub lmcache/lmstack-router (vllm-project/production-stack)", as_of="2025-10",
-                    user="root (uid 0; python:3.12-slim; entrypoint /opt/venv/bin/vllm-router; writes only /tmp)",
-                    user_source="vllm-project/production-stack docker/Dockerfile at vllm-stack-0.1.11: no USER instruction"),
+    "router": Image(repository="lmcache/lmstack-router", tag="v0.1.11", source="Docker Hub lmcache/lmstack-router (vllm-project/production-stack)", as_of="2025-10"),
     # Syncs tenants' LoRA adapters from S3 (read-only) with the pod's Pod Identity credentials.
-    "aws-cli": Image(repository="amazon/aws-cli", tag="2.31.18", source="Docker Hub amazon/aws-cli", as_of="2025-10",
-                     user="root (uid 0; amazonlinux:2023 with bash, curl-minimal, jq, findutils; ENTRYPOINT aws)",
-                     user_source="aws/aws-cli docker/Dockerfile at 2.31.18: no USER instruction, installs jq and findutils; "
-                                 "AL2023 user guide 'curl-minimal': default package of AL2023 containers"),
+    "aws-cli": Image(repository="amazon/aws-cli", tag="2.31.18", source="Docker Hub amazon/aws-cli", as_of="2025-10"),
 }
 
 CHARTS: dict[str, Chart] = {
