@@ -53,6 +53,7 @@ TF_NAMES = {
     "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": "aws_default_security_group",
     "aws:iam/serviceLinkedRole:ServiceLinkedRole": "aws_iam_service_linked_role",
     "aws:sns/topic:Topic": "aws_sns_topic",
+    "aws:ssm/parameter:Parameter": "aws_ssm_parameter",
     "aws:sns/topicSubscription:TopicSubscription": "aws_sns_topic_subscription",
     "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration": "aws_wafv2_web_acl_logging_configuration",
     "aws:appautoscaling/policy:Policy": "aws_appautoscaling_policy",
