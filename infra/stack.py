@@ -58,6 +58,10 @@ def build(settings: Settings, plan: capacity.Plan) -> None:
     if settings.config.orchestrator == "eks":
         from infra import eks_platform
         eks_platform.validate(settings, plan)  # before any resource exists
+    for m in settings.config.models:
+        if m.revision == "0" * 40:
+            pulumi.log.warn(f"{settings.project}: model {m.name} pins revision {m.revision}, a placeholder: its "
+                            f"mirror job fails (the Hub has no such commit) until you pin the commit you evaluated")
     zones = resolve_zones(settings)
     cluster_names = [prefix] if settings.config.orchestrator == "eks" else []
 
