@@ -14,6 +14,8 @@ rendered or recorded objects against that model:
 
 from __future__ import annotations
 
+from tests.test_serving import MIRROR_BUCKET, test_mirror  # noqa: F401
+
 import json
 import math
 import os
@@ -79,7 +81,7 @@ def build_with_nodes(preset, changes: Optional[dict] = None):
                  for p in s.config.gpu_pools}
         out = serving.build(s, plan, k8s_provider=provider, cluster_name="llmserving-test",
                             pool_scheduling=scheduling(s), adapter_bucket_name="llmserving-test-adapters",
-                            adapter_reader_role_arn=READER_ROLE, load_balancer_cidrs=LB_CIDRS,
+                            adapter_reader_role_arn=READER_ROLE, load_balancer_cidrs=LB_CIDRS, mirror=test_mirror(s),
                             tags={"project": "llmserving", "stack": stack, "environment": "test", "tier": "custom"},
                             system_nodes=[system], pool_node_sources=pools)
         pulumi.export("bindingDependencies", [r.urn for r in out.binding_dependencies])
@@ -126,20 +128,17 @@ def provider_wait(obj: dict, custom_timeout: str) -> Optional[int]:
 
 
 def replica_start_seconds(settings, plan, model: str) -> int:
-    """Node launch + image pull + weight download + load, from the catalog figures (not the component)."""
-    mp = next(m for m in plan.models if m.model == model)
+    """Node launch + image pull + weight read from the S3 mirror + engine start (+ Ray group), from the
+    catalog figures directly (not infra/startup.py, not the component)."""
     cfg = next(m for m in settings.config.models if m.name == model)
     arch = settings.catalog.models.get(cfg.source)
     ckpt = arch.checkpoint_precision if arch else "bf16"
     params = cfg.parameters_billion or arch.parameters_billion
-    download = params * settings.catalog.bytes_per_parameter[ckpt].value * 1000 / fig(settings, "weights_download_mb_per_second")
-    if mp.pipeline_parallel > 1:
-        budget = fig(settings, "startup_budget_seconds_multinode")
-    elif params >= fig(settings, "large_model_billion"):
-        budget = fig(settings, "startup_budget_seconds_large")
-    else:
-        budget = fig(settings, "startup_budget_seconds")
-    return int(fig(settings, "node_ready_seconds") + fig(settings, "image_pull_seconds") + download + budget)
+    read = params * settings.catalog.bytes_per_parameter[ckpt].value * 1000 / fig(settings, "s3_stream_mb_per_second")
+    gpus = cfg.tensor_parallel * cfg.pipeline_parallel
+    start = fig(settings, "engine_start_seconds" if gpus == 1 else "engine_start_seconds_multi_gpu")
+    ray = fig(settings, "ray_group_seconds") if cfg.pipeline_parallel > 1 else 0
+    return int(fig(settings, "node_ready_seconds") + fig(settings, "image_pull_seconds") + read + start + ray)
 
 
 CASES = {"dev": ("dev", {}), "prod": ("prod", {}), "405b": presets.LLAMA_405B}
@@ -176,16 +175,23 @@ def test_every_model_is_awaited_long_enough_and_nothing_else_waits_on_loading_po
         assert provider_wait(k8s_object(svc), timeouts[(svc.type, svc.name)][0]) is None, model
 
 
-def test_one_source_of_truth_the_startup_budget_moves_probe_and_await_together(timeouts):
-    def probe_and_await(changes):
-        settings, _, run = build_with_nodes(presets.LLAMA_70B_FP8, changes)
+def test_one_source_of_truth_the_startup_estimate_moves_probe_and_await(timeouts):
+    """infra/startup.py drives the startup probe and the workload's await: a
+    slower S3 stream (a figure override) lengthens all of them, by the estimate's own arithmetic."""
+    from infra import startup
+
+    def observed(changes):
+        settings, plan, run = build_with_nodes(presets.LLAMA_70B_FP8, changes)
         dep = one(run, DEPLOYMENT, "llama-3-1-70b-deployment")
         probe = container(inputs(dep)["spec"]["template"])["startupProbe"]
-        return (settings, probe["failureThreshold"] * probe["periodSeconds"],
+        model = next(m for m in settings.config.models if m.name == "llama-3-1-70b")
+        return (startup.estimate(settings, plan, model), probe["failureThreshold"] * probe["periodSeconds"],
                 duration_seconds(timeouts[(dep.type, dep.name)][0]))
-    settings, p0, a0 = probe_and_await(None)
-    _, p1, a1 = probe_and_await({"llmserving:serving": {"figures": {"startupBudgetSecondsLarge": 3000}}})
-    assert (p0, p1) == (int(fig(settings, "startup_budget_seconds_large")), 3000)
+    e0, p0, a0 = observed(None)
+    e1, p1, a1 = observed({"llmserving:serving": {"figures": {"s3StreamMbPerSecond": 200}}})
+    assert (p0, p1) == (e0.startup_probe_budget_seconds, e1.startup_probe_budget_seconds)
+    # 71 GB at 200 instead of 2,000 MB/s: 318 s more to read, x3 safety.
+    assert e1.weight_read_seconds - e0.weight_read_seconds == 353 - 36 and p1 - p0 >= 3 * 317 - 10  # rounded to the probe period
     assert p1 - p0 - 60 <= a1 - a0 <= p1 - p0 + 60  # the await moves with the probe (minutes, rounded up)
 
 
@@ -437,7 +443,7 @@ def test_vllm_keeps_connections_longer_than_the_alb(idle):
     s = settings_for("prod", changes)
     alb_idle = s.config.ingress.idle_timeout_seconds
     for m in s.config.models:
-        args = serving.workload_args(s, capacity.plan(s), m, scheduling(s), hf_token_secret=None, api_key_secret=None)
+        args = serving.workload_args(s, capacity.plan(s), m, scheduling(s), mirror_bucket=MIRROR_BUCKET, hf_token_secret=None, api_key_secret=None)
         objs = {o["kind"]: o for o in render(args)}
         env = {e["name"]: e.get("value") for e in container(objs["Deployment"]["spec"]["template"])["env"]}
         assert int(env.get("VLLM_HTTP_TIMEOUT_KEEP_ALIVE", 5)) > alb_idle, m.name
@@ -594,7 +600,7 @@ def test_rendered_sync_scripts_are_the_generator_with_the_pods_paths():
         lora = presets.many_tenants(3, runtime_loading=runtime)
         s = settings_for("prod", {"llmserving:lora": lora})
         m = next(x for x in s.config.models if x.name == "llama-3-1-8b")
-        args = serving.workload_args(s, capacity.plan(s), m, scheduling(s), hf_token_secret=None, api_key_secret="k")
+        args = serving.workload_args(s, capacity.plan(s), m, scheduling(s), mirror_bucket=MIRROR_BUCKET, hf_token_secret=None, api_key_secret="k")
         objs = {o["kind"]: o for o in render(args)}
         for o in objs.values():
             validate_object(o)
@@ -695,7 +701,7 @@ def test_runtime_loading_pods_have_no_filesystem_resolver_and_the_router_relists
 def test_pod_ephemeral_storage_request_counts_the_adapter_cache():
     s = settings_for("prod")
     m = next(x for x in s.config.models if x.name == "llama-3-1-8b")
-    args = serving.workload_args(s, capacity.plan(s), m, scheduling(s), hf_token_secret=None, api_key_secret=None)
+    args = serving.workload_args(s, capacity.plan(s), m, scheduling(s), mirror_bucket=MIRROR_BUCKET, hf_token_secret=None, api_key_secret=None)
     pod = {o["kind"]: o for o in render(args)}["Deployment"]["spec"]["template"]["spec"]
     disk = {v["name"]: v["emptyDir"]["sizeLimit"] for v in pod["volumes"]
             if "emptyDir" in v and v["emptyDir"].get("medium") != "Memory"}
