@@ -110,6 +110,8 @@ class AdapterStore:
     # sizeLimit would otherwise evict the whole pod).
     fill_ratio: float = 0.9
     sync_scratch_mib: int = 256
+    # Runtime loading: adapters a pod keeps on disk at most (infra/serving.py adapter_slots).
+    slots: int = 64
     # Pod Identity injects credentials, not a region, and IMDS is one hop away from the node
     # only (hop limit 1): the aws CLI needs the region from the environment
     # (EKS user guide pod-id-how-it-works; aws-cli configuration precedence).
@@ -403,7 +405,7 @@ os.execvp(argv[0], argv)
 
 
 def adapter_sync_script(*, adapter_dir: str, mapping_dir: str, runtime: bool, interval_seconds: int,
-                        budget_kib: int, port: int) -> str:
+                        budget_kib: int, port: int, slots: int = 64) -> str:
     """Bash run by the adapter sync container (amazon/aws-cli image: bash, aws, curl, jq, coreutils).
 
     Each pass lists `tenants/` once (paginated, not one LIST per adapter) and downloads only
@@ -482,48 +484,93 @@ def adapter_sync_script(*, adapter_dir: str, mapping_dir: str, runtime: bool, in
     if not runtime:
         lines += ["read_mapping", "sync_pass", "exit 0"]
         return "\n".join(lines) + "\n"
+    # Runtime loading: adapters are fetched on their first request by the resolver plugin inside vLLM
+    # (components/lora_s3_resolver.py), not prefetched. This loop keeps the cache bounded (O(active
+    # adapters)): it marks the adapters vLLM reports running or waiting (vllm:lora_requests_info, whose
+    # series carry the time they were last set: vllm/v1/metrics/loggers.py at v0.11.1), and unloads through
+    # the API, then deletes, what the mapping dropped and the least recently active adapters beyond the
+    # slots (keeping a tenth free so the resolver can fetch). An adapter vLLM still has registered must stay
+    # on disk (it reloads evicted CPU entries from lora_path), hence unload before delete.
+    keep = max(1, int(slots) - max(1, int(slots) // 10))
     lines += [
-        "register_pass() {",
-        "  local models adapter body",
-        "  declare -A loaded=()",
-        "  # vLLM not up yet: nothing to register.",
-        "  models=\"$(curl -sf \"${auth[@]}\" \"$api/v1/models\")\" || return 0",
-        "  while read -r adapter; do [ -n \"$adapter\" ] && loaded[$adapter]=1; done < <(",
-        "    printf '%s' \"$models\" | jq -r '.data[] | select(.parent != null) | .id')",
-        "  for adapter in \"${!mapped[@]}\"; do",
-        "    [ -e \"$dir/$adapter/.complete\" ] && [ ! -e \"$dir/$adapter/.refused\" ] || continue",
-        "    [ -n \"${loaded[$adapter]:-}\" ] && continue",
-        "    body=\"$(jq -nc --arg n \"$adapter\" --arg p \"$dir/$adapter\" '{lora_name: $n, lora_path: $p}')\"",
-        "    if curl -sf \"${auth[@]}\" -H 'Content-Type: application/json' -X POST -d \"$body\" "
-        "\"$api/v1/load_lora_adapter\" > /dev/null; then",
-        "      log \"registered $adapter\"",
-        "    else",
-        "      # e.g. rank above --max-lora-rank: do not retry every pass.",
-        "      touch \"$dir/$adapter/.refused\"",
-        "      log \"vLLM refused adapter $adapter\"",
-        "    fi",
-        "  done",
-        "  for adapter in \"${!loaded[@]}\"; do",
-        "    [ -n \"${mapped[$adapter]:-}\" ] && continue",
-        "    body=\"$(jq -nc --arg n \"$adapter\" '{lora_name: $n}')\"",
-        "    curl -sf \"${auth[@]}\" -H 'Content-Type: application/json' -X POST -d \"$body\" "
-        "\"$api/v1/unload_lora_adapter\" > /dev/null && log \"unloaded $adapter\"",
-        "  done",
-        "  # Files of adapters no longer mapped.",
+        f"keep={keep}",
+        "since=0",
+        "mark_active() {",
+        "  local metrics line labels value a",
+        "  declare -gA active=()",
+        "  metrics=\"$(curl -sf \"${auth[@]}\" \"$api/metrics\")\" || return 0",
+        "  while IFS= read -r line; do",
+        "    [[ $line =~ ^vllm:lora_requests_info\\{(.*)\\}\\ ([^ ]+)$ ]] || continue",
+        "    labels=\"${BASH_REMATCH[1]}\"; value=\"${BASH_REMATCH[2]}\"",
+        "    jq -en --argjson v \"$value\" --argjson s \"$since\" '$v >= $s' > /dev/null || continue",
+        "    for key in running_lora_adapters waiting_lora_adapters; do",
+        "      [[ $labels =~ $key=\\\"([^\\\"]*)\\\" ]] || continue",
+        "      IFS=, read -ra names <<< \"${BASH_REMATCH[1]}\"",
+        "      for a in \"${names[@]}\"; do",
+        "        [ -n \"$a\" ] || continue",
+        "        active[$a]=1",
+        "        [ -d \"$dir/$a\" ] && touch \"$dir/$a/.last_active\"",
+        "      done",
+        "    done",
+        "  done <<< \"$metrics\"",
+        "}",
+        "evict() {",
+        "  local adapter=$1 why=$2 body",
+        "  body=\"$(jq -nc --arg n \"$adapter\" '{lora_name: $n}')\"",
+        "  curl -sf \"${auth[@]}\" -H 'Content-Type: application/json' -X POST -d \"$body\" "
+        "\"$api/v1/unload_lora_adapter\" > /dev/null",
+        "  rm -rf \"$dir/$adapter\"",
+        "  log \"evicted $adapter ($why)\"",
+        "}",
+        "evict_pass() {",
+        "  local path adapter n",
+        "  local -a lru=()",
         "  for path in \"$dir\"/*/; do",
         "    [ -d \"$path\" ] || continue",
         "    adapter=\"$(basename \"$path\")\"",
-        "    [ -n \"${mapped[$adapter]:-}\" ] || { rm -rf \"$dir/$adapter\"; log \"removed $adapter\"; }",
+        "    if [ -z \"${mapped[$adapter]:-}\" ]; then evict \"$adapter\" \"no longer mapped\"; continue; fi",
+        "    [ -e \"$path/.complete\" ] || continue",
+        "    lru+=(\"$(stat -c %Y \"$path/.last_active\" 2>/dev/null || stat -c %Y \"$path/.complete\") $adapter\")",
         "  done",
+        "  n=${#lru[@]}",
+        "  [ \"$n\" -gt \"$keep\" ] || return 0",
+        "  while read -r _ adapter; do",
+        "    [ \"$n\" -gt \"$keep\" ] || break",
+        "    [ -n \"${active[$adapter]:-}\" ] && continue",
+        "    evict \"$adapter\" \"least recently used; cache keeps $keep\"",
+        "    n=$((n - 1))",
+        "  done < <(printf '%s\\n' \"${lru[@]}\" | sort -n)",
         "}",
         "while true; do",
         "  read_mapping",
-        "  sync_pass",
-        "  register_pass",
+        "  now=$(date +%s)",
+        "  mark_active",
+        "  since=$now",
+        "  evict_pass",
         f"  sleep {int(interval_seconds)}",
         "done",
     ]
     return "\n".join(lines) + "\n"
+
+
+# The resolver plugin as a package on PYTHONPATH: vLLM finds general plugins through entry points
+# (importlib.metadata scans sys.path for *.dist-info), vllm/plugins/__init__.py at v0.11.1.
+PLUGIN_DIR = "/opt/llmserving/plugins"
+RESOLVER_PLUGIN = "llmserving_lora_resolver"
+RESOLVER_FILES = {"module": f"{RESOLVER_PLUGIN}.py", "metadata": f"{RESOLVER_PLUGIN}-1.0.dist-info/METADATA",
+                  "entry-points": f"{RESOLVER_PLUGIN}-1.0.dist-info/entry_points.txt"}
+
+
+def resolver_config_map(model: str) -> str:
+    return f"{model}-lora-resolver"
+
+
+def resolver_plugin_files() -> dict[str, str]:
+    from pathlib import Path
+
+    return {"module": Path(__file__).with_name("lora_s3_resolver.py").read_text(),
+            "metadata": f"Metadata-Version: 2.1\nName: {RESOLVER_PLUGIN}\nVersion: 1.0\n",
+            "entry-points": f"[vllm.general_plugins]\n{RESOLVER_PLUGIN} = {RESOLVER_PLUGIN}:register\n"}
 
 
 def ray_worker_script(*, ray_port: int, join_seconds: int, retry_seconds: int) -> str:
@@ -684,8 +731,16 @@ def render(args: VllmWorkloadArgs) -> list[dict]:
         engine_security = {"allowPrivilegeEscalation": False, "runAsNonRoot": False, "runAsUser": 0,
                            "capabilities": {"drop": ["ALL"], "add": ["IPC_LOCK"]}}
     if ad is not None and ad.runtime_loading:
-        # Adapters are registered through the API by the sync sidecar (adapter_sync_script).
-        env.append({"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"})
+        # Adapters are fetched on their first request by the resolver plugin (components/lora_s3_resolver.py),
+        # loaded as the only general plugin (VLLM_PLUGINS: not vLLM's filesystem resolver), and evicted by
+        # the sync sidecar (adapter_sync_script).
+        env += [{"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"},
+                {"name": "VLLM_PLUGINS", "value": RESOLVER_PLUGIN},
+                {"name": "PYTHONPATH", "value": PLUGIN_DIR},
+                {"name": "LLMSERVING_ADAPTER_DIR", "value": ADAPTER_DIR},
+                {"name": "LLMSERVING_ADAPTER_MAPPING", "value": "/etc/llmserving/adapters.tsv"},
+                {"name": "LLMSERVING_ADAPTER_BUCKET_FILE", "value": "/etc/llmserving/bucket"},
+                {"name": "LLMSERVING_ADAPTER_SLOTS", "value": str(ad.slots)}]
 
     w = args.weights
     assert w is not None  # validated
@@ -714,10 +769,17 @@ def render(args: VllmWorkloadArgs) -> list[dict]:
         volumes += [{"name": "adapters", "emptyDir": {"sizeLimit": f"{ad.cache_gib}Gi"}},
                     {"name": "tenant-adapters", "configMap": {"name": ad.mapping_config_map}},
                     {"name": "sync-scratch", "emptyDir": {"sizeLimit": f"{ad.sync_scratch_mib}Mi"}}]
-        mounts.append({"name": "adapters", "mountPath": ADAPTER_DIR, "readOnly": True})
+        # Runtime loading: vLLM's resolver writes fetched adapters into the cache itself.
+        mounts.append({"name": "adapters", "mountPath": ADAPTER_DIR, "readOnly": not ad.runtime_loading})
+        if ad.runtime_loading:
+            mounts += [{"name": "tenant-adapters", "mountPath": "/etc/llmserving", "readOnly": True},
+                       {"name": "lora-resolver", "mountPath": PLUGIN_DIR, "readOnly": True}]
+            volumes.append({"name": "lora-resolver", "configMap": {"name": resolver_config_map(name), "items": [
+                {"key": k, "path": path} for k, path in RESOLVER_FILES.items()]}})
         budget_kib = int(ad.cache_gib * ad.fill_ratio * 1024 * 1024)
         script = adapter_sync_script(adapter_dir=ADAPTER_DIR, mapping_dir="/etc/llmserving", runtime=ad.runtime_loading,
-                                     interval_seconds=ad.sync_interval_seconds, budget_kib=budget_kib, port=port)
+                                     interval_seconds=ad.sync_interval_seconds, budget_kib=budget_kib, port=port,
+                                     slots=ad.slots)
         # The aws-cli image runs as root with HOME=/root (aws/aws-cli docker/Dockerfile at 2.31.18):
         # here a non-root uid on a read-only root filesystem, HOME on its own small emptyDir.
         sync = {"name": "adapter-sync", "image": ad.sync_image, "command": ["/bin/bash", "-c", script],
@@ -828,6 +890,10 @@ def render(args: VllmWorkloadArgs) -> list[dict]:
                      "automountServiceAccountToken": False})
     if w.mirror is not None:
         objs.append(mirror_job(args, labels))
+    if ad is not None and ad.runtime_loading:
+        objs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(resolver_config_map(name), args.namespace,
+                                                                              labels),
+                     "data": resolver_plugin_files()})
 
     # The Service waits for nothing: readiness is awaited on the Deployment (or the LWS's
     # Available condition), and a Service await would race the pods (pulumi-kubernetes

@@ -132,6 +132,77 @@ def runai_extra_config(settings: Settings, model: ModelConfig, memory_gib: int) 
     return extra
 
 
+def adapter_bytes(settings: Settings, source: str, rank: int) -> Optional[int]:
+    """Bytes of one LoRA adapter of `rank` for base model `source` (None: geometry not in the catalog).
+
+    Per layer r x (in + out) for q, k, v, o (hidden -> hidden, hidden -> kv, hidden -> kv, hidden -> hidden)
+    and gate, up, down (hidden -> intermediate twice, intermediate -> hidden); serving_catalog.ADAPTER_GEOMETRY.
+    """
+    geo = sc.ADAPTER_GEOMETRY.get(source)
+    arch = settings.catalog.models.get(source)
+    if geo is None or arch is None:
+        return None
+    h, i, kv = geo.hidden_size, geo.intermediate_size, arch.kv_heads * arch.head_dim
+    per_rank = arch.layers * ((h + h) + 2 * (h + kv) + (h + h) + 3 * (h + i))
+    return int(per_rank * rank * figure(settings, "adapter_bytes_per_parameter"))
+
+
+def adapter_slots(settings: Settings) -> int:
+    """Adapters a runtime-loading pod keeps on disk at most: --max-cpu-loras (or --max-loras) x slots per entry."""
+    lora = settings.config.lora
+    return (lora.max_cpu_loras or lora.max_loras) * int(figure(settings, "adapter_disk_slots_per_cpu_lora"))
+
+
+def adapters_held(settings: Settings) -> int:
+    """Adapters a LoRA pod holds: every mapped one (static loading) or at most adapter_slots() (runtime)."""
+    lora = settings.config.lora
+    mapped = sum(len(t.adapters) for t in lora.tenants)
+    return min(mapped, adapter_slots(settings)) if lora.runtime_loading else mapped
+
+
+def adapter_cache_gib(settings: Settings) -> int:
+    """The adapter cache (emptyDir sizeLimit): what the held adapters need with the fill-ratio headroom, at
+    most adapterCacheGib; adapterCacheGib when the base model's adapter size is not in the catalog."""
+    lora = settings.config.lora
+    limit = int(figure(settings, "adapter_cache_gib"))
+    model = next((m for m in settings.config.models if m.name == lora.base_model), None)
+    size = adapter_bytes(settings, model.source, lora.max_lora_rank) if model else None
+    if size is None:
+        return limit
+    need = adapters_held(settings) * size / figure(settings, "adapter_cache_fill_ratio")
+    return max(1, min(limit, math.ceil(need / 2 ** 30)))
+
+
+def adapter_cache_problems(settings: Settings) -> list[str]:
+    """The adapters a LoRA pod holds must fit its adapter cache (an emptyDir whose sizeLimit evicts the pod).
+
+    Static loading preloads every mapped adapter (O(tenants)); runtime loading fetches on first request
+    and keeps at most adapter_slots() (O(active adapters), components/lora_s3_resolver.py).
+    """
+    lora = settings.config.lora
+    if not lora.enabled or settings.config.orchestrator != "eks":
+        return []
+    model = next((m for m in settings.config.models if m.name == lora.base_model), None)
+    size = adapter_bytes(settings, model.source, lora.max_lora_rank) if model else None
+    if size is None:
+        return []
+    held = adapters_held(settings)
+    cache = figure(settings, "adapter_cache_gib") * 2 ** 30 * figure(settings, "adapter_cache_fill_ratio")
+    if held * size <= cache:
+        return []
+    how = (f"keeps up to {held:,} adapters (--max-cpu-loras x adapterDiskSlotsPerCpuLora)" if lora.runtime_loading
+           else f"preloads all {held:,} mapped adapters (static loading)")
+    fix = ("lower lora.maxCpuLoras or raise serving.figures.adapterCacheGib" if lora.runtime_loading
+           else "set lora.runtimeLoading: true (adapters are fetched on first request, least recently used evicted) "
+                "or raise serving.figures.adapterCacheGib")
+    return [f"{settings.project}:lora.tenants: model {model.name} {how} of rank {lora.max_lora_rank}, "
+            f"{size / 1e6:,.0f} MB each ({model.source}, all linear layers, "
+            f"{figure(settings, 'adapter_bytes_per_parameter'):g} bytes per parameter): {held * size / 1e9:,.1f} GB, "
+            f"but its adapter cache holds {cache / 1e9:,.1f} GB (adapterCacheGib "
+            f"{figure(settings, 'adapter_cache_gib'):g} GiB x adapterCacheFillRatio "
+            f"{figure(settings, 'adapter_cache_fill_ratio'):g}); {fix}"]
+
+
 def keepalive_seconds(settings: Settings) -> int:
     """HTTP keep-alive of every target behind the ALB: its idle timeout plus a margin.
 
@@ -205,9 +276,10 @@ def workload_args(settings: Settings, plan: capacity.Plan, model: ModelConfig, p
                                 runtime_loading=lora_cfg.runtime_loading, adapters=pairs,
                                 sync_image=image(settings, "aws-cli"),
                                 sync_interval_seconds=int(figure(settings, "adapter_sync_interval_seconds")),
-                                cache_gib=int(figure(settings, "adapter_cache_gib")),
+                                cache_gib=adapter_cache_gib(settings),
                                 fill_ratio=figure(settings, "adapter_cache_fill_ratio"),
-                                sync_scratch_mib=int(figure(settings, "sync_scratch_mib")), region=settings.region)
+                                sync_scratch_mib=int(figure(settings, "sync_scratch_mib")), region=settings.region,
+                                slots=adapter_slots(settings))
     node_selector, tolerations = _scheduling(pool_scheduling, mp.pool)
     from infra import startup
 

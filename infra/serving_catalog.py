@@ -189,3 +189,30 @@ SERVING_FIGURES: dict[str, Assumption] = {
     # Pause between `ray start` attempts of a worker while the group's head is not up yet.
     "ray_join_retry_seconds": Assumption(value=5, source="vllm-project/vllm examples/online_serving/multi-node-serving.sh (v0.11.1): retries every 5 s", as_of="2025-10"),
 }
+
+
+class AdapterGeometry(BaseModel):
+    """What a LoRA adapter's size depends on besides its rank: the base model's linear layer widths."""
+
+    model_config = ConfigDict(frozen=True)
+    hidden_size: int
+    intermediate_size: int
+    source: str
+    as_of: str
+
+
+_CFG = "the model's config.json on the Hub (hidden_size, intermediate_size)"
+# Layers, KV heads and head size come from infra/catalog.py MODELS. A LoRA adapter of rank r adds, per
+# adapted linear layer of in x out, an A (r x in) and a B (out x r) matrix: r x (in + out) parameters
+# (huggingface/peft src/peft/tuners/lora/layer.py, lora_A / lora_B). Sized for every linear layer of a
+# Llama-style block (q, k, v, o, gate, up, down: PEFT target_modules="all-linear"), the largest usual choice.
+ADAPTER_GEOMETRY: dict[str, AdapterGeometry] = {
+    "meta-llama/Llama-3.1-8B-Instruct": AdapterGeometry(hidden_size=4096, intermediate_size=14336, source=_CFG, as_of="2024-07"),
+    "mistralai/Mistral-7B-Instruct-v0.3": AdapterGeometry(hidden_size=4096, intermediate_size=14336, source=_CFG, as_of="2024-05"),
+    "Qwen/Qwen2.5-7B-Instruct": AdapterGeometry(hidden_size=3584, intermediate_size=18944, source=_CFG, as_of="2024-09"),
+    "Qwen/Qwen2.5-3B-Instruct": AdapterGeometry(hidden_size=2048, intermediate_size=11008, source=_CFG, as_of="2024-09"),
+    "meta-llama/Llama-3.1-70B-Instruct": AdapterGeometry(hidden_size=8192, intermediate_size=28672, source=_CFG, as_of="2024-07"),
+    "RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8": AdapterGeometry(hidden_size=8192, intermediate_size=28672, source=_CFG, as_of="2024-08"),
+    "meta-llama/Llama-3.1-405B-Instruct": AdapterGeometry(hidden_size=16384, intermediate_size=53248, source=_CFG, as_of="2024-07"),
+    "meta-llama/Llama-3.1-405B-Instruct-FP8": AdapterGeometry(hidden_size=16384, intermediate_size=53248, source=_CFG, as_of="2024-07"),
+}

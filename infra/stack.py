@@ -58,6 +58,10 @@ def build(settings: Settings, plan: capacity.Plan) -> None:
     if settings.config.orchestrator == "eks":
         from infra import eks_platform
         eks_platform.validate(settings, plan)  # before any resource exists
+    # The adapters a LoRA pod holds fit its adapter cache (sizes by rank and base model from the catalog).
+    problems = serving.adapter_cache_problems(settings)
+    if problems:
+        raise capacity.PlanError(problems)
     for m in settings.config.models:
         if m.revision == "0" * 40:
             pulumi.log.warn(f"{settings.project}: model {m.name} pins revision {m.revision}, a placeholder: its "

@@ -124,7 +124,9 @@ def static_adapter_gib(settings: Settings, model: ModelConfig) -> int:
     lora = settings.config.lora
     if not (lora.enabled and lora.base_model == model.name) or lora.runtime_loading:
         return 0
-    return int(figure(settings, "adapter_cache_gib"))
+    from infra.serving import adapter_cache_gib
+
+    return adapter_cache_gib(settings)
 
 
 def estimate(settings: Settings, plan: capacity.Plan, model: ModelConfig) -> StartupEstimate:
