@@ -494,7 +494,8 @@ def adapter_sync_script(*, adapter_dir: str, mapping_dir: str, runtime: bool, in
     keep = max(1, int(slots) - max(1, int(slots) // 10))
     lines += [
         f"keep={keep}",
-        "since=0",
+        # Activity counts from one interval before the first pass (series older than that are stale).
+        f"since=$(( $(date +%s) - {int(interval_seconds)} ))",
         "mark_active() {",
         "  local metrics line labels value a",
         "  declare -gA active=()",

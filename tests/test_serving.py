@@ -15,7 +15,7 @@ from infra import capacity, serving
 from infra.config import ConfigError
 from tests import serving_presets as presets
 from infra.mockcloud import run_callable
-from tests.harness import inputs, of_type, one, run_component, settings_for, stack_config
+from tests.harness import inputs, of_type, one, run_component, run_stack, settings_for, stack_config
 from tests.k8s_validation import validate_object
 from tests.test_vllm_server_args import assert_real_flags
 
@@ -291,13 +291,53 @@ def test_two_thousand_tenants_are_data_not_resources():
     assert cm["data"]["adapters.tsv"].count("\n") == 2000
     dep = inputs(one(big, "kubernetes:apps/v1:Deployment", "llama-3-1-8b-deployment"))
     c = container(dep["spec"]["template"])
-    assert "--lora-modules" not in c["args"]  # runtime loading: the sync sidecar registers mapped adapters
+    assert "--lora-modules" not in c["args"]  # runtime loading: fetched on first request by the resolver plugin
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
-    # No filesystem resolver: it only accepts adapters whose base_model_name_or_path is /models/<name>.
-    assert "VLLM_PLUGINS" not in env and "VLLM_LORA_RESOLVER_CACHE_DIR" not in env
+    # Only the project's resolver: vLLM's filesystem resolver accepts only adapters whose
+    # base_model_name_or_path is the served model's path.
+    assert env["VLLM_PLUGINS"] == "llmserving_lora_resolver" and "VLLM_LORA_RESOLVER_CACHE_DIR" not in env
+    # Pod storage is O(active adapters): the cache holds --max-cpu-loras x 2 adapters, not 2,000.
+    assert env["LLMSERVING_ADAPTER_SLOTS"] == "128"
+    adapters = next(v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "adapters")
+    # 128 rank-64 adapters of 8B (336 MB each, infra/serving.py adapter_bytes) / fill ratio 0.9 = 45 GiB.
+    assert adapters["emptyDir"]["sizeLimit"] == "45Gi"
     sync = next(x for x in dep["spec"]["template"]["spec"]["initContainers"] if x["name"] == "adapter-sync")
     assert sync["restartPolicy"] == "Always"
+
+
+def test_pod_storage_is_bounded_by_active_adapters_not_tenants():
+    """Runtime loading: the adapter cache (and the pod's ephemeral-storage request) stops growing with the
+    number of tenants once their adapters outnumber the LRU slots; static loading would hold them all."""
+    def pod(n, runtime=True):
+        s = settings_for("prod", {"llmserving:lora": presets.many_tenants(n, runtime_loading=runtime)})
+        m = next(x for x in s.config.models if x.name == "llama-3-1-8b")
+        args = serving.workload_args(s, capacity.plan(s), m, scheduling(s), mirror_bucket=MIRROR_BUCKET,
+                                     hf_token_secret=None, api_key_secret=None)
+        spec = {o["kind"]: o for o in render(args)}["Deployment"]["spec"]["template"]["spec"]
+        return spec["containers"][0]["resources"]["requests"]["ephemeral-storage"]
+    assert pod(500) == pod(1000) == pod(2000)
+    assert pod(2) != pod(500)  # below the slots, the cache is what the mapped adapters need
+    assert pod(20, runtime=False) != pod(40, runtime=False)  # static loading holds every mapped adapter
+
+
+def test_adapter_cache_check_fails_naming_the_model_and_the_sizes():
+    s = settings_for("prod", {"llmserving:lora": presets.many_tenants(2000, runtime_loading=False)})
+    (problem,) = serving.adapter_cache_problems(s)
+    assert problem.startswith("llmserving:lora.tenants: model llama-3-1-8b preloads all 2,000 mapped adapters "
+                              "(static loading) of rank 64, 336 MB each (meta-llama/Llama-3.1-8B-Instruct")
+    assert "671.1 GB, but its adapter cache holds 48.3 GB" in problem and "runtimeLoading: true" in problem
+    # The program refuses it before any resource exists (exit 2 in the preview, a RunError under the CLI).
+    with pytest.raises(Exception) as e:
+        run_stack("prod", {"llmserving:lora": presets.many_tenants(2000, runtime_loading=False)})
+    assert "671.1 GB" in str(e.value)
+    # Runtime loading holds 64 (maxCpuLoras 32 x 2) of the same adapters: 21.5 GB fits.
+    assert serving.adapter_cache_problems(settings_for("prod", {"llmserving:lora": {
+        **presets.many_tenants(2000), "maxCpuLoras": 32}})) == []
+    # A rank the cache cannot hold even at the LRU bound is refused too, naming the same sizes.
+    (big,) = serving.adapter_cache_problems(settings_for("prod", {"llmserving:lora": {
+        **presets.many_tenants(2000), "maxLoraRank": 256, "maxCpuLoras": 64}}))
+    assert "keeps up to 128 adapters" in big and "1,342 MB each" in big
 
 
 # --- observability -----------------------------------------------------------------------------

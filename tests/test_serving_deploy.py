@@ -536,6 +536,12 @@ FAKE_CURL = """
         sys.exit(code)
     if not state["up"] or "Authorization: Bearer sk-test" not in headers:
         done(22)
+    if url.endswith("/metrics"):
+        # vllm/v1/metrics/loggers.py (v0.11.1): one series per label set, valued at the time it was last set.
+        for running, waiting, ts in state.get("lora_info", []):
+            print('vllm:lora_requests_info{max_lora="8",waiting_lora_adapters="%s",running_lora_adapters="%s"} %s'
+                  % (waiting, running, repr(float(ts))))
+        done()
     if url.endswith("/v1/models"):
         data = [{"id": "llama-3-1-8b", "parent": None}] + [{"id": n, "parent": "llama-3-1-8b"} for n in state["loaded"]]
         print(json.dumps({"object": "list", "data": data}))
@@ -590,9 +596,9 @@ def sandbox(tmp_path: Path, mapping: str, loaded: dict, events: list) -> dict:
             "MAPPING": str(tmp_path / "etc" / "adapters.tsv"), "VLLM_API_KEY": "sk-test"}
 
 
-def sync_script(tmp_path: Path, *, runtime: bool, budget_kib: int = 1 << 20) -> str:
+def sync_script(tmp_path: Path, *, runtime: bool, budget_kib: int = 1 << 20, slots: int = 64) -> str:
     return adapter_sync_script(adapter_dir=str(tmp_path / "adapters"), mapping_dir=str(tmp_path / "etc"),
-                               runtime=runtime, interval_seconds=60, budget_kib=budget_kib, port=8000)
+                               runtime=runtime, interval_seconds=60, budget_kib=budget_kib, port=8000, slots=slots)
 
 
 def test_rendered_sync_scripts_are_the_generator_with_the_pods_paths():
@@ -610,7 +616,7 @@ def test_rendered_sync_scripts_are_the_generator_with_the_pods_paths():
         assert sync["command"] == ["/bin/bash", "-c", adapter_sync_script(
             adapter_dir="/adapters", mapping_dir="/etc/llmserving", runtime=runtime,
             interval_seconds=ad.sync_interval_seconds, budget_kib=int(ad.cache_gib * ad.fill_ratio * 1024 * 1024),
-            port=8000)]
+            port=8000, slots=ad.slots)]
         assert ("restartPolicy" in sync) == runtime
         assert {"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": "k", "key": "api-key"}}} in sync["env"]
 
@@ -652,36 +658,38 @@ def test_sync_stops_at_the_cache_budget_instead_of_getting_the_pod_evicted(tmp_p
     assert len(present) == 1 and "adapter cache full" in done.stderr
 
 
-def test_runtime_sync_registers_adapters_through_the_api_and_unloads_removed_ones(tmp_path):
-    """End to end with an empty bucket at start: vLLM comes up, a tenant uploads later, the sync registers
-    it (whatever base_model_name_or_path it carries), refuses nothing twice, and unloads what the mapping
-    dropped. Every call carries the API key."""
-    bucket = tmp_path / "s3" / "llmserving-prod-adapters" / "tenants"
-    staged = tmp_path / "uploads"
-    write_adapter(staged / "acme", "acme-support", base="/home/trainer/llama-3.1-8b")
-    write_adapter(staged / "globex", "bad-rank", rank=512)
-    events = [
-        {"vllm_up": True},                                                   # after pass 1
-        {"upload": [[str(staged / "acme"), str(bucket / "acme")],            # after pass 2
-                    [str(staged / "globex"), str(bucket / "globex")]]},
-        {},                                                                  # after pass 3
-        {"mapping": "bad-rank\tglobex\n"},                                   # after pass 4: acme leaves
-    ]
-    env = sandbox(tmp_path, "acme-support\tacme\nbad-rank\tglobex\n", {"old-tenant-adapter": "x"}, events)
-    done = subprocess.run(["bash", "-c", sync_script(tmp_path, runtime=True)], env=env, capture_output=True,
+def test_runtime_sync_keeps_the_cache_at_its_slots_evicting_least_recently_active_adapters(tmp_path):
+    """Runtime loading: the resolver fetches on first request; the sidecar keeps the cache bounded. With
+    10 slots (9 kept, a tenth free for the resolver) and 12 adapters on disk, it unloads through the API
+    and deletes the least recently active ones, never one vLLM reports running or waiting, and drops
+    adapters the mapping no longer lists. Every call carries the API key."""
+    import time
+
+    mapping = "".join(f"a{i:02d}\tt\n" for i in range(12))
+    env = sandbox(tmp_path, mapping, {f"a{i:02d}": "x" for i in range(12)}, [{"mapping": mapping.replace("a11\tt\n", "")}])
+    now = time.time()
+    for i in range(12):
+        d = write_adapter(tmp_path / "adapters", f"a{i:02d}")
+        (d / ".complete").touch()
+        os.utime(d / ".complete", (now - 1000 + i, now - 1000 + i))  # a00 is the oldest
+    state = json.loads((tmp_path / "vllm.json").read_text())
+    # a00 and a01 are busy right now (a recent series); a02 was busy long ago (an old series).
+    state.update(up=True, lora_info=[["a00", "a01", now + 5], ["a02", "", 1.0]])
+    (tmp_path / "vllm.json").write_text(json.dumps(state))
+    done = subprocess.run(["bash", "-c", sync_script(tmp_path, runtime=True, slots=10)], env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode in (-15, 143), done.stderr
+    present = sorted(p.name for p in (tmp_path / "adapters").iterdir() if not p.name.startswith("."))
+    # Pass 1: 12 on disk, keep 9: evict the 3 oldest that are not active (a02, a03, a04). Pass 2: a11 unmapped.
+    assert present == ["a00", "a01", "a05", "a06", "a07", "a08", "a09", "a10"]
     state = json.loads((tmp_path / "vllm.json").read_text())
-    loads = [c["body"]["lora_name"] for c in state["calls"] if c["url"].endswith("/load_lora_adapter")]
     unloads = [c["body"]["lora_name"] for c in state["calls"] if c["url"].endswith("/unload_lora_adapter")]
-    assert loads == ["acme-support", "bad-rank"] or loads == ["bad-rank", "acme-support"]  # each tried once
-    assert sorted(unloads) == ["acme-support", "old-tenant-adapter"]
-    assert state["loaded"] == {}
+    assert unloads == ["a02", "a03", "a04", "a11"]
     assert all("Authorization: Bearer sk-test" in c["headers"] for c in state["calls"])
-    assert "registered acme-support" in done.stderr and "vLLM refused adapter bad-rank" in done.stderr
-    # acme's files are gone with its mapping; the refused adapter stays on disk, marked.
-    assert not (tmp_path / "adapters" / "acme-support").exists()
-    assert (tmp_path / "adapters" / "bad-rank" / ".refused").exists()
+    assert "evicted a02 (least recently used; cache keeps 9)" in done.stderr
+    assert "evicted a11 (no longer mapped)" in done.stderr
+    # Nothing is prefetched: the resolver plugin fetches on first request (tests/test_coldstart_adapters.py).
+    assert not (tmp_path / "aws.log").exists()
 
 
 def test_runtime_loading_pods_have_no_filesystem_resolver_and_the_router_relists():
@@ -692,7 +700,8 @@ def test_runtime_loading_pods_have_no_filesystem_resolver_and_the_router_relists
     run = run_stack("prod", {"llmserving:lora": presets.many_tenants(3, runtime_loading=True)})
     dep = inputs(one(run, DEPLOYMENT, "llama-3-1-8b-deployment"))
     env = {e["name"]: e.get("value") for e in container(dep["spec"]["template"])["env"]}
-    assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True" and "VLLM_PLUGINS" not in env
+    # Only the project's S3 resolver plugin is loaded, not vLLM's filesystem resolver.
+    assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True" and env["VLLM_PLUGINS"] == "llmserving_lora_resolver"
     router = container(inputs(one(run, DEPLOYMENT, "llm-router-deployment"))["spec"]["template"], "router")
     i = router["args"].index("--k8s-watcher-timeout-seconds")
     assert 0 < int(router["args"][i + 1]) <= fig(settings_for("prod"), "adapter_sync_interval_seconds")
