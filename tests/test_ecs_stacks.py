@@ -291,3 +291,22 @@ def test_ecs_on_demand_base_is_priced_on_demand():
     with_base = capacity.plan(settings_for(base, {**changes, "llmserving:ecs": {"onDemandBaseCapacity": 1}}))
     (pool,) = with_base.pools
     assert pool.nodes == 1 and round(pool.hourly_usd, 2) == 21.96 and "1 on-demand base node(s)" in pool.price_basis
+
+
+def test_ecs_grace_period_comes_from_the_startup_estimate_unless_the_stack_sets_it():
+    """infra/startup.py: ECS ignores ELB health checks for the adapter copy plus the startup probe budget
+    (weight read from the mirror + engine start, x the safety factor); a slower stream lengthens it."""
+    from infra import startup
+
+    def grace(changes):
+        base, tier = TIERS["medium-p5"]
+        run = run_stack(base, {**tier, **changes})
+        s = settings_for(base, {**tier, **changes})
+        est = startup.estimate(s, capacity.plan(s), s.config.models[0])
+        (svc,) = of_type(run, "aws:ecs/service:Service")
+        return inputs(svc)["healthCheckGracePeriodSeconds"], est.ecs_grace_seconds
+    got, want = grace({})
+    assert got == want == 560  # 3 x (71 GB at 2,000 MB/s + 150 s), rounded to the probe period
+    slow, slow_want = grace({"llmserving:serving": {"figures": {"s3StreamMbPerSecond": 500}}})
+    assert slow == slow_want > got
+    assert grace({"llmserving:ecs": {"loadGracePeriodSeconds": 2400}})[0] == 2400
