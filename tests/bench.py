@@ -43,7 +43,10 @@ def worst_case_stack(tenants: int) -> dict:
                        "trafficShare": round(0.6 / 9, 10) if i < 8 else round(0.6 - 8 * round(0.6 / 9, 10), 10)})
     cfg["llmserving:models"] = models
     cfg["llmserving:lora"] = {
+        # Thousands of tenants: adapters fetched on first request (a pod holds maxCpuLoras x 2 of them;
+        # preloading 2,000 rank-64 adapters would not fit the adapter cache, infra/serving.py).
         "enabled": True, "baseModel": "small-model-0", "maxLoras": 16, "maxLoraRank": 64, "maxCpuLoras": 64,
+        "runtimeLoading": True,
         "tenants": [{"id": f"tenant-{i:04d}", "adapters": [f"tenant-{i:04d}-chat"]} for i in range(tenants)],
     }
     cfg["llmserving:gpuLimits"] = {"maxGpusTotal": 4096, "maxGpusPerPool": 2048,
