@@ -60,6 +60,8 @@ Kubernetes Secrets by name; neither is ever on a command line.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 import shlex
@@ -343,10 +345,13 @@ def mirror_container(*, image: str, source: str, revision: str, bucket: str, pre
                                 "readOnlyRootFilesystem": True, "runAsNonRoot": True, "runAsUser": run_as_user}}
 
 
-def mirror_job_name(model: str, revision: str) -> str:
-    """One Job per model revision: a new pin is a new Job (Job templates are immutable)."""
+def mirror_job_name(model: str, revision: str, spec: Optional[dict] = None) -> str:
+    """One Job per model revision and Job spec: a Job's pod template is immutable (Kubernetes API,
+    batch/v1 JobSpec.template), and pulumi-kubernetes replaces an object whose metadata.name changes
+    (provider/pkg/provider/diff.go metadataForceNewProperties), so any change is a new Job, not a failed patch."""
     rev = re.sub(r"[^a-z0-9]", "", revision.lower())[:12] or "rev"
-    return f"{model}-mirror-{rev}"[:63].rstrip("-")
+    digest = ("-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:6]) if spec else ""
+    return f"{model[:63 - len(rev) - len(digest) - 8]}-mirror-{rev}{digest}"
 
 
 def copy_script(uri: str, dest: str) -> str:
@@ -646,7 +651,6 @@ def mirror_job(args: VllmWorkloadArgs, labels: dict[str, str]) -> dict:
     w = args.weights
     assert w is not None and w.mirror is not None
     m, ops, pl = w.mirror, args.ops, args.placement
-    name = mirror_job_name(args.server.served_model_name, m.revision)
     job_labels = {**labels, "app.kubernetes.io/component": "model-mirror"}
     container = mirror_container(image=m.image, source=args.source, revision=m.revision, bucket=w.bucket,
                                  prefix=w.prefix, load_format=w.load_format, region=w.region,
@@ -662,8 +666,7 @@ def mirror_job(args: VllmWorkloadArgs, labels: dict[str, str]) -> dict:
               "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH_DIR}],
               "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
               "securityContext": dict(container["securityContext"])}
-    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": _meta(name, args.namespace, job_labels),
-            "spec": {"backoffLimit": m.backoff_limit, "activeDeadlineSeconds": m.deadline_seconds,
+    spec = {"backoffLimit": m.backoff_limit, "activeDeadlineSeconds": m.deadline_seconds,
                      "template": {"metadata": {"labels": job_labels}, "spec": {
                          "restartPolicy": "Never", "serviceAccountName": m.service_account,
                          "automountServiceAccountToken": False, "enableServiceLinks": False,
@@ -672,7 +675,9 @@ def mirror_job(args: VllmWorkloadArgs, labels: dict[str, str]) -> dict:
                          "nodeSelector": dict(pl.node_selector), "tolerations": list(pl.tolerations),
                          "securityContext": {"runAsNonRoot": True, "runAsUser": ops.run_as_user,
                                              "runAsGroup": ops.fs_group, "fsGroup": ops.fs_group,
-                                             "seccompProfile": {"type": "RuntimeDefault"}}}}}}
+                                             "seccompProfile": {"type": "RuntimeDefault"}}}}}
+    name = mirror_job_name(args.server.served_model_name, m.revision, spec)
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": _meta(name, args.namespace, job_labels), "spec": spec}
 
 
 def render(args: VllmWorkloadArgs) -> list[dict]:

@@ -312,3 +312,21 @@ def test_efa_pools_without_the_device_plugin_are_rejected():
         NvidiaRuntime("n", NvidiaRuntimeArgs(device_plugin=chart, efa_device_plugin=dataclasses.replace(chart, version="^0.5")))
     assert "efa_device_plugin.version: got '^0.5'; pin an exact chart version" in str(e.value)
     assert "efa_pools: got (); name the pools whose nodes have EFA interfaces" in str(e.value)
+
+
+def test_a_changed_mirror_job_is_a_new_job_not_a_patch_of_an_immutable_template():
+    """batch/v1 Job templates are immutable: the Job's name carries its revision and a digest of its spec, so
+    a new pin or new settings replace it (pulumi-kubernetes replaces on a metadata.name change)."""
+    _, objs = _mistral_workload()
+    name = objs["Job"]["metadata"]["name"]
+    assert name.startswith("mistral-7b-mirror-main-") and len(name) <= 63
+    _, same = _mistral_workload()
+    assert same["Job"]["metadata"]["name"] == name  # deterministic
+    _, pinned = _mistral_workload(revision="a" * 40)
+    assert pinned["Job"]["metadata"]["name"].startswith("mistral-7b-mirror-aaaaaaaaaaaa-")
+    s = settings_for("dev", {"llmserving:serving": {"figures": {"mirrorConcurrency": 4}}})
+    m = next(x for x in s.config.models if x.name == "mistral-7b")
+    args = serving.workload_args(s, capacity.plan(s), m, _scheduling(s), mirror_bucket=MIRROR_BUCKET,
+                                 hf_token_secret="hf-token", api_key_secret=None)
+    other = next(o for o in render(args) if o["kind"] == "Job")["metadata"]["name"]
+    assert other != name and other.startswith("mistral-7b-mirror-main-")
