@@ -35,8 +35,9 @@ read: it reads safetensors only), an init container copies the prefix from
 the mirror (aws-cli, same role) into the pod's `model-cache` emptyDir and vLLM
 loads from there: still never the Hub.
 
-Start-up timeline and awaits: node launch + image pull + download + the
-startup probe budget is one replica's start-up (`pod_ready_seconds`); the
+Start-up timeline and awaits: node launch + image pull + what the init
+containers write (fallback copy, static adapters) + the startup probe budget
+(all from infra/startup.py) is one replica's start-up (`pod_ready_seconds`); the
 Deployment/LeaderWorkerSet await timeouts, the Deployment's progress deadline
 and the Ray join window derive from it. Rollouts step by the pool's headroom
 (`Rollout`, chosen by infra/serving.py).
@@ -46,8 +47,10 @@ HOME and caches on emptyDirs, except the engines of an EFA group (uid 0 with
 only IPC_LOCK: Kubernetes grants added capabilities to root only).
 
 LoRA: static adapters start through STATIC_LORA_LAUNCHER (only adapters that
-can load); runtime adapters are fetched and registered through vLLM's API by
-the sync sidecar (`adapter_sync_script`).
+can load); runtime adapters are fetched on their first request by the
+resolver plugin (components/lora_s3_resolver.py, a ConfigMap on PYTHONPATH)
+and the sync sidecar (`adapter_sync_script`) keeps the cache at its slots,
+least recently active adapters evicted.
 
 Autoscaling: KEDA owns the replica count of the Deployment/LeaderWorkerSet it
 scales, so Pulumi ignores `spec.replicas` on them after creation (otherwise
@@ -667,15 +670,14 @@ def mirror_job(args: VllmWorkloadArgs, labels: dict[str, str]) -> dict:
               "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
               "securityContext": dict(container["securityContext"])}
     spec = {"backoffLimit": m.backoff_limit, "activeDeadlineSeconds": m.deadline_seconds,
-                     "template": {"metadata": {"labels": job_labels}, "spec": {
-                         "restartPolicy": "Never", "serviceAccountName": m.service_account,
-                         "automountServiceAccountToken": False, "enableServiceLinks": False,
-                         "initContainers": [container], "containers": [verify],
-                         "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}}],
-                         "nodeSelector": dict(pl.node_selector), "tolerations": list(pl.tolerations),
-                         "securityContext": {"runAsNonRoot": True, "runAsUser": ops.run_as_user,
-                                             "runAsGroup": ops.fs_group, "fsGroup": ops.fs_group,
-                                             "seccompProfile": {"type": "RuntimeDefault"}}}}}
+            "template": {"metadata": {"labels": job_labels}, "spec": {
+                "restartPolicy": "Never", "serviceAccountName": m.service_account,
+                "automountServiceAccountToken": False, "enableServiceLinks": False,
+                "initContainers": [container], "containers": [verify],
+                "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}}],
+                "nodeSelector": dict(pl.node_selector), "tolerations": list(pl.tolerations),
+                "securityContext": {"runAsNonRoot": True, "runAsUser": ops.run_as_user, "runAsGroup": ops.fs_group,
+                                    "fsGroup": ops.fs_group, "seccompProfile": {"type": "RuntimeDefault"}}}}}
     name = mirror_job_name(args.server.served_model_name, m.revision, spec)
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": _meta(name, args.namespace, job_labels), "spec": spec}
 
