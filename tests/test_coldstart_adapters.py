@@ -20,8 +20,8 @@ import pytest
 from components import lora_s3_resolver as resolver
 from components.vllm_workload import RESOLVER_FILES, RESOLVER_PLUGIN, render, resolver_plugin_files
 
-boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
+import boto3  # noqa: E402  (requirements-dev.txt)
+from moto import server as moto_server  # noqa: E402  (requirements-dev.txt: never skipped)
 BUCKET = "llmserving-prod-adapters"
 
 

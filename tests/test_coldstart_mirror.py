@@ -22,8 +22,8 @@ import pytest
 
 from components import mirror_script
 
-boto3 = pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
+import boto3  # noqa: E402  (requirements-dev.txt)
+from moto import server as moto_server  # noqa: E402  (requirements-dev.txt: never skipped)
 
 REPO = "acme-org/tiny-llm"
 REV1 = "1" * 40
