@@ -98,6 +98,27 @@ class AdapterSync:
 
 
 @dataclass(frozen=True)
+class MirrorTask:
+    """The model's run-once mirror task (components/mirror_script.py): a task definition that an operator
+    (or CI) runs with `aws ecs run-task`, see VllmEcsService.mirror_run_task.
+
+    ECS has no run-to-completion resource a Pulumi program can wait on: a service keeps its desired
+    count running and restarts a task that exits (ECS developer guide, "Amazon ECS services"), so a
+    service of one copy task would copy again forever; RunTask is an API call, not a resource
+    (botocore ecs service-2.json: RunTask has no Create/Delete counterpart). The task definition
+    is the resource; running it is the documented step, exported as a stack output.
+    """
+
+    image: str
+    environment: Mapping[str, str]
+    task_role_arn: pulumi.Input[str]
+    # Secret env name -> ARN (the Hugging Face token); only this task gets it, never the serving task.
+    secrets: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    cpu: int = 2048
+    memory_mib: int = 4096
+
+
+@dataclass(frozen=True)
 class VllmEcsServiceArgs:
     service_name: str
     # Account-unique prefix for the task family, roles, security group and log group (e.g. the cluster name).
@@ -130,6 +151,7 @@ class VllmEcsServiceArgs:
     environment: Mapping[str, str] = field(default_factory=dict)
     task_role_arn: Optional[pulumi.Input[str]] = None
     adapter_sync: Optional[AdapterSync] = None
+    mirror: Optional[MirrorTask] = None
     # uid:gid every container of the task runs as (never root; see USER above).
     user: str = "10001:10001"
     port: int = 8000
@@ -218,6 +240,11 @@ def validate_vllm_ecs_service_args(args: VllmEcsServiceArgs) -> None:
             if any(a == flag or a.startswith(f"{flag}=") for a in command):
                 problems.append(f"server: renders {flag}; pass it through secrets (e.g. VLLM_API_KEY), "
                                 f"not the command line")
+    if "HF_TOKEN" in args.secrets or "HF_TOKEN" in args.environment:
+        problems.append("secrets: HF_TOKEN given to the serving task; only the mirror task reads the Hub")
+    if args.mirror is not None and not args.server.model.startswith("s3://"):
+        problems.append(f"server.model: got {args.server.model!r}; with a mirror the task streams the mirrored "
+                        f"weights (s3://...)")
     if args.gpus_per_task < 1:
         problems.append(f"gpus_per_task: got {args.gpus_per_task}; a vLLM task needs at least 1 GPU")
     elif args.gpus_per_task > args.instance_gpus:
@@ -366,6 +393,44 @@ def container_definition(args: VllmEcsServiceArgs, log_group: str, secrets: Mapp
     }
 
 
+MIRROR_CONTAINER = "mirror"
+
+
+def mirror_container_definition(args: VllmEcsServiceArgs, log_group: str, secrets: Mapping[str, str]) -> dict:
+    """The mirror task's one container: components/mirror_script.py in the pinned vLLM image."""
+    from components.model_mirror import MIRROR_SCRIPT
+
+    m = args.mirror
+    assert m is not None
+    environment = {**m.environment, "HOME": SYNC_HOME}
+    return {
+        "name": MIRROR_CONTAINER, "image": m.image, "essential": True,
+        "entryPoint": ["python3", "-c"], "command": [MIRROR_SCRIPT],
+        "user": args.user, "cpu": m.cpu, "memory": m.memory_mib,
+        "environment": [{"name": k, "value": v} for k, v in sorted(environment.items())],
+        "secrets": [{"name": k, "valueFrom": v} for k, v in sorted(secrets.items())],
+        "logConfiguration": {"logDriver": "awslogs", "options": {
+            "awslogs-group": log_group, "awslogs-region": args.region, "awslogs-stream-prefix": "mirror"}},
+    }
+
+
+def mirror_run_task_command(*, cluster: str, family: str, capacity_provider: str, security_group: str,
+                            subnets: list[str], region: str) -> str:
+    """Runs the mirror task once and fails unless it exits 0 (aws ecs run-task / describe-tasks, AWS CLI
+    v2 reference). Idempotent: a complete copy is verified and skipped."""
+    net = (f"awsvpcConfiguration={{subnets=[{','.join(subnets)}],securityGroups=[{security_group}],"
+           f"assignPublicIp=DISABLED}}")
+    return (f"task=$(aws ecs run-task --region {region} --cluster {cluster} --task-definition {family} "
+            f"--capacity-provider-strategy capacityProvider={capacity_provider},weight=1 "
+            f"--network-configuration '{net}' --query 'tasks[0].taskArn' --output text) && "
+            # Not `aws ecs wait tasks-stopped`: it gives up after 100 polls of 6 s (AWS CLI v2 reference),
+            # shorter than a large copy.
+            f"until [ \"$(aws ecs describe-tasks --region {region} --cluster {cluster} --tasks \"$task\" "
+            f"--query 'tasks[0].lastStatus' --output text)\" = STOPPED ]; do sleep 30; done && "
+            f"test \"$(aws ecs describe-tasks --region {region} --cluster {cluster} --tasks \"$task\" "
+            f"--query 'tasks[0].containers[0].exitCode' --output text)\" = 0")
+
+
 class VllmEcsService(pulumi.ComponentResource):
     def __init__(self, name: str, args: VllmEcsServiceArgs, opts: pulumi.ResourceOptions | None = None):
         validate_vllm_ecs_service_args(args)
@@ -453,8 +518,34 @@ class VllmEcsService(pulumi.ComponentResource):
                 "scale_out_cooldown": args.scale_out_cooldown_seconds,
             }, opts=child)
 
+        self.mirror_task_definition = None
+        self.mirror_run_task = None
+        if args.mirror is not None:
+            m = args.mirror
+            mirror_secrets = sorted(m.secrets)
+            mirror_defs = pulumi.Output.all(log_group.name, *[m.secrets[k] for k in mirror_secrets]).apply(
+                lambda vals: json.dumps([mirror_container_definition(args, vals[0], dict(zip(mirror_secrets, vals[1:])))],
+                                        sort_keys=True))
+            if m.secrets:
+                aws.iam.RolePolicy(f"{name}-execution-mirror-secrets", role=execution.id,
+                                   policy=pulumi.Output.all(*m.secrets.values()).apply(
+                                       lambda resolved: json.dumps({"Version": "2012-10-17", "Statement": [
+                                           {"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue",
+                                                                           "ssm:GetParameters"],
+                                            "Resource": sorted(resolved)}]}, sort_keys=True)), opts=child)
+            self.mirror_task_definition = aws.ecs.TaskDefinition(
+                f"{name}-mirror-task", family=f"{full}-mirror", network_mode="awsvpc", requires_compatibilities=["EC2"],
+                execution_role_arn=execution.arn, task_role_arn=m.task_role_arn, container_definitions=mirror_defs,
+                tags=tags, opts=child)
+            # The run-once step (stack output): run the task on the model's capacity, wait, check its exit code.
+            self.mirror_run_task = pulumi.Output.all(
+                args.cluster_name, self.mirror_task_definition.family, args.capacity_provider, task_sg.id,
+                *args.subnet_ids).apply(lambda v: mirror_run_task_command(
+                    cluster=v[0], family=v[1], capacity_provider=v[2], security_group=v[3], subnets=list(v[4:]),
+                    region=args.region))
+
         self.service_name = service.name
         self.task_definition_arn = task.arn
         self.log_group_name = log_group.name
         self.register_outputs({"serviceName": self.service_name, "taskDefinitionArn": self.task_definition_arn,
-                               "logGroupName": self.log_group_name})
+                               "logGroupName": self.log_group_name, "mirrorRunTask": self.mirror_run_task})

@@ -25,6 +25,7 @@ A 16-bit checkpoint served at precision fp8 gets `--quantization fp8`
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Optional
 
@@ -40,6 +41,17 @@ KV_CACHE_DTYPES: tuple[str, ...] = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2")
 # Precision of the weights as served -> --dtype for an unquantized checkpoint.
 DTYPE_FOR_PRECISION: dict[str, str] = {"bf16": "bfloat16", "fp16": "float16"}
 PRECISIONS: tuple[str, ...] = ("fp16", "bf16", "fp8", "awq", "gptq", "int8")
+# --load-format values this project emits (a subset of vllm/model_executor/model_loader/__init__.py
+# _LOAD_FORMAT_TO_MODEL_LOADER at v0.11.1): the Run:ai streamer (safetensors only, local or s3://;
+# model_loader/runai_streamer_loader.py) and the default loaders of a local copy.
+LOAD_FORMATS: tuple[str, ...] = ("runai_streamer", "safetensors", "pt")
+# Object-store schemes vLLM v0.11.1 hands to the Run:ai streamer (vllm/transformers_utils/runai_utils.py
+# SUPPORTED_SCHEMES); with such a model path any other --load-format is refused (vllm/config/vllm.py).
+OBJECT_STORE_SCHEMES: tuple[str, ...] = ("s3://", "gs://")
+# Keys RunaiModelStreamerLoader reads from --model-loader-extra-config at v0.11.1 (concurrency and
+# memory_limit become RUNAI_STREAMER_CONCURRENCY / RUNAI_STREAMER_MEMORY_LIMIT; distributed splits the
+# reads between the TP/PP processes of a node instead of each one reading every file).
+RUNAI_EXTRA_KEYS: dict[str, type] = {"concurrency": int, "memory_limit": int, "distributed": bool}
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,9 @@ class VllmServerSpec:
     max_num_batched_tokens: Optional[int] = None
     lora: Optional[LoraSpec] = None
     port: int = 8000
+    # None: vLLM's default ("auto") on a local directory.
+    load_format: Optional[str] = None
+    model_loader_extra_config: Optional[dict] = None
 
 
 def spec_problems(spec: VllmServerSpec) -> list[str]:
@@ -119,6 +134,23 @@ def spec_problems(spec: VllmServerSpec) -> list[str]:
         p.append(f"max_num_batched_tokens: got {spec.max_num_batched_tokens}; must be >= 1")
     if spec.max_num_seqs is not None and spec.max_num_seqs < 1:
         p.append(f"max_num_seqs: got {spec.max_num_seqs}; must be >= 1")
+    remote = spec.model.startswith(OBJECT_STORE_SCHEMES)
+    if spec.load_format is not None and spec.load_format not in LOAD_FORMATS:
+        p.append(f"load_format: got {spec.load_format!r}; allowed: {', '.join(LOAD_FORMATS)}")
+    if remote and spec.load_format != "runai_streamer":
+        p.append(f"load_format: got {spec.load_format!r}; vLLM loads {spec.model} only with runai_streamer")
+    if remote and not spec.model.endswith("/"):
+        p.append(f"model: got {spec.model!r}; an object-store prefix ends with '/'")
+    extra = spec.model_loader_extra_config
+    if extra is not None:
+        if spec.load_format != "runai_streamer":
+            p.append(f"model_loader_extra_config: given for load format {spec.load_format!r}; only runai_streamer "
+                     f"keys are emitted")
+        for k, v in extra.items():
+            want = RUNAI_EXTRA_KEYS.get(k)
+            if want is None or type(v) is not want or (want is int and v < 1):
+                p.append(f"model_loader_extra_config.{k}: got {v!r}; allowed: concurrency and memory_limit "
+                         f"(positive integers), distributed (true/false)")
     if spec.lora is not None:
         lo = spec.lora
         if lo.max_lora_rank not in LORA_RANKS:
@@ -170,6 +202,12 @@ def vllm_server_args(spec: VllmServerSpec) -> list[str]:
     if spec.max_num_batched_tokens is not None:
         a += ["--max-num-batched-tokens", str(spec.max_num_batched_tokens)]
     a.append("--enable-prefix-caching" if spec.enable_prefix_caching else "--no-enable-prefix-caching")
+    if spec.load_format is not None:
+        a += ["--load-format", spec.load_format]
+    if spec.model_loader_extra_config:
+        # JSON: vllm/engine/arg_utils.py parses dict-typed flags with json.loads (v0.11.1).
+        a += ["--model-loader-extra-config", json.dumps(spec.model_loader_extra_config, sort_keys=True,
+                                                        separators=(",", ":"))]
     if spec.lora is not None:
         lo = spec.lora
         a += ["--enable-lora", "--max-loras", str(lo.max_loras), "--max-lora-rank", str(lo.max_lora_rank)]

@@ -16,27 +16,28 @@ From one model spec it renders, in namespace `args.namespace`:
   KEDA ScaledObject on `vllm:num_requests_waiting{model_name=...}` that scales
   the Deployment or the LeaderWorkerSet (whole groups), and a PodMonitor.
 
-Model cache: node-local disk with an init download step. An init container
-(the vLLM image itself, which ships huggingface_hub) downloads the checkpoint
-into an emptyDir on the node's disk, then vLLM loads it from there with
-HF_HUB_OFFLINE=1. Chosen over a PVC because EBS volumes are zonal and
-ReadWriteOnce (they pin replicas to one zone and cannot be shared, against
-the zone spread), and EFS/FSx add a shared throughput bottleneck and cost
-for files that are read once per start; chosen over a streaming loader
-because that needs the weights mirrored to S3 first. The download does not
-count against the startupProbe, whose budget only covers loading; it runs
-in the pod's own zone through the S3/NAT path. It fetches only what vLLM
-loads: config and tokenizer files first, then exactly the safetensors files
-that `model.safetensors.index.json` references (or the single
-`model.safetensors`). Duplicate copies of the weights are never fetched:
-`original/*` (Llama's native checkpoint) and `consolidated*` (Mistral's
-native single-file checkpoint, shipped beside the sharded one), so the
-cache holds one copy of the weights and the emptyDir's size limit (weights x
-headroom) covers it. The Xet chunk cache of huggingface_hub is turned off
-(it would otherwise grow up to 10 GB inside the same emptyDir).
+Weights: streamed from the stack's model mirror, never from the Hub. A
+mirror Job (`<model>-mirror-<revision>`, components/mirror_script.py) copies
+the pinned Hub revision once into `s3://<mirror>/<source>/<revision>/` with
+the Hugging Face token; the Deployment/LeaderWorkerSet waits for it
+(pulumi-kubernetes awaits a Job's Complete condition). vLLM then reads the
+weights straight from S3 into GPU memory with `--load-format runai_streamer`
+(vllm v0.11.1 vllm/model_executor/model_loader/runai_streamer_loader.py; the
+vllm/vllm-openai image installs runai-model-streamer[s3,gcs],
+docker/Dockerfile at v0.11.1): config and tokenizer go to VLLM_ASSETS_CACHE on
+the scratch volume, the weights never touch the node's disk, so the pod
+requests no model-sized ephemeral storage. Credentials: the weights service
+account's Pod Identity role (read-only, that model's prefix only); region:
+AWS_REGION (Pod Identity gives no region, IMDS is out of reach at hop limit
+1). HF_HUB_OFFLINE=1 keeps vLLM off the Hub. Where streaming does not apply
+(`load_format` safetensors or pt, e.g. a checkpoint the Run:ai loader cannot
+read: it reads safetensors only), an init container copies the prefix from
+the mirror (aws-cli, same role) into the pod's `model-cache` emptyDir and vLLM
+loads from there: still never the Hub.
 
-Start-up timeline and awaits: node launch + image pull + download + the
-startup probe budget is one replica's start-up (`pod_ready_seconds`); the
+Start-up timeline and awaits: node launch + image pull + what the init
+containers write (fallback copy, static adapters) + the startup probe budget
+(all from infra/startup.py) is one replica's start-up (`pod_ready_seconds`); the
 Deployment/LeaderWorkerSet await timeouts, the Deployment's progress deadline
 and the Ray join window derive from it. Rollouts step by the pool's headroom
 (`Rollout`, chosen by infra/serving.py).
@@ -46,20 +47,24 @@ HOME and caches on emptyDirs, except the engines of an EFA group (uid 0 with
 only IPC_LOCK: Kubernetes grants added capabilities to root only).
 
 LoRA: static adapters start through STATIC_LORA_LAUNCHER (only adapters that
-can load); runtime adapters are fetched and registered through vLLM's API by
-the sync sidecar (`adapter_sync_script`).
+can load); runtime adapters are fetched on their first request by the
+resolver plugin (components/lora_s3_resolver.py, a ConfigMap on PYTHONPATH)
+and the sync sidecar (`adapter_sync_script`) keeps the cache at its slots,
+least recently active adapters evicted.
 
 Autoscaling: KEDA owns the replica count of the Deployment/LeaderWorkerSet it
 scales, so Pulumi ignores `spec.replicas` on them after creation (otherwise
 every `pulumi up` would reset the count KEDA chose).
 
-Secrets: the Hugging Face token (init container only) and the vLLM API key
+Secrets: the Hugging Face token (mirror Job only) and the vLLM API key
 (`VLLM_API_KEY`, read by the server and the adapter sync) come from
 Kubernetes Secrets by name; neither is ever on a command line.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 import shlex
@@ -110,6 +115,8 @@ class AdapterStore:
     # sizeLimit would otherwise evict the whole pod).
     fill_ratio: float = 0.9
     sync_scratch_mib: int = 256
+    # Runtime loading: adapters a pod keeps on disk at most (infra/serving.py adapter_slots).
+    slots: int = 64
     # Pod Identity injects credentials, not a region, and IMDS is one hop away from the node
     # only (hop limit 1): the aws CLI needs the region from the environment
     # (EKS user guide pod-id-how-it-works; aws-cli configuration precedence).
@@ -154,6 +161,51 @@ class Operations:
 
 
 @dataclass(frozen=True)
+class MirrorJob:
+    """The one-time copy of the pinned Hub revision into the mirror (components/mirror_script.py)."""
+
+    image: str
+    revision: str
+    service_account: str
+    hf_token_secret: Optional[str] = None
+    concurrency: int = 8
+    part_mib: int = 64
+    keep_revisions: int = 2
+    # activeDeadlineSeconds of the Job and its await timeout (the copy at the Hub's bandwidth, with margin).
+    deadline_seconds: int = 3600
+    backoff_limit: int = 3
+    cpu: str = "2"
+    memory_gib: int = 4
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Where vLLM reads the weights: the model's prefix of the stack's mirror bucket."""
+
+    bucket: str
+    prefix: str  # <source>/<revision>/
+    # runai_streamer: stream from S3; safetensors / pt: copy the prefix into the pod's model-cache first.
+    load_format: str
+    # Pod Identity service account with read-only access to the prefix (None: the adapter service account).
+    service_account: Optional[str]
+    region: str
+    # Run:ai streamer: S3 client threads, and the CPU buffer per process (bytes).
+    stream_concurrency: int = 32
+    stream_memory_limit_bytes: int = 0
+    # The fallback copy (aws-cli image).
+    copy_image: str = ""
+    mirror: Optional[MirrorJob] = None
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    @property
+    def streams(self) -> bool:
+        return self.load_format == "runai_streamer"
+
+
+@dataclass(frozen=True)
 class Rollout:
     """Rolling update step, chosen from the pool's headroom (infra/serving.py rollout())."""
 
@@ -164,7 +216,7 @@ class Rollout:
 @dataclass(frozen=True)
 class VllmWorkloadArgs:
     namespace: str
-    source: str  # Hugging Face repo id the init step downloads
+    source: str  # Hugging Face repo id (mirrored, never read by serving pods)
     server: VllmServerSpec
     image: str
     gpus_per_pod: int
@@ -181,9 +233,9 @@ class VllmWorkloadArgs:
     # Subnets of a load balancer that targets the pods directly (ALB IP
     # targets through a TargetGroupBinding); empty: only the gateway pods.
     load_balancer_cidrs: tuple[str, ...] = ()
-    hf_token_secret: Optional[str] = None
     api_key_secret: Optional[str] = None
     adapters: Optional[AdapterStore] = None
+    weights: Optional[Weights] = None
     pod_monitor: bool = True
     labels: dict[str, str] = field(default_factory=dict)
     rollout: Rollout = field(default_factory=Rollout)
@@ -229,6 +281,25 @@ def validate_vllm_workload_args(args: VllmWorkloadArgs) -> None:
                  f"{s.pipeline_parallel} x {pl.gpu_memory_gb:g} GB x {s.gpu_memory_utilization:g} gives {usable:,.0f} GB")
     if s.lora is not None and args.adapters is None:
         p.append("adapters: LoRA is enabled on the server but no adapter store is given")
+    w = args.weights
+    if w is None:
+        p.append("weights: none; serving pods read their weights from the stack's model mirror, never the Hub")
+    else:
+        if w.streams != s.model.startswith("s3://"):
+            p.append(f"server.model: got {s.model!r} with load format {w.load_format!r}; runai_streamer streams "
+                     f"{w.uri}, other formats load a local copy of it")
+        if w.streams and s.model != w.uri:
+            p.append(f"server.model: got {s.model!r}; the weights are at {w.uri}")
+        if s.load_format != w.load_format:
+            p.append(f"server.load_format: got {s.load_format!r}; the weights say {w.load_format!r}")
+        if not w.region:
+            p.append("weights.region: got ''; S3 clients in the pod have no IMDS to ask for the region")
+        if not w.streams and not w.copy_image:
+            p.append("weights.copy_image: got ''; the fallback copies the mirror into the pod's cache with it")
+        if w.service_account is None and (s.lora is None or args.adapters is None):
+            p.append("weights.service_account: none; the pods need a Pod Identity role to read the mirror")
+        if w.mirror is not None and w.mirror.deadline_seconds < 60:
+            p.append(f"weights.mirror.deadline_seconds: got {w.mirror.deadline_seconds}; too short for any copy")
     if args.adapters is not None and not args.adapters.region:
         p.append("adapters.region: got ''; the adapter sync calls S3 and has no IMDS to ask for the region")
     if not 0 <= args.min_replicas <= args.max_replicas:
@@ -254,34 +325,42 @@ def validate_vllm_workload_args(args: VllmWorkloadArgs) -> None:
         raise ArgsError("VllmWorkload", p)
 
 
-# What the download step fetches before the weights: model config, generation
-# config, tokenizer (HF fast tokenizer JSON, sentencepiece model, tiktoken or
-# BPE files) and the safetensors index. Never the duplicate native checkpoints.
-DOWNLOAD_METADATA = ("*.json", "tokenizer.model", "*.tiktoken", "merges.txt", "vocab.txt")
-DOWNLOAD_SKIP = ("original/*", "consolidated*", "*.pth", "*.pt", "*.bin", "*.gguf", "*.onnx")
-SAFETENSORS_INDEX = "model.safetensors.index.json"
-SINGLE_SAFETENSORS = "model.safetensors"
+def mirror_container(*, image: str, source: str, revision: str, bucket: str, prefix: str, load_format: str,
+                     region: str, hf_token_secret: Optional[str], concurrency: int, part_mib: int, keep_revisions: int,
+                     run_as_user: int, cpu: str = "2", memory_gib: int = 4) -> dict:
+    """The mirror Job's container: components/mirror_script.py in the pinned vLLM image (python3, boto3).
+
+    It streams from the Hub to S3 (no disk beyond /tmp); the token comes from the Secret by name.
+    """
+    from components.model_mirror import MIRROR_SCRIPT, mirror_environment
+
+    env = [{"name": k, "value": v} for k, v in mirror_environment(
+        source=source, revision=revision, bucket=bucket, prefix=prefix, load_format=load_format, region=region,
+        concurrency=concurrency, part_mib=part_mib, keep_revisions=keep_revisions).items()]
+    env.append({"name": "HOME", "value": SCRATCH_DIR})
+    if hf_token_secret:
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": hf_token_secret, "key": "token"}}})
+    return {"name": "mirror", "image": image, "command": ["python3", "-c", MIRROR_SCRIPT], "env": env,
+            "resources": {"requests": {"cpu": cpu, "memory": f"{memory_gib}Gi"},
+                          "limits": {"memory": f"{memory_gib * 2}Gi"}},
+            "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH_DIR}],
+            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                                "readOnlyRootFilesystem": True, "runAsNonRoot": True, "runAsUser": run_as_user}}
 
 
-def download_script(source: str, dest: str) -> str:
-    """Python run by the init container: metadata first, then only the safetensors the index references."""
-    return "\n".join([
-        "import json, os, sys",
-        "from huggingface_hub import snapshot_download",
-        f"repo, dest = {source!r}, {dest!r}",
-        f"snapshot_download(repo_id=repo, local_dir=dest, allow_patterns={list(DOWNLOAD_METADATA)!r}, "
-        f"ignore_patterns={list(DOWNLOAD_SKIP)!r})",
-        f"index = os.path.join(dest, {SAFETENSORS_INDEX!r})",
-        "if os.path.exists(index):",
-        "    with open(index) as f:",
-        "        weights = sorted(set(json.load(f)['weight_map'].values()))",
-        "else:",
-        f"    weights = [{SINGLE_SAFETENSORS!r}]",
-        "snapshot_download(repo_id=repo, local_dir=dest, allow_patterns=weights)",
-        "missing = [w for w in weights if not os.path.isfile(os.path.join(dest, w))]",
-        "if missing:",
-        "    sys.exit(f'{repo}: safetensors weights {missing} not found; vLLM loads sharded or single safetensors')",
-    ])
+def mirror_job_name(model: str, revision: str, spec: Optional[dict] = None) -> str:
+    """One Job per model revision and Job spec: a Job's pod template is immutable (Kubernetes API,
+    batch/v1 JobSpec.template), and pulumi-kubernetes replaces an object whose metadata.name changes
+    (provider/pkg/provider/diff.go metadataForceNewProperties), so any change is a new Job, not a failed patch."""
+    rev = re.sub(r"[^a-z0-9]", "", revision.lower())[:12] or "rev"
+    digest = ("-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:6]) if spec else ""
+    return f"{model[:63 - len(rev) - len(digest) - 8]}-mirror-{rev}{digest}"
+
+
+def copy_script(uri: str, dest: str) -> str:
+    """Fallback (no streaming): copy the model's mirror prefix into the pod's model cache, from S3 only."""
+    return (f"set -eu; aws s3 cp --recursive --only-show-errors --exclude '.llmserving-mirror' "
+            f"{shlex.quote(uri)} {shlex.quote(dest + '/')}")
 
 
 # Files vLLM v0.11.1 loads a LoRA adapter from (vllm/lora/models.py from_local_checkpoint:
@@ -334,7 +413,7 @@ os.execvp(argv[0], argv)
 
 
 def adapter_sync_script(*, adapter_dir: str, mapping_dir: str, runtime: bool, interval_seconds: int,
-                        budget_kib: int, port: int) -> str:
+                        budget_kib: int, port: int, slots: int = 64) -> str:
     """Bash run by the adapter sync container (amazon/aws-cli image: bash, aws, curl, jq, coreutils).
 
     Each pass lists `tenants/` once (paginated, not one LIST per adapter) and downloads only
@@ -413,48 +492,94 @@ def adapter_sync_script(*, adapter_dir: str, mapping_dir: str, runtime: bool, in
     if not runtime:
         lines += ["read_mapping", "sync_pass", "exit 0"]
         return "\n".join(lines) + "\n"
+    # Runtime loading: adapters are fetched on their first request by the resolver plugin inside vLLM
+    # (components/lora_s3_resolver.py), not prefetched. This loop keeps the cache bounded (O(active
+    # adapters)): it marks the adapters vLLM reports running or waiting (vllm:lora_requests_info, whose
+    # series carry the time they were last set: vllm/v1/metrics/loggers.py at v0.11.1), and unloads through
+    # the API, then deletes, what the mapping dropped and the least recently active adapters beyond the
+    # slots (keeping a tenth free so the resolver can fetch). An adapter vLLM still has registered must stay
+    # on disk (it reloads evicted CPU entries from lora_path), hence unload before delete.
+    keep = max(1, int(slots) - max(1, int(slots) // 10))
     lines += [
-        "register_pass() {",
-        "  local models adapter body",
-        "  declare -A loaded=()",
-        "  # vLLM not up yet: nothing to register.",
-        "  models=\"$(curl -sf \"${auth[@]}\" \"$api/v1/models\")\" || return 0",
-        "  while read -r adapter; do [ -n \"$adapter\" ] && loaded[$adapter]=1; done < <(",
-        "    printf '%s' \"$models\" | jq -r '.data[] | select(.parent != null) | .id')",
-        "  for adapter in \"${!mapped[@]}\"; do",
-        "    [ -e \"$dir/$adapter/.complete\" ] && [ ! -e \"$dir/$adapter/.refused\" ] || continue",
-        "    [ -n \"${loaded[$adapter]:-}\" ] && continue",
-        "    body=\"$(jq -nc --arg n \"$adapter\" --arg p \"$dir/$adapter\" '{lora_name: $n, lora_path: $p}')\"",
-        "    if curl -sf \"${auth[@]}\" -H 'Content-Type: application/json' -X POST -d \"$body\" "
-        "\"$api/v1/load_lora_adapter\" > /dev/null; then",
-        "      log \"registered $adapter\"",
-        "    else",
-        "      # e.g. rank above --max-lora-rank: do not retry every pass.",
-        "      touch \"$dir/$adapter/.refused\"",
-        "      log \"vLLM refused adapter $adapter\"",
-        "    fi",
-        "  done",
-        "  for adapter in \"${!loaded[@]}\"; do",
-        "    [ -n \"${mapped[$adapter]:-}\" ] && continue",
-        "    body=\"$(jq -nc --arg n \"$adapter\" '{lora_name: $n}')\"",
-        "    curl -sf \"${auth[@]}\" -H 'Content-Type: application/json' -X POST -d \"$body\" "
-        "\"$api/v1/unload_lora_adapter\" > /dev/null && log \"unloaded $adapter\"",
-        "  done",
-        "  # Files of adapters no longer mapped.",
+        f"keep={keep}",
+        # Activity counts from one interval before the first pass (series older than that are stale).
+        f"since=$(( $(date +%s) - {int(interval_seconds)} ))",
+        "mark_active() {",
+        "  local metrics line labels value a",
+        "  declare -gA active=()",
+        "  metrics=\"$(curl -sf \"${auth[@]}\" \"$api/metrics\")\" || return 0",
+        "  while IFS= read -r line; do",
+        "    [[ $line =~ ^vllm:lora_requests_info\\{(.*)\\}\\ ([^ ]+)$ ]] || continue",
+        "    labels=\"${BASH_REMATCH[1]}\"; value=\"${BASH_REMATCH[2]}\"",
+        "    jq -en --argjson v \"$value\" --argjson s \"$since\" '$v >= $s' > /dev/null || continue",
+        "    for key in running_lora_adapters waiting_lora_adapters; do",
+        "      [[ $labels =~ $key=\\\"([^\\\"]*)\\\" ]] || continue",
+        "      IFS=, read -ra names <<< \"${BASH_REMATCH[1]}\"",
+        "      for a in \"${names[@]}\"; do",
+        "        [ -n \"$a\" ] || continue",
+        "        active[$a]=1",
+        "        [ -d \"$dir/$a\" ] && touch \"$dir/$a/.last_active\"",
+        "      done",
+        "    done",
+        "  done <<< \"$metrics\"",
+        "}",
+        "evict() {",
+        "  local adapter=$1 why=$2 body",
+        "  body=\"$(jq -nc --arg n \"$adapter\" '{lora_name: $n}')\"",
+        "  curl -sf \"${auth[@]}\" -H 'Content-Type: application/json' -X POST -d \"$body\" "
+        "\"$api/v1/unload_lora_adapter\" > /dev/null",
+        "  rm -rf \"$dir/$adapter\"",
+        "  log \"evicted $adapter ($why)\"",
+        "}",
+        "evict_pass() {",
+        "  local path adapter n",
+        "  local -a lru=()",
         "  for path in \"$dir\"/*/; do",
         "    [ -d \"$path\" ] || continue",
         "    adapter=\"$(basename \"$path\")\"",
-        "    [ -n \"${mapped[$adapter]:-}\" ] || { rm -rf \"$dir/$adapter\"; log \"removed $adapter\"; }",
+        "    if [ -z \"${mapped[$adapter]:-}\" ]; then evict \"$adapter\" \"no longer mapped\"; continue; fi",
+        "    [ -e \"$path/.complete\" ] || continue",
+        "    lru+=(\"$(stat -c %Y \"$path/.last_active\" 2>/dev/null || stat -c %Y \"$path/.complete\") $adapter\")",
         "  done",
+        "  n=${#lru[@]}",
+        "  [ \"$n\" -gt \"$keep\" ] || return 0",
+        "  while read -r _ adapter; do",
+        "    [ \"$n\" -gt \"$keep\" ] || break",
+        "    [ -n \"${active[$adapter]:-}\" ] && continue",
+        "    evict \"$adapter\" \"least recently used; cache keeps $keep\"",
+        "    n=$((n - 1))",
+        "  done < <(printf '%s\\n' \"${lru[@]}\" | sort -n)",
         "}",
         "while true; do",
         "  read_mapping",
-        "  sync_pass",
-        "  register_pass",
+        "  now=$(date +%s)",
+        "  mark_active",
+        "  since=$now",
+        "  evict_pass",
         f"  sleep {int(interval_seconds)}",
         "done",
     ]
     return "\n".join(lines) + "\n"
+
+
+# The resolver plugin as a package on PYTHONPATH: vLLM finds general plugins through entry points
+# (importlib.metadata scans sys.path for *.dist-info), vllm/plugins/__init__.py at v0.11.1.
+PLUGIN_DIR = "/opt/llmserving/plugins"
+RESOLVER_PLUGIN = "llmserving_lora_resolver"
+RESOLVER_FILES = {"module": f"{RESOLVER_PLUGIN}.py", "metadata": f"{RESOLVER_PLUGIN}-1.0.dist-info/METADATA",
+                  "entry-points": f"{RESOLVER_PLUGIN}-1.0.dist-info/entry_points.txt"}
+
+
+def resolver_config_map(model: str) -> str:
+    return f"{model}-lora-resolver"
+
+
+def resolver_plugin_files() -> dict[str, str]:
+    from pathlib import Path
+
+    return {"module": Path(__file__).with_name("lora_s3_resolver.py").read_text(),
+            "metadata": f"Metadata-Version: 2.1\nName: {RESOLVER_PLUGIN}\nVersion: 1.0\n",
+            "entry-points": f"[vllm.general_plugins]\n{RESOLVER_PLUGIN} = {RESOLVER_PLUGIN}:register\n"}
 
 
 def ray_worker_script(*, ray_port: int, join_seconds: int, retry_seconds: int) -> str:
@@ -518,6 +643,45 @@ SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
 LWS_WAIT_FOR = {"pulumi.com/waitFor": "condition=Available"}
 
 
+def mirror_job(args: VllmWorkloadArgs, labels: dict[str, str]) -> dict:
+    """The model's one-time mirror Job (batch/v1), on the model's own pool: the node that pulls the
+    vLLM image for it is the one the first replica then starts on.
+
+    The copy runs to completion as the init container (vLLM image: python3 and boto3); the Job's
+    container then reads the completion marker back from S3 with the same role (aws-cli), so the Job
+    completes only when the mirror is readable where the pods will read it.
+    """
+    w = args.weights
+    assert w is not None and w.mirror is not None
+    m, ops, pl = w.mirror, args.ops, args.placement
+    job_labels = {**labels, "app.kubernetes.io/component": "model-mirror"}
+    container = mirror_container(image=m.image, source=args.source, revision=m.revision, bucket=w.bucket,
+                                 prefix=w.prefix, load_format=w.load_format, region=w.region,
+                                 hf_token_secret=m.hf_token_secret, concurrency=m.concurrency, part_mib=m.part_mib,
+                                 keep_revisions=m.keep_revisions, run_as_user=ops.run_as_user, cpu=m.cpu,
+                                 memory_gib=m.memory_gib)
+    from components.model_mirror import MIRROR_MARKER
+
+    verify = {"name": "verify", "image": w.copy_image, "command": ["/bin/bash", "-c"],
+              "args": [f"aws s3api head-object --bucket {shlex.quote(w.bucket)} "
+                       f"--key {shlex.quote(w.prefix + MIRROR_MARKER)} --query ContentLength --output text"],
+              "env": [{"name": "HOME", "value": SCRATCH_DIR}, {"name": "AWS_REGION", "value": w.region}],
+              "volumeMounts": [{"name": "scratch", "mountPath": SCRATCH_DIR}],
+              "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+              "securityContext": dict(container["securityContext"])}
+    spec = {"backoffLimit": m.backoff_limit, "activeDeadlineSeconds": m.deadline_seconds,
+            "template": {"metadata": {"labels": job_labels}, "spec": {
+                "restartPolicy": "Never", "serviceAccountName": m.service_account,
+                "automountServiceAccountToken": False, "enableServiceLinks": False,
+                "initContainers": [container], "containers": [verify],
+                "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}}],
+                "nodeSelector": dict(pl.node_selector), "tolerations": list(pl.tolerations),
+                "securityContext": {"runAsNonRoot": True, "runAsUser": ops.run_as_user, "runAsGroup": ops.fs_group,
+                                    "fsGroup": ops.fs_group, "seccompProfile": {"type": "RuntimeDefault"}}}}}
+    name = mirror_job_name(args.server.served_model_name, m.revision, spec)
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": _meta(name, args.namespace, job_labels), "spec": spec}
+
+
 def render(args: VllmWorkloadArgs) -> list[dict]:
     """Every Kubernetes object of the workload as plain dicts (pure; validated by tests)."""
     validate_vllm_workload_args(args)
@@ -556,7 +720,8 @@ def render(args: VllmWorkloadArgs) -> list[dict]:
         # numba caches next to its sources (site-packages, root's) unless told otherwise.
         {"name": "NUMBA_CACHE_DIR", "value": f"{SCRATCH_DIR}/.cache/numba"},
     ]
-    env: list[dict] = [{"name": "HF_HUB_OFFLINE", "value": "1"}, {"name": "HF_HOME", "value": f"{MODEL_DIR}/.hf"},
+    # Serving pods never reach the Hub: everything vLLM reads comes from the mirror.
+    env: list[dict] = [{"name": "HF_HUB_OFFLINE", "value": "1"}, {"name": "HF_HOME", "value": f"{SCRATCH_DIR}/.cache/hf"},
                        *runtime_env]
     if ops.keepalive_seconds:
         # Longer than the load balancer's idle timeout (vllm/envs.py VLLM_HTTP_TIMEOUT_KEEP_ALIVE, default 5 s).
@@ -574,38 +739,55 @@ def render(args: VllmWorkloadArgs) -> list[dict]:
         engine_security = {"allowPrivilegeEscalation": False, "runAsNonRoot": False, "runAsUser": 0,
                            "capabilities": {"drop": ["ALL"], "add": ["IPC_LOCK"]}}
     if ad is not None and ad.runtime_loading:
-        # Adapters are registered through the API by the sync sidecar (adapter_sync_script).
-        env.append({"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"})
+        # Adapters are fetched on their first request by the resolver plugin (components/lora_s3_resolver.py),
+        # loaded as the only general plugin (VLLM_PLUGINS: not vLLM's filesystem resolver), and evicted by
+        # the sync sidecar (adapter_sync_script).
+        env += [{"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"},
+                {"name": "VLLM_PLUGINS", "value": RESOLVER_PLUGIN},
+                {"name": "PYTHONPATH", "value": PLUGIN_DIR},
+                {"name": "LLMSERVING_ADAPTER_DIR", "value": ADAPTER_DIR},
+                {"name": "LLMSERVING_ADAPTER_MAPPING", "value": "/etc/llmserving/adapters.tsv"},
+                {"name": "LLMSERVING_ADAPTER_BUCKET_FILE", "value": "/etc/llmserving/bucket"},
+                {"name": "LLMSERVING_ADAPTER_SLOTS", "value": str(ad.slots)}]
 
-    model_path = f"{MODEL_DIR}/{name}"
+    w = args.weights
+    assert w is not None  # validated
+    # Pod Identity gives credentials but no region (boto3 in the Run:ai streamer reads AWS_REGION).
+    env.append({"name": "AWS_REGION", "value": w.region})
     vllm_args = vllm_server_args(s)
     scratch_mount = {"name": "scratch", "mountPath": SCRATCH_DIR}
-    mounts = [{"name": "dshm", "mountPath": "/dev/shm"}, {"name": "model-cache", "mountPath": MODEL_DIR}, scratch_mount]
+    mounts = [{"name": "dshm", "mountPath": "/dev/shm"}, scratch_mount]
     volumes: list[dict] = [
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{ops.shm_gib}Gi"}},
-        {"name": "model-cache", "emptyDir": {"sizeLimit": f"{ops.cache_gib}Gi"}},
         {"name": "scratch", "emptyDir": {"sizeLimit": f"{ops.scratch_gib}Gi"}},
     ]
-    download_env: list[dict] = [{"name": "HF_HOME", "value": f"{MODEL_DIR}/.hf"},
-                                {"name": "HF_XET_CHUNK_CACHE_SIZE_BYTES", "value": "0"},
-                                {"name": "HOME", "value": SCRATCH_DIR}]
-    if args.hf_token_secret:
-        download_env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": args.hf_token_secret, "key": "token"}}})
-    init_containers: list[dict] = [{
-        "name": "model-download", "image": args.image,
-        "command": ["python3", "-c", download_script(args.source, model_path)],
-        "env": download_env, "volumeMounts": [{"name": "model-cache", "mountPath": MODEL_DIR}, scratch_mount],
-        "resources": {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "8Gi"}},
-        "securityContext": dict(non_root),
-    }]
+    init_containers: list[dict] = []
+    if not w.streams:
+        # Fallback: the pod's model cache, filled from the mirror (never the Hub) before vLLM starts.
+        mounts.insert(1, {"name": "model-cache", "mountPath": MODEL_DIR})
+        volumes.insert(1, {"name": "model-cache", "emptyDir": {"sizeLimit": f"{ops.cache_gib}Gi"}})
+        init_containers.append({
+            "name": "model-copy", "image": w.copy_image, "command": ["/bin/bash", "-c"],
+            "args": [copy_script(w.uri, s.model)],
+            "env": [{"name": "HOME", "value": SCRATCH_DIR}, {"name": "AWS_REGION", "value": w.region}],
+            "volumeMounts": [{"name": "model-cache", "mountPath": MODEL_DIR}, scratch_mount],
+            "resources": {"requests": {"cpu": "2", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
+            "securityContext": {**non_root, "readOnlyRootFilesystem": True}})
     if ad is not None:
         volumes += [{"name": "adapters", "emptyDir": {"sizeLimit": f"{ad.cache_gib}Gi"}},
                     {"name": "tenant-adapters", "configMap": {"name": ad.mapping_config_map}},
                     {"name": "sync-scratch", "emptyDir": {"sizeLimit": f"{ad.sync_scratch_mib}Mi"}}]
-        mounts.append({"name": "adapters", "mountPath": ADAPTER_DIR, "readOnly": True})
+        # Runtime loading: vLLM's resolver writes fetched adapters into the cache itself.
+        mounts.append({"name": "adapters", "mountPath": ADAPTER_DIR, "readOnly": not ad.runtime_loading})
+        if ad.runtime_loading:
+            mounts += [{"name": "tenant-adapters", "mountPath": "/etc/llmserving", "readOnly": True},
+                       {"name": "lora-resolver", "mountPath": PLUGIN_DIR, "readOnly": True}]
+            volumes.append({"name": "lora-resolver", "configMap": {"name": resolver_config_map(name), "items": [
+                {"key": k, "path": path} for k, path in RESOLVER_FILES.items()]}})
         budget_kib = int(ad.cache_gib * ad.fill_ratio * 1024 * 1024)
         script = adapter_sync_script(adapter_dir=ADAPTER_DIR, mapping_dir="/etc/llmserving", runtime=ad.runtime_loading,
-                                     interval_seconds=ad.sync_interval_seconds, budget_kib=budget_kib, port=port)
+                                     interval_seconds=ad.sync_interval_seconds, budget_kib=budget_kib, port=port,
+                                     slots=ad.slots)
         # The aws-cli image runs as root with HOME=/root (aws/aws-cli docker/Dockerfile at 2.31.18):
         # here a non-root uid on a read-only root filesystem, HOME on its own small emptyDir.
         sync = {"name": "adapter-sync", "image": ad.sync_image, "command": ["/bin/bash", "-c", script],
@@ -662,8 +844,10 @@ def render(args: VllmWorkloadArgs) -> list[dict]:
                 "topologySpreadConstraints": spread, "terminationGracePeriodSeconds": grace,
                 "automountServiceAccountToken": False, "enableServiceLinks": False,
                 "securityContext": dict(pod_security)}
-        if ad is not None:
-            spec["serviceAccountName"] = ad.service_account
+        # The adapter reader's role also reads this model's mirror prefix (components/model_mirror.py extra_readers).
+        account = ad.service_account if ad is not None else args.weights.service_account if args.weights else None
+        if account:
+            spec["serviceAccountName"] = account
         return spec
 
     rollout = args.rollout
@@ -699,9 +883,25 @@ def render(args: VllmWorkloadArgs) -> list[dict]:
                                   "leaderTemplate": {"metadata": {"labels": serving_labels},
                                                      "spec": pod_spec([server], init_containers)},
                                   "workerTemplate": {"metadata": {"labels": labels},
-                                                     "spec": pod_spec([worker], init_containers[:1])}}}})
+                                                     "spec": pod_spec([worker], [c for c in init_containers
+                                                                                 if c["name"] == "model-copy"])}}}})
         target = {"apiVersion": LWS_API, "kind": "LeaderWorkerSet", "name": name}
         svc_selector = {**sel, WORKER_INDEX_LABEL: "0"}
+
+    # Service accounts of the weights reader (Pod Identity: read-only, this model's mirror prefix) and of
+    # the mirror Job (writes this model's source prefix); the associations live in components/model_mirror.py.
+    w_sa = [w.service_account] if w.service_account and ad is None else []
+    if w.mirror is not None:
+        w_sa.append(w.mirror.service_account)
+    for account in w_sa:
+        objs.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(account, args.namespace, labels),
+                     "automountServiceAccountToken": False})
+    if w.mirror is not None:
+        objs.append(mirror_job(args, labels))
+    if ad is not None and ad.runtime_loading:
+        objs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(resolver_config_map(name), args.namespace,
+                                                                              labels),
+                     "data": resolver_plugin_files()})
 
     # The Service waits for nothing: readiness is awaited on the Deployment (or the LWS's
     # Available condition), and a Service await would race the pods (pulumi-kubernetes
@@ -755,6 +955,7 @@ def create_object(name: str, obj: dict, opts: pulumi.ResourceOptions) -> pulumi.
         ("v1", "Service"): k8s.core.v1.Service,
         ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
         ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
+        ("batch/v1", "Job"): k8s.batch.v1.Job,
         ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
         ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
         ("rbac.authorization.k8s.io/v1", "Role"): k8s.rbac.v1.Role,
@@ -790,10 +991,30 @@ class VllmWorkload(pulumi.ComponentResource):
         timeouts = pulumi.CustomTimeouts(create=f"{math.ceil(create_s / 60)}m", update=f"{math.ceil(update_s / 60)}m")
         self.await_seconds = (create_s, update_s)
         self.resources = {}
+        # The mirror Job first: the workload starts only once the weights are in the mirror.
+        # pulumi-kubernetes awaits a Job until its Complete condition (pulumi docs, pulumi_kubernetes
+        # batch/v1 Job: "waits until ... .status.conditions has a status of type 'Complete'"), and fails it
+        # on the Failed condition; its timeout is the copy's deadline.
+        job = next((o for o in objs if o["kind"] == "Job"), None)
+        accounts = [o for o in objs if o["kind"] == "ServiceAccount"]
+        for o in accounts:
+            self.resources[f"ServiceAccount/{o['metadata']['name']}"] = create_object(
+                f"{name}-sa-{o['metadata']['name']}", o, pulumi.ResourceOptions(parent=self, depends_on=deps))
+        ready = [*deps, *(r for k, r in self.resources.items() if k.startswith("ServiceAccount/"))]
+        if job is not None:
+            deadline = job["spec"]["activeDeadlineSeconds"]
+            jt = pulumi.CustomTimeouts(create=f"{math.ceil(deadline / 60) + 5}m",
+                                       update=f"{math.ceil(deadline / 60) + 5}m")
+            self.mirror_job = create_object(f"{name}-mirror-job", job,
+                                            pulumi.ResourceOptions(parent=self, depends_on=ready, custom_timeouts=jt))
+            self.resources["Job"] = self.mirror_job
+            ready = [*ready, self.mirror_job]
         for o in objs:
+            if o["kind"] in ("Job", "ServiceAccount"):
+                continue
             workload = o["kind"] in ("Deployment", "LeaderWorkerSet")
             opts_o = pulumi.ResourceOptions(
-                parent=self, depends_on=deps,
+                parent=self, depends_on=ready if workload else deps,
                 # KEDA owns the replica count of what it scales; Pulumi sets it only at creation.
                 ignore_changes=["spec.replicas"] if o["kind"] in scaled else None,
                 custom_timeouts=timeouts if workload else None)

@@ -32,6 +32,7 @@ SECRET_KEYS: dict[str, str] = {
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 TENANT_ID = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 # vLLM's allowed --max-lora-rank values (vllm/config/lora.py).
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -185,6 +186,20 @@ class ModelConfig(_Strict):
     traffic_share: Optional[float] = Field(default=None, gt=0, le=1)
     batching: Batching = Batching()
     tokens_per_second_per_replica: Optional[float] = Field(default=None, gt=0)
+    # Hub commit the model mirror copies (a 40-hex commit SHA; required in prod). Without it (dev) the
+    # mirror follows `main` at the time the mirror job runs (components/mirror_script.py).
+    revision: Optional[str] = None
+    # How vLLM reads the mirrored weights: streamed from S3 (runai_streamer, safetensors only), or copied
+    # into the pod's cache first and loaded as safetensors or pt (the fallback; never from the Hub).
+    load_format: Literal["runai_streamer", "safetensors", "pt"] = "runai_streamer"
+
+    @field_validator("revision")
+    @classmethod
+    def _revision(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not COMMIT_SHA.match(v):
+            raise ValueError("must be a 40-character commit SHA of the Hub repository (lowercase hex, e.g. "
+                             "0e9e39f249a16976918f6564b8830bc894c89659); a branch or tag can move")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -587,8 +602,8 @@ class EcsConfig(_Strict):
     container_insights: Literal["enabled", "enhanced"] = "enhanced"
     requests_per_target_per_minute: int = Field(
         default=int(_edge.ECS_DEFAULTS["requests_per_target_per_minute"].value), ge=1, le=100_000)
-    load_grace_period_seconds: int = Field(
-        default=int(_edge.ECS_DEFAULTS["load_grace_period_seconds"].value), ge=60, le=7200)
+    # None: derived per model from the start-up estimate (infra/startup.py ecs_grace_seconds).
+    load_grace_period_seconds: Optional[int] = Field(default=None, ge=60, le=7200)
 
     @field_validator("vllm_image")
     @classmethod
@@ -599,11 +614,11 @@ class EcsConfig(_Strict):
 
     @field_validator("load_grace_period_seconds")
     @classmethod
-    def _grace(cls, v: int) -> int:
+    def _grace(cls, v: Optional[int]) -> Optional[int]:
         # components/vllm_ecs_service.py: the grace period must cover the container
         # health check's start period (infra/edge_catalog.py ECS_DEFAULTS).
         start = int(_edge.ECS_DEFAULTS["health_check_start_period_seconds"].value)
-        if v < start:
+        if v is not None and v < start:
             raise ValueError(f"must be at least {start}, the container health check's start period; the load "
                              f"balancer would count a loading model as unhealthy")
         return v
@@ -1021,6 +1036,10 @@ def _cross_check(c: StackConfig, catalog: cat.Catalog, region: str, secrets_set:
     for i, m in enumerate(c.models):
         if m.pool not in pool_names:
             p.append(f"{k(f'models[{i}].pool')}: got {m.pool!r}; must name a pool in gpuPools ({', '.join(pool_names)})")
+        if c.environment == "prod" and m.revision is None:
+            p.append(f"{k(f'models[{i}].revision')}: required key is missing; prod pins the Hub commit its model mirror "
+                     f"copies (40 hex characters, e.g. `curl -s https://huggingface.co/api/models/{m.source}/revision/main "
+                     f"| jq -r .sha`), so every replica serves the weights that were evaluated")
         if m.source not in catalog.models and (m.parameters_billion is None or m.architecture is None):
             p.append(f"{k(f'models[{i}].source')}: got {m.source!r}; not in the model catalog, so set "
                      f"parametersBillion and architecture (layers, kvHeads, headDim) or add it under {k('catalog.models')}; "
@@ -1137,6 +1156,9 @@ def _edge_checks(c: StackConfig, region: str, k) -> list[str]:
                  f"least one address")
     if c.orchestrator == "ecs":
         for i, m in enumerate(c.models):
+            if m.load_format != "runai_streamer":
+                p.append(f"{k(f'models[{i}].loadFormat')}: got {m.load_format!r}; ECS tasks stream the mirrored "
+                         f"weights (runai_streamer); the pod-cache fallback exists on EKS only")
             if m.pipeline_parallel > 1:
                 p.append(f"{k(f'models[{i}].pipelineParallel')}: got {m.pipeline_parallel}; a model split across "
                          f"nodes needs LeaderWorkerSet on EKS; on ECS a task runs on one instance (use 1)")

@@ -59,10 +59,27 @@ FIGURE_BOUNDS: dict[str, Bound] = {
     "scratch_gib": Bound(1, 16_384, whole=True),
     "sync_scratch_mib": Bound(16, 1_048_576, whole=True),
     "weights_download_mb_per_second": Bound(0, 100_000, above=True),
-    "startup_budget_seconds": Bound(10, 86_400, whole=True),
     "large_model_billion": Bound(0, 5000, above=True),
-    "startup_budget_seconds_large": Bound(10, 86_400, whole=True),
-    "startup_budget_seconds_multinode": Bound(10, 86_400, whole=True),
+    # Cold start (issue 12, infra/startup.py).
+    "startup_budget_floor_seconds": Bound(10, 86_400, whole=True),
+    "startup_probe_safety_factor": Bound(1, 100),  # below 1 the probe would kill the estimated start
+    "s3_stream_mb_per_second": Bound(0, 1_000_000, above=True),
+    "hub_download_mb_per_second": Bound(0, 1_000_000, above=True),
+    "runai_streamer_concurrency": Bound(1, 1024, whole=True),
+    "runai_streamer_memory_share": Bound(0, 1, above=True),
+    "engine_start_seconds": Bound(0, 86_400, whole=True),
+    "engine_start_seconds_multi_gpu": Bound(0, 86_400, whole=True),
+    "ray_group_seconds": Bound(0, 86_400, whole=True),
+    "mirror_concurrency": Bound(1, 256, whole=True),
+    "mirror_part_mib": Bound(5, 5120, whole=True),  # S3 multipart parts: 5 MiB to 5 GiB
+    "mirror_keep_revisions": Bound(1, 100, whole=True),
+    "mirror_deadline_factor": Bound(1, 100),
+    "mirror_noncurrent_version_days": Bound(1, 3650, whole=True),
+    "goal_ready_seconds_small": Bound(1, 86_400, whole=True),
+    "goal_ready_seconds_large": Bound(1, 86_400, whole=True),
+    "goal_ready_seconds_multinode": Bound(1, 86_400, whole=True),
+    "adapter_bytes_per_parameter": Bound(0, 8, above=True),
+    "adapter_disk_slots_per_cpu_lora": Bound(1, 100, whole=True),
     "prestop_sleep_seconds": Bound(0, 3600, whole=True),
     "drain_seconds": Bound(1, 86_400, whole=True),
     "shm_gib_per_gpu": Bound(0, 1024, above=True),
@@ -130,7 +147,7 @@ def figure_problems(overrides: dict[str, float]) -> list[tuple[str, Any, str]]:
                                                       else f"{other} ({_fmt(values[other])}, the catalog default)")))
 
     period = values["startupProbePeriodSeconds"]
-    for budget in ("startupBudgetSeconds", "startupBudgetSecondsLarge", "startupBudgetSecondsMultinode"):
+    for budget in ("startupBudgetFloorSeconds",):
         if values[budget] < period and (budget in overrides or "startupProbePeriodSeconds" in overrides):
             pair(budget, "startupProbePeriodSeconds", "a startup budget must cover at least one probe period {other}")
     if values["routerMemoryLimitMib"] < values["routerMemoryMib"] and (

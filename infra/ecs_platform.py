@@ -73,7 +73,7 @@ def is_lora_base(settings: Settings, model: ModelConfig) -> bool:
     return lora.enabled and lora.base_model == model.name
 
 
-def server_spec(settings: Settings, plan: capacity.Plan, model: ModelConfig) -> VllmServerSpec:
+def server_spec(settings: Settings, plan: capacity.Plan, model: ModelConfig, mirror_bucket: str) -> VllmServerSpec:
     """The typed vLLM spec of one model on ECS (same semantics as infra/serving.py on EKS)."""
     c = settings.catalog
     mp = next(p for p in plan.models if p.model == model.name)
@@ -87,9 +87,19 @@ def server_spec(settings: Settings, plan: capacity.Plan, model: ModelConfig) -> 
             (a, f"{ADAPTER_DIR}/{a}") for a, _ in adapter_pairs(settings))
         lora = LoraSpec(max_loras=lora_cfg.max_loras, max_lora_rank=lora_cfg.max_lora_rank,
                         max_cpu_loras=lora_cfg.max_cpu_loras, modules=modules)
+    from components.model_mirror import mirror_uri
+    from infra.serving import model_revision, runai_extra_config
+
+    smallest = min((c.instance(t) for t in settings.pool(model.pool).instance_types),
+                   key=lambda i: (i.gpu_count, i.memory_gib, i.vcpus))
+    share = float(ec.ECS_DEFAULTS["instance_resource_share"].value)  # type: ignore[arg-type]
+    task_memory_gib = int(smallest.memory_gib * share / max(smallest.gpu_count // model.tensor_parallel, 1))
     return VllmServerSpec(
-        # ECS tasks download the weights from the Hub at start (HF_TOKEN from Secrets Manager).
-        served_model_name=model.name, model=model.source, precision=model.precision,
+        # ECS tasks stream the weights from the stack's mirror (the run-once mirror task copied them).
+        served_model_name=model.name, model=mirror_uri(mirror_bucket, model.source, model_revision(model)),
+        load_format=model.load_format,
+        model_loader_extra_config=runai_extra_config(settings, model, task_memory_gib),
+        precision=model.precision,
         checkpoint_precision=arch.checkpoint_precision if arch is not None else "bf16",
         tensor_parallel=model.tensor_parallel, pipeline_parallel=model.pipeline_parallel,
         max_model_len=model.max_model_len,
@@ -123,7 +133,7 @@ def _pool(settings: Settings, plan: capacity.Plan, name: str) -> EcsCapacityPool
 
 def build(settings: Settings, plan: capacity.Plan, network, tags: dict[str, str], *,
           load_balancer: ModelLoadBalancer, adapter_store: Optional[AdapterStore], account_id: str,
-          spot_service_linked_role: Optional[pulumi.Resource] = None) -> EcsPlatform:
+          spot_service_linked_role: Optional[pulumi.Resource] = None, mirror: Any = None) -> EcsPlatform:
     c = settings.config
     d = ec.ECS_DEFAULTS
     prefix = f"{settings.project}-{settings.stack}"
@@ -143,6 +153,13 @@ def build(settings: Settings, plan: capacity.Plan, network, tags: dict[str, str]
         secrets = ServingSecrets(f"{prefix}-secrets", ServingSecretsArgs(
             path=f"{settings.project}/{settings.stack}", values=values, tags=tags))
         secret_arns = secrets.arns
+    # The Hugging Face token goes to the mirror task only: serving tasks never reach the Hub.
+    serving_secrets = {k: v for k, v in secret_arns.items() if k != "HF_TOKEN"}
+    mirror_secrets = {k: v for k, v in secret_arns.items() if k == "HF_TOKEN"}
+    from components.model_mirror import mirror_environment, mirror_prefix
+    from components.vllm_ecs_service import MirrorTask
+    from infra import startup
+    from infra.serving import figure, model_revision
 
     services: dict[str, VllmEcsService] = {}
     lora_models = [m for m in c.models if is_lora_base(settings, m)]
@@ -159,16 +176,28 @@ def build(settings: Settings, plan: capacity.Plan, network, tags: dict[str, str]
         pool_cfg = settings.pool(model.pool)
         smallest = min((settings.catalog.instance(t) for t in pool_cfg.instance_types),
                        key=lambda i: (i.gpu_count, i.memory_gib, i.vcpus))
-        env = {"VLLM_NO_USAGE_STATS": "1"}
+        # Offline from the Hub; the region for the streamer's boto3 session (the task role gives credentials).
+        env = {"VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1", "AWS_REGION": settings.region}
         sync = None
-        task_role: Any = None  # the component's own role, no AWS permissions
+        # The model's read-only role on its mirror prefix (components/model_mirror.py).
+        task_role: Any = mirror.reader_role_arns.get(model.name)
         if is_lora_base(settings, model):
             sync = _adapter_sync(settings, model, adapter_store)
-            task_role = adapter_store.reader_role_arn
+            task_role = adapter_store.reader_role_arn  # also reads this model's prefix (extra_readers)
+        est = startup.estimate(settings, plan, model)
+        revision = model_revision(model)
+        mirror_task = MirrorTask(
+            image=c.ecs.vllm_image, task_role_arn=mirror.writer_role_arns[model.name], secrets=mirror_secrets,
+            environment=mirror_environment(
+                source=model.source, revision=revision, bucket=mirror.configured_bucket_name,
+                prefix=mirror_prefix(model.source, revision), load_format=model.load_format, region=settings.region,
+                concurrency=int(figure(settings, "mirror_concurrency")), part_mib=int(figure(settings, "mirror_part_mib")),
+                keep_revisions=int(figure(settings, "mirror_keep_revisions"))))
         services[model.name] = VllmEcsService(f"{prefix}-{model.name}", VllmEcsServiceArgs(
             service_name=model.name, name_prefix=prefix, cluster_name=cluster.cluster_name, cluster_arn=cluster.cluster_arn,
             capacity_provider=cluster.capacity_providers[model.pool], account_id=account_id, region=settings.region,
-            image=c.ecs.vllm_image, server=server_spec(settings, plan, model), gpus_per_task=mp.gpus_per_replica,
+            image=c.ecs.vllm_image, server=server_spec(settings, plan, model, mirror.configured_bucket_name),
+            gpus_per_task=mp.gpus_per_replica,
             instance_gpus=smallest.gpu_count, instance_memory_mib=int(smallest.memory_gib * 1024),
             instance_vcpus=smallest.vcpus, vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids,
             alb_security_group_id=load_balancer.security_group_id,
@@ -177,15 +206,17 @@ def build(settings: Settings, plan: capacity.Plan, network, tags: dict[str, str]
             target_group_arn_suffix=load_balancer.target_group_arn_suffixes[model.name],
             desired_count=mp.replicas, min_count=min(model.min_replicas, mp.replicas), max_count=model.max_replicas,
             requests_per_target_per_minute=c.ecs.requests_per_target_per_minute,
-            secrets=secret_arns, environment=env,
-            task_role_arn=task_role, adapter_sync=sync,
+            secrets=serving_secrets, environment=env,
+            task_role_arn=task_role, adapter_sync=sync, mirror=mirror_task,
             port=int(d["vllm_port"].value),  # type: ignore[arg-type]
             resource_share=float(d["instance_resource_share"].value),  # type: ignore[arg-type]
             shared_memory_mib_per_gpu=int(d["shared_memory_mib_per_gpu"].value),  # type: ignore[arg-type]
             health_check_start_period_seconds=int(d["health_check_start_period_seconds"].value),  # type: ignore[arg-type]
             health_check_interval_seconds=int(d["health_check_interval_seconds"].value),  # type: ignore[arg-type]
             health_check_retries=int(d["health_check_retries"].value),  # type: ignore[arg-type]
-            load_grace_period_seconds=c.ecs.load_grace_period_seconds,
+            # From the start-up estimate unless the stack sets it (infra/startup.py ecs_grace_seconds).
+            load_grace_period_seconds=c.ecs.load_grace_period_seconds or max(
+                est.ecs_grace_seconds, int(d["health_check_start_period_seconds"].value)),  # type: ignore[arg-type]
             stop_timeout_seconds=int(d["stop_timeout_seconds"].value),  # type: ignore[arg-type]
             task_definition_max_bytes=_figure("task_definition_max_bytes"),
             scale_in_cooldown_seconds=int(d["scale_in_cooldown_seconds"].value),  # type: ignore[arg-type]
@@ -196,6 +227,9 @@ def build(settings: Settings, plan: capacity.Plan, network, tags: dict[str, str]
             tags={**tags, "model": model.name},
             # The capacity provider must be on the cluster, and the model's target group attached to
             # the ALB by its listener rule, before the service is created (components/load_balancer.py).
-            depends_on=(cluster.providers_attached, load_balancer.listener_rules[model.name])))
+            depends_on=(cluster.providers_attached, load_balancer.listener_rules[model.name],
+                        *mirror.ready[model.name])))
     pulumi.export("ecsCluster", cluster.cluster_name)
+    # Run once per model revision after `pulumi up` (docs/serving.md "Cold start"): ECS has no run-once resource.
+    pulumi.export("mirrorRunTask", {name: svc.mirror_run_task for name, svc in services.items()})
     return EcsPlatform(cluster=cluster, services=services)

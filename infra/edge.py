@@ -84,6 +84,38 @@ def _adapter_reader_pod_identity(settings: Settings, account: str) -> Optional[t
     return (f"arn:aws:eks:{settings.region}:{account}:cluster/{_prefix(settings)}", NAMESPACE, LORA_SERVICE_ACCOUNT)
 
 
+def mirror_bucket_name(settings: Settings, account: str) -> str:
+    """`<project>-<stack>-models-<account>-<region>`, cut with a hash when longer than S3's 63 characters.
+
+    Cut to 40 so that the per-model role names `<bucket>-<model>-weights` keep room for the model name
+    (components/model_mirror.py role_name hashes what is still too long)."""
+    return names.fit(f"{_prefix(settings)}-models-{account}-{settings.region}", names.S3_BUCKET_MAX, to=40)
+
+
+def build_model_mirror(settings: Settings, tags: dict[str, str], *, log_archive: LogArchive, account: str,
+                       cluster_name=None, extra_readers=None):
+    """The stack's model mirror (components/model_mirror.py): bucket, per-model reader and writer roles,
+    and on EKS their Pod Identity associations (after the cluster exists: `cluster_name` is its output)."""
+    from components.model_mirror import MirroredModel, ModelMirror, ModelMirrorArgs
+    from infra import serving
+
+    eks = settings.config.orchestrator == "eks"
+    models = tuple(MirroredModel(
+        name=m.name, source=m.source, revision=serving.model_revision(m),
+        service_accounts=(serving.NAMESPACE, serving.weights_service_account(m.name),
+                          serving.mirror_service_account(m.name)) if eks else None)
+        for m in settings.config.models)
+    return ModelMirror(f"{_prefix(settings)}-models", ModelMirrorArgs(
+        bucket_name=mirror_bucket_name(settings, account), account_id=account, region=settings.region,
+        log_bucket_name=log_archive.bucket_name, models=models,
+        cluster_arn=f"arn:aws:eks:{settings.region}:{account}:cluster/{_prefix(settings)}" if eks else None,
+        cluster_name=cluster_name if eks else None, extra_readers=dict(extra_readers or {}),
+        noncurrent_version_days=int(serving.figure(settings, "mirror_noncurrent_version_days")),
+        abort_incomplete_upload_days=int(ec.ADAPTER_STORE_DEFAULTS["abort_incomplete_upload_days"].value),  # type: ignore[arg-type]
+        kms_deletion_window_days=int(ec.ADAPTER_STORE_DEFAULTS["kms_deletion_window_days"].value),  # type: ignore[arg-type]
+        protect=True, tags=tags))
+
+
 def build_load_balancer(settings: Settings, network, tags: dict[str, str], *,
                         log_archive: Optional[LogArchive], default_target: Optional[str] = None,
                         account: Optional[str] = None) -> ModelLoadBalancer:

@@ -448,6 +448,8 @@ def render(doc: dict, console: Any) -> None:
     console.print(models)
     for name, m in cap["models"].items():
         console.print(f"  [dim]{name}: {m['throughput_basis']}[/]")
+    from infra import startup  # the start-up estimate per model (stack output `startup`)
+    startup.render(doc, console)
 
     cost = doc["cost"]
     pools = Table(title="Cost (USD)")

@@ -43,8 +43,8 @@ from components.nvidia_runtime import DCGM_METRICS_PORT, DCGM_NAMESPACE, DCGM_PO
 from components.observability import AlertThresholds, DcgmScrape, Observability, ObservabilityArgs
 from components.serving_foundation import ServingFoundation, ServingFoundationArgs, TenantAdapterAccess
 from components.vllm_server_args import LoraSpec, VllmServerSpec
-from components.vllm_workload import (ADAPTER_DIR, AdapterStore, Autoscaling, Operations, Placement, Rollout,
-                                      VllmWorkload, VllmWorkloadArgs)
+from components.vllm_workload import (ADAPTER_DIR, MODEL_DIR, AdapterStore, Autoscaling, MirrorJob, Operations,
+                                      Placement, Rollout, VllmWorkload, VllmWorkloadArgs, Weights)
 from infra import capacity
 from infra import serving_catalog as sc
 from infra.config import ConfigError, ModelConfig, Settings
@@ -99,7 +99,108 @@ def _scheduling(pool_scheduling: dict, pool: str) -> tuple[dict, list]:
 
 
 def _transfer_seconds(settings: Settings, gib: float) -> int:
-    return math.ceil(gib * 2 ** 30 / (figure(settings, "weights_download_mb_per_second") * 1e6))
+    from infra.startup import transfer_seconds
+
+    return transfer_seconds(settings, gib)
+
+
+# Service accounts of a model's weights reader and its mirror Job (components/model_mirror.py gives them roles).
+def weights_service_account(model: str) -> str:
+    return f"{model}-weights"
+
+
+def mirror_service_account(model: str) -> str:
+    return f"{model}-mirror"
+
+
+def model_revision(model: ModelConfig) -> str:
+    """The mirrored revision: the pin, or `main` outside prod (the mirror job resolves it when it runs)."""
+    return model.revision or "main"
+
+
+def runai_extra_config(settings: Settings, model: ModelConfig, memory_gib: int) -> Optional[dict]:
+    """--model-loader-extra-config of the Run:ai streamer (vLLM v0.11.1 runai_streamer_loader.py reads these keys)."""
+    if model.load_format != "runai_streamer":
+        return None
+    procs = model.tensor_parallel  # processes of one pod (one per GPU)
+    extra: dict = {"concurrency": int(figure(settings, "runai_streamer_concurrency")),
+                   # Each process's CPU buffer; the streamer's default (40 GB) would outgrow the pod's memory limit.
+                   "memory_limit": int(memory_gib * 2 ** 30 * figure(settings, "runai_streamer_memory_share") / procs)}
+    if procs > 1:
+        # Split the reads between the pod's processes (each would otherwise read every file from S3).
+        extra["distributed"] = True
+    return extra
+
+
+def adapter_bytes(settings: Settings, source: str, rank: int) -> Optional[int]:
+    """Bytes of one LoRA adapter of `rank` for base model `source` (None: geometry not in the catalog).
+
+    Per layer r x (in + out) for q, k, v, o (hidden -> hidden, hidden -> kv, hidden -> kv, hidden -> hidden)
+    and gate, up, down (hidden -> intermediate twice, intermediate -> hidden); serving_catalog.ADAPTER_GEOMETRY.
+    """
+    geo = sc.ADAPTER_GEOMETRY.get(source)
+    arch = settings.catalog.models.get(source)
+    if geo is None or arch is None:
+        return None
+    h, i, kv = geo.hidden_size, geo.intermediate_size, arch.kv_heads * arch.head_dim
+    per_rank = arch.layers * ((h + h) + 2 * (h + kv) + (h + h) + 3 * (h + i))
+    return int(per_rank * rank * figure(settings, "adapter_bytes_per_parameter"))
+
+
+def adapter_slots(settings: Settings) -> int:
+    """Adapters a runtime-loading pod keeps on disk at most: --max-cpu-loras (or --max-loras) x slots per entry."""
+    lora = settings.config.lora
+    return (lora.max_cpu_loras or lora.max_loras) * int(figure(settings, "adapter_disk_slots_per_cpu_lora"))
+
+
+def adapters_held(settings: Settings) -> int:
+    """Adapters a LoRA pod holds: every mapped one (static loading) or at most adapter_slots() (runtime)."""
+    lora = settings.config.lora
+    mapped = sum(len(t.adapters) for t in lora.tenants)
+    return min(mapped, adapter_slots(settings)) if lora.runtime_loading else mapped
+
+
+def adapter_cache_gib(settings: Settings) -> int:
+    """The adapter cache (emptyDir sizeLimit): what the held adapters need with the fill-ratio headroom, at
+    most adapterCacheGib; adapterCacheGib when the base model's adapter size is not in the catalog."""
+    lora = settings.config.lora
+    limit = int(figure(settings, "adapter_cache_gib"))
+    model = next((m for m in settings.config.models if m.name == lora.base_model), None)
+    size = adapter_bytes(settings, model.source, lora.max_lora_rank) if model else None
+    if size is None:
+        return limit
+    need = adapters_held(settings) * size / figure(settings, "adapter_cache_fill_ratio")
+    return max(1, min(limit, math.ceil(need / 2 ** 30)))
+
+
+def adapter_cache_problems(settings: Settings) -> list[str]:
+    """The adapters a LoRA pod holds must fit its adapter cache (an emptyDir whose sizeLimit evicts the pod).
+
+    Static loading preloads every mapped adapter (O(tenants)); runtime loading fetches on first request
+    and keeps at most adapter_slots() (O(active adapters), components/lora_s3_resolver.py).
+    """
+    lora = settings.config.lora
+    if not lora.enabled or settings.config.orchestrator != "eks":
+        return []
+    model = next((m for m in settings.config.models if m.name == lora.base_model), None)
+    size = adapter_bytes(settings, model.source, lora.max_lora_rank) if model else None
+    if size is None:
+        return []
+    held = adapters_held(settings)
+    cache = figure(settings, "adapter_cache_gib") * 2 ** 30 * figure(settings, "adapter_cache_fill_ratio")
+    if held * size <= cache:
+        return []
+    how = (f"keeps up to {held:,} adapters (--max-cpu-loras x adapterDiskSlotsPerCpuLora)" if lora.runtime_loading
+           else f"preloads all {held:,} mapped adapters (static loading)")
+    fix = ("lower lora.maxCpuLoras or raise serving.figures.adapterCacheGib" if lora.runtime_loading
+           else "set lora.runtimeLoading: true (adapters are fetched on first request, least recently used evicted) "
+                "or raise serving.figures.adapterCacheGib")
+    return [f"{settings.project}:lora.tenants: model {model.name} {how} of rank {lora.max_lora_rank}, "
+            f"{size / 1e6:,.0f} MB each ({model.source}, all linear layers, "
+            f"{figure(settings, 'adapter_bytes_per_parameter'):g} bytes per parameter): {held * size / 1e9:,.1f} GB, "
+            f"but its adapter cache holds {cache / 1e9:,.1f} GB (adapterCacheGib "
+            f"{figure(settings, 'adapter_cache_gib'):g} GiB x adapterCacheFillRatio "
+            f"{figure(settings, 'adapter_cache_fill_ratio'):g}); {fix}"]
 
 
 def keepalive_seconds(settings: Settings) -> int:
@@ -226,7 +327,7 @@ def validate(settings: Settings, plan: capacity.Plan) -> None:
 
 
 def workload_args(settings: Settings, plan: capacity.Plan, model: ModelConfig, pool_scheduling: dict, *,
-                  hf_token_secret: Optional[str], api_key_secret: Optional[str],
+                  hf_token_secret: Optional[str], api_key_secret: Optional[str], mirror_bucket: str,
                   load_balancer_cidrs: tuple[str, ...] = (), depends_on: tuple = ()) -> VllmWorkloadArgs:
     """The component args of one model: plan + catalog + config, no resources."""
     c = settings.catalog
@@ -249,43 +350,56 @@ def workload_args(settings: Settings, plan: capacity.Plan, model: ModelConfig, p
                                 runtime_loading=lora_cfg.runtime_loading, adapters=pairs,
                                 sync_image=image(settings, "aws-cli"),
                                 sync_interval_seconds=int(figure(settings, "adapter_sync_interval_seconds")),
-                                cache_gib=int(figure(settings, "adapter_cache_gib")),
+                                cache_gib=adapter_cache_gib(settings),
                                 fill_ratio=figure(settings, "adapter_cache_fill_ratio"),
-                                sync_scratch_mib=int(figure(settings, "sync_scratch_mib")), region=settings.region)
+                                sync_scratch_mib=int(figure(settings, "sync_scratch_mib")), region=settings.region,
+                                slots=adapter_slots(settings))
+    node_selector, tolerations = _scheduling(pool_scheduling, mp.pool)
+    from infra import startup
+
+    est = startup.estimate(settings, plan, model)
+    cache_gib = startup.cache_gib(settings, model)
+    tp = model.tensor_parallel
+    share = tp / instance.gpu_count * figure(settings, "node_allocatable_share")
+    memory_gib = max(1, min(int(figure(settings, "memory_gib_per_gpu") * tp), int(instance.memory_gib * share)))
+    revision = model_revision(model)
+    from components.model_mirror import mirror_prefix
+
+    streams = model.load_format == "runai_streamer"
+    weights = Weights(
+        bucket=mirror_bucket, prefix=mirror_prefix(model.source, revision), load_format=model.load_format,
+        service_account=None if is_lora_base else weights_service_account(model.name), region=settings.region,
+        stream_concurrency=int(figure(settings, "runai_streamer_concurrency")),
+        copy_image=image(settings, "aws-cli"),
+        mirror=MirrorJob(image=image(settings, "vllm"), revision=revision,
+                         service_account=mirror_service_account(model.name), hf_token_secret=hf_token_secret,
+                         concurrency=int(figure(settings, "mirror_concurrency")),
+                         part_mib=int(figure(settings, "mirror_part_mib")),
+                         keep_revisions=int(figure(settings, "mirror_keep_revisions")),
+                         deadline_seconds=est.mirror_deadline_seconds))
     server = VllmServerSpec(
-        served_model_name=model.name, model=f"/models/{model.name}", precision=model.precision,
+        served_model_name=model.name, model=weights.uri if streams else f"{MODEL_DIR}/{model.name}",
+        precision=model.precision,
         checkpoint_precision=ckpt, tensor_parallel=model.tensor_parallel, pipeline_parallel=model.pipeline_parallel,
         max_model_len=model.max_model_len, gpu_memory_utilization=util, gpu_compute_capability=gpu.compute_capability,
         enable_prefix_caching=model.batching.enable_prefix_caching, kv_cache_dtype=model.kv_cache_dtype,
         max_num_seqs=model.batching.max_num_seqs, max_num_batched_tokens=model.batching.max_num_batched_tokens,
-        lora=lora, port=int(figure(settings, "vllm_port")))
-    node_selector, tolerations = _scheduling(pool_scheduling, mp.pool)
-    if model.pipeline_parallel > 1:
-        budget = figure(settings, "startup_budget_seconds_multinode")
-    elif params >= figure(settings, "large_model_billion"):
-        budget = figure(settings, "startup_budget_seconds_large")
-    else:
-        budget = figure(settings, "startup_budget_seconds")
-    checkpoint_gb = params * c.bytes_per_parameter[ckpt].value
-    disk_gb = checkpoint_gb * figure(settings, "model_cache_headroom")
-    cache_gib = max(1, math.ceil(disk_gb / 1.073741824))
-    tp = model.tensor_parallel
-    share = tp / instance.gpu_count * figure(settings, "node_allocatable_share")
+        lora=lora, port=int(figure(settings, "vllm_port")), load_format=model.load_format,
+        model_loader_extra_config=runai_extra_config(settings, model, memory_gib))
     ops = Operations(
-        startup_budget_seconds=int(budget), startup_period_seconds=int(figure(settings, "startup_probe_period_seconds")),
+        # From the start-up estimate (infra/startup.py): one source of truth for probes and awaits.
+        startup_budget_seconds=est.startup_probe_budget_seconds,
+        startup_period_seconds=int(figure(settings, "startup_probe_period_seconds")),
         prestop_sleep_seconds=int(figure(settings, "prestop_sleep_seconds")),
         drain_seconds=int(figure(settings, "drain_seconds")),
         shm_gib=int(figure(settings, "shm_gib_per_gpu") * tp), cache_gib=cache_gib,
         cpu=max(1, min(int(figure(settings, "cpu_per_gpu") * tp), int(instance.vcpus * share))),
-        memory_gib=max(1, min(int(figure(settings, "memory_gib_per_gpu") * tp), int(instance.memory_gib * share))),
+        memory_gib=memory_gib,
         ray_port=int(figure(settings, "ray_port")),
-        node_ready_seconds=int(figure(settings, "node_ready_seconds")),
-        image_pull_seconds=int(figure(settings, "image_pull_seconds")),
+        node_ready_seconds=est.node_boot_seconds, image_pull_seconds=est.image_pull_seconds,
         # Upper bounds: what the init containers may write into their volumes (size limits), the
         # same bound the deploy-readiness check (infra/readiness.py) uses.
-        download_seconds=_transfer_seconds(settings, cache_gib),
-        adapter_sync_seconds=(_transfer_seconds(settings, adapters.cache_gib)
-                              if adapters is not None and not adapters.runtime_loading else 0),
+        download_seconds=est.copy_seconds, adapter_sync_seconds=est.adapter_sync_seconds,
         await_margin_seconds=int(figure(settings, "await_margin_seconds")),
         scratch_gib=int(figure(settings, "scratch_gib")), keepalive_seconds=keepalive_seconds(settings),
         run_as_user=int(figure(settings, "run_as_user")), fs_group=int(figure(settings, "fs_group")),
@@ -302,7 +416,8 @@ def workload_args(settings: Settings, plan: capacity.Plan, model: ModelConfig, p
                                 polling_seconds=int(figure(settings, "keda_polling_seconds")),
                                 cooldown_seconds=int(figure(settings, "keda_cooldown_seconds"))),
         gateway_pod_labels=dict(ROUTER_LABELS), prometheus_namespace=settings.config.serving.prometheus_namespace,
-        load_balancer_cidrs=tuple(load_balancer_cidrs), hf_token_secret=hf_token_secret, api_key_secret=api_key_secret, adapters=adapters,
+        load_balancer_cidrs=tuple(load_balancer_cidrs), api_key_secret=api_key_secret, adapters=adapters,
+        weights=weights,
         labels={"llmserving.io/stack": settings.stack}, rollout=rollout(settings, plan, model.name),
         depends_on=tuple(depends_on))
 
@@ -423,7 +538,8 @@ def router_args(settings: Settings, load_balancer_cidrs: tuple[str, ...], depend
 def build(settings: Settings, plan: capacity.Plan, *, k8s_provider: k8s.Provider, cluster_name: Any,
           pool_scheduling: dict, adapter_bucket_name: Any, adapter_reader_role_arn: Any, tags: dict[str, str],
           load_balancer_cidrs: tuple[str, ...] = (), system_nodes: Sequence[pulumi.Resource] = (),
-          pool_node_sources: Mapping[str, Sequence[pulumi.Resource]] = {}) -> Serving:  # noqa: B006 (read only)
+          pool_node_sources: Mapping[str, Sequence[pulumi.Resource]] = {},  # noqa: B006 (read only)
+          mirror: Any = None) -> Serving:
     """Assembly only: settings and plan -> component args.
 
     `load_balancer_cidrs` (the load balancer's subnets) are the only addresses
@@ -454,9 +570,10 @@ def build(settings: Settings, plan: capacity.Plan, *, k8s_provider: k8s.Provider
     hf_secret = HF_TOKEN_SECRET if "hfToken" in settings.secrets_set else None
     workloads: dict[str, VllmWorkload] = {}
     for m in settings.config.models:
+        # The mirror's bucket, roles and Pod Identity associations exist before the mirror Job and the pods.
         args = workload_args(settings, plan, m, pool_scheduling, hf_token_secret=hf_secret, api_key_secret=api_key_secret,
-                             load_balancer_cidrs=load_balancer_cidrs,
-                             depends_on=(*deps, *pool_node_sources.get(m.pool, ())))
+                             mirror_bucket=mirror.configured_bucket_name, load_balancer_cidrs=load_balancer_cidrs,
+                             depends_on=(*deps, *pool_node_sources.get(m.pool, ()), *mirror.ready[m.name]))
         workloads[m.name] = VllmWorkload(m.name, args, opts=k8s_opts)
 
     router = ModelRouter(ROUTER_NAME, router_args(settings, load_balancer_cidrs, (*foundation.ready, *system)),

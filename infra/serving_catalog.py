@@ -73,13 +73,12 @@ CHARTS: dict[str, Chart] = {
 
 _OPS = "project operating assumption (FACTS.md: vLLM loads take minutes; drain in-flight requests)"
 SERVING_FIGURES: dict[str, Assumption] = {
-    # startupProbe budget: failureThreshold x periodSeconds must cover download + load.
+    # startupProbe period; its budget (failureThreshold x period) derives from the start-up estimate
+    # (infra/startup.py: startup_probe_safety_factor x (weight read + engine start), at least
+    # startup_budget_floor_seconds).
     "startup_probe_period_seconds": Assumption(value=10, source=_OPS, as_of="2025-10"),
-    "startup_budget_seconds": Assumption(value=600, source="FACTS.md: failureThreshold 60 x periodSeconds 10", as_of="2025-10"),
-    # Models at or above this size get the large budget (70B+ loads take far longer).
+    # Models at or above this size are "large" for the start-up goals (issue 12: 70B under 6 minutes).
     "large_model_billion": Assumption(value=60, source=_OPS, as_of="2025-10"),
-    "startup_budget_seconds_large": Assumption(value=1800, source=_OPS, as_of="2025-10"),
-    "startup_budget_seconds_multinode": Assumption(value=3600, source=_OPS, as_of="2025-10"),
     # preStop sleep lets endpoints drop out of the router before SIGTERM; then uvicorn drains.
     "prestop_sleep_seconds": Assumption(value=20, source=_OPS, as_of="2025-10"),
     "drain_seconds": Assumption(value=120, source=_OPS + "; long generations at ~40 tok/s", as_of="2025-10"),
@@ -145,6 +144,87 @@ SERVING_FIGURES: dict[str, Assumption] = {
     # during a rollout; Kubernetes' own default maxUnavailable is 25%).
     "max_unavailable_share": Assumption(value=0.1, source="Kubernetes docs 'Deployments': default maxUnavailable 25%; "
                                                           "10% is a project choice to keep capacity", as_of="2026-12"),
+    # --- Cold start (issue 12): the model mirror, streaming load and the start-up estimate (infra/startup.py) ---
+    # Run:ai streamer from S3 into one node: Meta-Llama-3-8B (15 GB) in 4.88 s at concurrency 32 on a g5.12xlarge,
+    # about 3.1 GB/s (run-ai/runai-model-streamer docs/src/benchmarks.md at 0.15.0, Figure 5 / Appendix C).
+    # The planning figure keeps a third of margin (other tenants of the node's network, SSE-KMS, prefixes).
+    "s3_stream_mb_per_second": Assumption(value=2000, source="run-ai/runai-model-streamer 0.15.0 docs/src/benchmarks.md: "
+                                          "15 GB from S3 in 4.88 s (concurrency 32, g5.12xlarge), less a third", as_of="2025-11"),
+    "runai_streamer_concurrency": Assumption(value=32, source="run-ai/runai-model-streamer 0.15.0 docs/src/benchmarks.md: "
+                                             "best S3 result at concurrency 32 (default 8 for object storage, docs/src/env-vars.md)", as_of="2025-11"),
+    # CPU buffer of the streamer per process as a share of the pod's memory limit: its default (40 GB without
+    # distributed streaming, docs/src/env-vars.md RUNAI_STREAMER_MEMORY_LIMIT) exceeds a 1-GPU pod's memory.
+    "runai_streamer_memory_share": Assumption(value=0.5, source="run-ai/runai-model-streamer 0.15.0 docs/src/usage.md "
+                                              "'CPU memory capping'; " + _OPS, as_of="2025-11"),
+    # Engine start after the weights are read: CUDA graph capture, torch.compile, KV cache profiling. Run:ai's
+    # vLLM figure: 23.18 s to ready with 4.88 s of loading, ~18 s of start for 8B on one A10G (benchmarks.md
+    # Appendix D); multi-GPU engines compile and capture per rank and start workers.
+    "engine_start_seconds": Assumption(value=60, source="run-ai/runai-model-streamer 0.15.0 docs/src/benchmarks.md "
+                                       "Appendix D (18 s for 8B on 1 A10G), x3 margin for compile caches starting cold", as_of="2025-11"),
+    "engine_start_seconds_multi_gpu": Assumption(value=150, source=_OPS + "; per-rank compile and CUDA graphs, NCCL "
+                                                 "init; 2.5 x the single-GPU figure", as_of="2025-11"),
+    # Multi-node (PP > 1): Ray head up, workers join, placement group.
+    "ray_group_seconds": Assumption(value=60, source=_OPS + "; workers retry every ray_join_retry_seconds", as_of="2025-11"),
+    # Startup probe budget = this factor x (weight read + engine start): the estimate is a median, a probe
+    # budget must cover a slow start (S3 throttling, a cold compile cache) without killing a loading pod.
+    "startup_probe_safety_factor": Assumption(value=3, source=_OPS + "; FACTS.md: liveness must never kill a "
+                                              "loading pod", as_of="2025-11"),
+    # The startup probe budget never goes below this (FACTS.md: failureThreshold 60 x periodSeconds 10 for 8B).
+    "startup_budget_floor_seconds": Assumption(value=300, source=_OPS, as_of="2025-11"),
+    # The mirror job reads from the Hub: per-node download from the Hub's CDN. Hugging Face's hf_transfer
+    # reaches >500 MB/s on 10 Gbit links (huggingface/hf_transfer README); a plain HTTP stream with 8 files in
+    # parallel is planned at a fifth of that.
+    "hub_download_mb_per_second": Assumption(value=100, source="huggingface/hf_transfer README (>500 MB/s with "
+                                             "hf_transfer); planning value for 8 parallel plain HTTP streams", as_of="2025-11"),
+    "mirror_concurrency": Assumption(value=8, source=_OPS + "; files copied in parallel by the mirror job", as_of="2025-11"),
+    # S3 multipart part size of the mirror job: 10,000 parts x 64 MiB = 625 GiB per file (S3 quotas:
+    # at most 10,000 parts, 5 MiB to 5 GiB each).
+    "mirror_part_mib": Assumption(value=64, source="Amazon S3 user guide 'Multipart upload limits'", as_of="2025-11"),
+    # Revisions of a source kept in the mirror: the current one and the previous (a rollback target).
+    "mirror_keep_revisions": Assumption(value=2, source=_OPS, as_of="2025-11"),
+    # Mirror job deadline = this factor x the copy at hub_download_mb_per_second, plus a fixed margin.
+    "mirror_deadline_factor": Assumption(value=3, source=_OPS, as_of="2025-11"),
+    "mirror_noncurrent_version_days": Assumption(value=30, source=_OPS + "; deleted revisions stay recoverable a month",
+                                                 as_of="2025-11"),
+    # Goals of the issue: Ready after the node is up, by model size (issue 12 item 4).
+    "goal_ready_seconds_small": Assumption(value=120, source="issue 12: 8B Ready in under 2 minutes after the node is up", as_of="2025-11"),
+    "goal_ready_seconds_large": Assumption(value=360, source="issue 12: 70B FP8 under 6 minutes", as_of="2025-11"),
+    "goal_ready_seconds_multinode": Assumption(value=1200, source="issue 12: 405B under 20 minutes", as_of="2025-11"),
+    # --- Adapters at scale (issue 12 item 5) ---
+    # Bytes per LoRA parameter as stored: PEFT saves adapters in the dtype they were trained in; 16-bit is
+    # the common case (fp32 adapters are twice as large: set 4).
+    "adapter_bytes_per_parameter": Assumption(value=2, source="huggingface/peft save_pretrained writes the adapter "
+                                              "weights' own dtype (safetensors); 16-bit training", as_of="2025-11"),
+    # Adapters a pod keeps on disk at most (LRU): a multiple of --max-cpu-loras, so evicted CPU entries reload
+    # from local disk instead of S3.
+    "adapter_disk_slots_per_cpu_lora": Assumption(value=2, source=_OPS, as_of="2025-11"),
     # Pause between `ray start` attempts of a worker while the group's head is not up yet.
     "ray_join_retry_seconds": Assumption(value=5, source="vllm-project/vllm examples/online_serving/multi-node-serving.sh (v0.11.1): retries every 5 s", as_of="2025-10"),
+}
+
+
+class AdapterGeometry(BaseModel):
+    """What a LoRA adapter's size depends on besides its rank: the base model's linear layer widths."""
+
+    model_config = ConfigDict(frozen=True)
+    hidden_size: int
+    intermediate_size: int
+    source: str
+    as_of: str
+
+
+_CFG = "the model's config.json on the Hub (hidden_size, intermediate_size)"
+# Layers, KV heads and head size come from infra/catalog.py MODELS. A LoRA adapter of rank r adds, per
+# adapted linear layer of in x out, an A (r x in) and a B (out x r) matrix: r x (in + out) parameters
+# (huggingface/peft src/peft/tuners/lora/layer.py, lora_A / lora_B). Sized for every linear layer of a
+# Llama-style block (q, k, v, o, gate, up, down: PEFT target_modules="all-linear"), the largest usual choice.
+ADAPTER_GEOMETRY: dict[str, AdapterGeometry] = {
+    "meta-llama/Llama-3.1-8B-Instruct": AdapterGeometry(hidden_size=4096, intermediate_size=14336, source=_CFG, as_of="2024-07"),
+    "mistralai/Mistral-7B-Instruct-v0.3": AdapterGeometry(hidden_size=4096, intermediate_size=14336, source=_CFG, as_of="2024-05"),
+    "Qwen/Qwen2.5-7B-Instruct": AdapterGeometry(hidden_size=3584, intermediate_size=18944, source=_CFG, as_of="2024-09"),
+    "Qwen/Qwen2.5-3B-Instruct": AdapterGeometry(hidden_size=2048, intermediate_size=11008, source=_CFG, as_of="2024-09"),
+    "meta-llama/Llama-3.1-70B-Instruct": AdapterGeometry(hidden_size=8192, intermediate_size=28672, source=_CFG, as_of="2024-07"),
+    "RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8": AdapterGeometry(hidden_size=8192, intermediate_size=28672, source=_CFG, as_of="2024-08"),
+    "meta-llama/Llama-3.1-405B-Instruct": AdapterGeometry(hidden_size=16384, intermediate_size=53248, source=_CFG, as_of="2024-07"),
+    "meta-llama/Llama-3.1-405B-Instruct-FP8": AdapterGeometry(hidden_size=16384, intermediate_size=53248, source=_CFG, as_of="2024-07"),
 }

@@ -46,6 +46,12 @@ def resolve_zones(settings: Settings) -> list[str]:
     return names[: net.zone_count]
 
 
+def _lora_reader(settings: Settings, store) -> dict:
+    """The LoRA base model's pods and tasks run as the adapter store's reader: it also reads that model's weights."""
+    lora = settings.config.lora
+    return {lora.base_model: store.reader_role_name} if lora.enabled and lora.base_model else {}
+
+
 def build(settings: Settings, plan: capacity.Plan) -> None:
     prefix = f"{settings.project}-{settings.stack}"
     tags = cost_tags(settings)
@@ -53,6 +59,14 @@ def build(settings: Settings, plan: capacity.Plan) -> None:
         from infra import eks_platform
         eks_platform.validate(settings, plan)  # before any resource exists
         serving.validate(settings, plan)
+    # The adapters a LoRA pod holds fit its adapter cache (sizes by rank and base model from the catalog).
+    problems = serving.adapter_cache_problems(settings)
+    if problems:
+        raise capacity.PlanError(problems)
+    for m in settings.config.models:
+        if m.revision == "0" * 40:
+            pulumi.log.warn(f"{settings.project}: model {m.name} pins revision {m.revision}, a placeholder: its "
+                            f"mirror job fails (the Hub has no such commit) until you pin the commit you evaluated")
     zones = resolve_zones(settings)
     cluster_names = [prefix] if settings.config.orchestrator == "eks" else []
 
@@ -68,10 +82,13 @@ def build(settings: Settings, plan: capacity.Plan) -> None:
         platform = eks_platform.build(settings, plan, network, tags,
                                       spot_service_linked_role=edge.spot_service_linked_role)
         store = edge.adapter_store
+        mirror = edge_mod.build_model_mirror(settings, tags, log_archive=edge.log_archive, account=edge.account_id,
+                                             cluster_name=platform.cluster_name,
+                                             extra_readers=_lora_reader(settings, store))
         workloads = serving.build(
             settings, plan, k8s_provider=platform.k8s_provider, cluster_name=platform.cluster_name,
             pool_scheduling=platform.pool_scheduling, adapter_bucket_name=store.configured_bucket_name,
-            adapter_reader_role_arn=store.reader_role_arn, tags=tags,
+            adapter_reader_role_arn=store.reader_role_arn, tags=tags, mirror=mirror,
             load_balancer_cidrs=tuple(subnet_cidrs(network.vpc_cidr, len(zones))[1]),
             system_nodes=platform.system_nodes, pool_node_sources=platform.pool_node_sources)
         # The controller's pods need a node; a TargetGroupBinding needs its namespace and Service.
@@ -82,9 +99,11 @@ def build(settings: Settings, plan: capacity.Plan) -> None:
             node_ready=platform.system_nodes, depends_on=workloads.binding_dependencies)
         pulumi.export("clusterName", platform.cluster_name)
     else:
+        mirror = edge_mod.build_model_mirror(settings, tags, log_archive=edge.log_archive, account=edge.account_id,
+                                             extra_readers=_lora_reader(settings, edge.adapter_store))
         ecs_platform.build(settings, plan, network, tags, load_balancer=edge.load_balancer,
                            adapter_store=edge.adapter_store, account_id=edge.account_id,
-                           spot_service_linked_role=edge.spot_service_linked_role)
+                           spot_service_linked_role=edge.spot_service_linked_role, mirror=mirror)
 
     pulumi.export("environment", settings.config.environment)
     pulumi.export("orchestrator", settings.config.orchestrator)
@@ -92,6 +111,12 @@ def build(settings: Settings, plan: capacity.Plan) -> None:
     pulumi.export("vpcId", network.vpc_id)
     pulumi.export("privateSubnetIds", network.private_subnet_ids)
     pulumi.export("publicSubnetIds", network.public_subnet_ids)
+    pulumi.export("modelMirror", {"bucket": mirror.configured_bucket_name,
+                                  "prefixes": {m: f"s3://{mirror.configured_bucket_name}/{p}"
+                                               for m, p in mirror.prefixes.items()}})
+    # Per model: node launch -> Ready, its basis, and the budgets derived from it (infra/startup.py).
+    from infra import startup
+    pulumi.export("startup", startup.section(settings, plan))
     pulumi.export("capacity", plan.capacity_dict())
     pulumi.export("cost", plan.cost_dict())
 

@@ -34,15 +34,19 @@ def worst_case_stack(tenants: int) -> dict:
     cfg["llmserving:gpuPools"] = [big, small]
     models = [{"name": "llama-3-1-70b", "source": "RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8", "precision": "fp8",
                "pool": "p5-large", "tensorParallel": 8, "maxModelLen": 16384, "kvCacheDtype": "fp8",
-               "minReplicas": 2, "maxReplicas": 64, "trafficShare": 0.4}]
+               "minReplicas": 2, "maxReplicas": 64, "trafficShare": 0.4, "revision": "5" * 40}]
     sources = ["meta-llama/Llama-3.1-8B-Instruct", "mistralai/Mistral-7B-Instruct-v0.3", "Qwen/Qwen2.5-7B-Instruct"]
     for i in range(9):
         models.append({"name": f"small-model-{i}", "source": sources[i % len(sources)], "precision": "bf16",
                        "pool": "g5-large", "maxModelLen": 8192, "minReplicas": 1, "maxReplicas": 200,
+                       "revision": "5" * 40,
                        "trafficShare": round(0.6 / 9, 10) if i < 8 else round(0.6 - 8 * round(0.6 / 9, 10), 10)})
     cfg["llmserving:models"] = models
     cfg["llmserving:lora"] = {
+        # Thousands of tenants: adapters fetched on first request (a pod holds maxCpuLoras x 2 of them;
+        # preloading 2,000 rank-64 adapters would not fit the adapter cache, infra/serving.py).
         "enabled": True, "baseModel": "small-model-0", "maxLoras": 16, "maxLoraRank": 64, "maxCpuLoras": 64,
+        "runtimeLoading": True,
         "tenants": [{"id": f"tenant-{i:04d}", "adapters": [f"tenant-{i:04d}-chat"]} for i in range(tenants)],
     }
     cfg["llmserving:gpuLimits"] = {"maxGpusTotal": 4096, "maxGpusPerPool": 2048,

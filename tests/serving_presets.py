@@ -6,6 +6,9 @@ stack named in it; docs/serving.md shows the same settings as YAML.
 
 from __future__ import annotations
 
+# Prod pins every model's Hub commit (infra/config.py); tests pin this stand-in.
+TEST_REVISION = "5" * 40
+
 P5_POOL = {"name": "p5-ondemand", "instanceTypes": ["p5.48xlarge"], "capacityType": "on-demand",
            "provisioner": "managed-node-group", "minNodes": 0, "maxNodes": 4, "rootVolumeGib": 1000}
 P4DE_POOL = {"name": "p4de-ondemand", "instanceTypes": ["p4de.24xlarge"], "capacityType": "on-demand",
@@ -22,7 +25,7 @@ LLAMA_70B_FP8 = ("prod", {})
 LLAMA_70B_AWQ = ("prod", {
     "llmserving:models": [{"name": "llama-3-1-70b-awq", "source": "hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4",
                            "precision": "awq", "pool": "p4de-ondemand", "tensorParallel": 2, "maxModelLen": 8192,
-                           "minReplicas": 2, "maxReplicas": 16}],
+                           "minReplicas": 2, "maxReplicas": 16, "revision": TEST_REVISION}],
     "llmserving:gpuPools": [P4DE_POOL],
     "llmserving:gpuLimits": LIMITS,
     "llmserving:lora": {"enabled": False},
@@ -33,7 +36,8 @@ LLAMA_70B_AWQ = ("prod", {
 LLAMA_405B = ("prod", {
     "llmserving:models": [{"name": "llama-3-1-405b", "source": "meta-llama/Llama-3.1-405B-Instruct-FP8",
                            "precision": "fp8", "pool": "p5-ondemand", "tensorParallel": 8, "pipelineParallel": 2,
-                           "maxModelLen": 16384, "kvCacheDtype": "fp8", "minReplicas": 1, "maxReplicas": 2}],
+                           "maxModelLen": 16384, "kvCacheDtype": "fp8", "minReplicas": 1, "maxReplicas": 2,
+                           "revision": TEST_REVISION}],
     "llmserving:gpuPools": [P5_POOL],
     "llmserving:gpuLimits": LIMITS,
     "llmserving:lora": {"enabled": False},

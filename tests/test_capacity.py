@@ -27,7 +27,7 @@ LLAMA_405B_FP8 = "meta-llama/Llama-3.1-405B-Instruct-FP8"
 
 
 def model(name: str, source: str, precision: str, pool: str, **extra) -> dict:
-    return {"name": name, "source": source, "precision": precision, "pool": pool, **extra}
+    return {"name": name, "source": source, "precision": precision, "pool": pool, "revision": "5" * 40, **extra}
 
 
 def pool(name: str, instance_type: str, max_nodes: int = 200, capacity_type: str = "on-demand", **extra) -> dict:

@@ -128,8 +128,8 @@ CASES = [
     ("negative-figure", "dev", "dev", lambda c: c.update({f"{N}:serving": {"figures": {"queueDepthPerReplica": -1}}}),
      [f"{N}:serving.figures.queueDepthPerReplica: got -1; must be above 0 and at most 100000"]),
     ("zero-probe-budget", "dev", "dev",
-     lambda c: c.update({f"{N}:serving": {"figures": {"startupProbePeriodSeconds": 30, "startupBudgetSeconds": 20}}}),
-     [f"{N}:serving.figures.startupBudgetSeconds: got 20; a startup budget must cover at least one probe period "
+     lambda c: c.update({f"{N}:serving": {"figures": {"startupProbePeriodSeconds": 30, "startupBudgetFloorSeconds": 20}}}),
+     [f"{N}:serving.figures.startupBudgetFloorSeconds: got 20; a startup budget must cover at least one probe period "
       f"{N}:serving.figures.startupProbePeriodSeconds"]),
     ("context-window", "dev", "dev", _model(1, maxModelLen=65536),
      [f"{N}:models[1].maxModelLen: got 65536; mistralai/Mistral-7B-Instruct-v0.3 has a context window of 32,768 "

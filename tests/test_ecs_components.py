@@ -136,8 +136,7 @@ def _service_args(**over) -> VllmEcsServiceArgs:
         target_group_arn="arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/t/1",
         alb_arn_suffix="app/llmserving-test/abc", target_group_arn_suffix="targetgroup/t/1",
         desired_count=4, min_count=2, max_count=8, requests_per_target_per_minute=120,
-        secrets={"HF_TOKEN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:hf",
-                 "VLLM_API_KEY": "arn:aws:secretsmanager:us-east-1:123456789012:secret:key"},
+        secrets={"VLLM_API_KEY": "arn:aws:secretsmanager:us-east-1:123456789012:secret:key"},
         environment={"VLLM_NO_USAGE_STATS": "1"}, tags={**TAGS, "model": "llama-3-1-8b"})
     base.update(over)
     return VllmEcsServiceArgs(**base)
@@ -171,8 +170,8 @@ def test_task_definition_reserves_gpus_shm_and_checks_health(service_run):
     assert "http://localhost:8000/health" in hc["command"][1] and hc["startPeriod"] == 300
     assert c["logConfiguration"]["logDriver"] == "awslogs" and c["logConfiguration"]["logDriver"] in enum("ecs", "LogDriver")
     assert c["logConfiguration"]["options"]["awslogs-group"] == "/llmserving/ecs/llmserving-test/llama-3-1-8b"
-    assert c["secrets"] == [{"name": "HF_TOKEN", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:hf"},
-                            {"name": "VLLM_API_KEY", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:key"}]
+    # The Hugging Face token is the mirror task's alone (components/vllm_ecs_service.py MirrorTask).
+    assert c["secrets"] == [{"name": "VLLM_API_KEY", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:key"}]
     assert not any("api-key" in a for a in c["command"])
     assert c["stopTimeout"] == 120
 
@@ -222,8 +221,52 @@ def test_autoscaling_tracks_alb_requests_per_target(service_run):
 def test_execution_role_reads_only_its_secrets(service_run):
     policies = [json.loads(inputs(r)["policy"]) for r in of_type(service_run, "aws:iam/rolePolicy:RolePolicy")]
     (doc,) = policies
-    assert doc["Statement"][0]["Resource"] == ["arn:aws:secretsmanager:us-east-1:123456789012:secret:hf",
-                                               "arn:aws:secretsmanager:us-east-1:123456789012:secret:key"]
+    assert doc["Statement"][0]["Resource"] == ["arn:aws:secretsmanager:us-east-1:123456789012:secret:key"]
+
+
+HF_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:hf"
+MIRROR_URI = "s3://llmserving-test-models-123456789012-us-east-1/meta-llama/Llama-3.1-8B-Instruct/" + "a" * 40 + "/"
+
+
+def _mirror():
+    from components.vllm_ecs_service import MirrorTask
+
+    return MirrorTask(image="vllm/vllm-openai:v0.11.1", task_role_arn="arn:aws:iam::123456789012:role/writer",
+                      secrets={"HF_TOKEN": HF_ARN}, environment={"MIRROR_SOURCE": "meta-llama/Llama-3.1-8B-Instruct"})
+
+
+def test_the_hf_token_never_reaches_the_serving_task():
+    with pytest.raises(ArgsError) as e:
+        validate_vllm_ecs_service_args(_service_args(secrets={"HF_TOKEN": HF_ARN}))
+    assert e.value.problems == ["secrets: HF_TOKEN given to the serving task; only the mirror task reads the Hub"]
+
+
+def test_mirror_task_is_a_run_once_task_definition_with_the_token_and_a_run_task_command():
+    server = _server(model=MIRROR_URI, load_format="runai_streamer")
+    run = run_component(lambda: VllmEcsService("svc", _service_args(server=server, mirror=_mirror())))
+    defs = {inputs(r)["family"]: json.loads(inputs(r, reveal_secrets=True)["containerDefinitions"])
+            for r in of_type(run, "aws:ecs/taskDefinition:TaskDefinition")}
+    (mirror,) = defs["llmserving-test-llama-3-1-8b-mirror"]
+    (serving,) = defs["llmserving-test-llama-3-1-8b"]
+    from components.model_mirror import MIRROR_SCRIPT
+
+    assert mirror["entryPoint"] == ["python3", "-c"] and mirror["command"] == [MIRROR_SCRIPT]
+    assert [s["name"] for s in mirror["secrets"]] == ["HF_TOKEN"] and "portMappings" not in mirror
+    assert all(s["name"] != "HF_TOKEN" for s in serving["secrets"])
+    assert serving["command"][0] == MIRROR_URI and "runai_streamer" in serving["command"]
+    # No service runs the mirror (a service would restart a task that exits, copying forever).
+    assert len(of_type(run, "aws:ecs/service:Service")) == 1
+
+
+def test_mirror_run_task_command_waits_past_the_cli_waiter_and_checks_the_exit_code():
+    from components.vllm_ecs_service import mirror_run_task_command
+
+    cmd = mirror_run_task_command(cluster="c", family="f-mirror", capacity_provider="cp", security_group="sg-1",
+                                  subnets=["subnet-a", "subnet-b"], region="us-east-1")
+    assert cmd.startswith("task=$(aws ecs run-task --region us-east-1 --cluster c --task-definition f-mirror ")
+    assert "subnets=[subnet-a,subnet-b],securityGroups=[sg-1],assignPublicIp=DISABLED" in cmd
+    assert "wait tasks-stopped" not in cmd and "= STOPPED ]; do sleep 30; done" in cmd
+    assert cmd.endswith("--query 'tasks[0].containers[0].exitCode' --output text)\" = 0")
 
 
 def test_task_asking_more_gpus_than_its_instance_has_is_rejected():

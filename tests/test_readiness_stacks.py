@@ -60,6 +60,13 @@ def strip_edges(resources: list[dict], frm: dict, targets: set[str]) -> None:
         node = by_urn.get(node.get("parent"))
 
 
+def mirror_jobs(resources: list[dict]) -> set[str]:
+    """What a workload waits for besides its node source and association, and which waits for them in
+    turn: its mirror Job and its service accounts (components/vllm_workload.py)."""
+    return {r["urn"] for r in resources if r["type"] == "kubernetes:batch/v1:Job"
+            or (r["type"] == "kubernetes:core/v1:ServiceAccount" and r["name"].startswith("llama-3-1-"))}
+
+
 def unfix_await(r: dict) -> None:
     r.pop("customTimeouts", None)
     ann = (r["inputs"].get("metadata") or {}).get("annotations") or {}
@@ -101,7 +108,8 @@ def test_prod_70b_without_its_timeouts_fails_the_await():
     assert create.level == update.level == "mandatory"
     assert create.message.startswith(
         "pulumi-kubernetes waits 10m for Deployment llmserving/llama-3-1-70b to become ready on create")
-    assert "init model-download (<= " in create.message and "the create fails with a timeout" in create.message
+    # Weights stream from the mirror: no download init container, the startupProbe budget covers the load.
+    assert "startupProbe " in create.message and "the create fails with a timeout" in create.message
     assert update.message.startswith(
         "pulumi-kubernetes waits 10m for Deployment llmserving/llama-3-1-70b to become ready on update")
 
@@ -162,7 +170,8 @@ def test_gpu_deployment_without_its_pool_edge_fails():
     pool = find(res, R.NODE_POOL, "llmserving-prod-g5-lora-nodepool")
     dep["dependencies"] = sorted({*dep["dependencies"], pool["urn"]})
     assert for_urn(res, dep["urn"], "node-source-order") == []
-    strip_edges(res, dep, {pool["urn"]})
+    # The Deployment also waits for its mirror Job (which waits for the pool): take that path out too.
+    strip_edges(res, dep, {pool["urn"], *mirror_jobs(res)})
     [f] = for_urn(res, dep["urn"], "node-source-order")
     assert "(Karpenter NodePool g5-lora (limit 48 GPUs))" in f.message
 
@@ -248,7 +257,7 @@ def test_prod_lora_pods_without_the_pod_identity_edge_fail():
                if r["inputs"].get("serviceAccount") == "vllm-lora"]
     dep["dependencies"] = sorted({*dep["dependencies"], assoc["urn"]})
     assert for_urn(res, dep["urn"], "pod-identity-order") == []
-    strip_edges(res, dep, {assoc["urn"]})
+    strip_edges(res, dep, {assoc["urn"], *mirror_jobs(res)})
     [f] = for_urn(res, dep["urn"], "pod-identity-order")
     assert f.message.startswith("Deployment llmserving/llama-3-1-8b runs pods as service account llmserving/vllm-lora "
                                 f"but does not wait for its EKS Pod Identity association ({assoc['name']})")

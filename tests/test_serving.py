@@ -15,7 +15,7 @@ from infra import capacity, serving
 from infra.config import ConfigError
 from tests import serving_presets as presets
 from infra.mockcloud import run_callable
-from tests.harness import inputs, of_type, one, run_component, settings_for, stack_config
+from tests.harness import inputs, of_type, one, run_component, run_stack, settings_for, stack_config
 from tests.k8s_validation import validate_object
 from tests.test_vllm_server_args import assert_real_flags
 
@@ -32,7 +32,7 @@ def rendered(preset, model=None):
     s = settings_for(stack, changes)
     plan = capacity.plan(s)
     m = next(x for x in s.config.models if model in (None, x.name))
-    args = serving.workload_args(s, plan, m, scheduling(s), hf_token_secret="hf-token", api_key_secret="vllm-api-key")
+    args = serving.workload_args(s, plan, m, scheduling(s), mirror_bucket=MIRROR_BUCKET, hf_token_secret="hf-token", api_key_secret="vllm-api-key")
     objs = render(args)
     for o in objs:
         validate_object(o)
@@ -40,6 +40,23 @@ def rendered(preset, model=None):
 
 
 READER_ROLE = "arn:aws:iam::123456789012:role/llmserving-test-adapters-reader"
+MIRROR_BUCKET = "llmserving-test-models-123456789012-us-east-1"
+
+
+def test_mirror(s):
+    """The stack's model mirror as infra/stack.py builds it (a log bucket stands in for the log archive)."""
+    from types import SimpleNamespace
+
+    from infra import edge
+
+    lora = s.config.lora
+    return edge.build_model_mirror(s, {"project": "llmserving"}, log_archive=SimpleNamespace(bucket_name="logs"),
+                                   account="123456789012", cluster_name="llmserving-test",
+                                   extra_readers={lora.base_model: "llmserving-test-adapters-reader"}
+                                   if lora.enabled and lora.base_model else {})
+
+
+test_mirror.__test__ = False  # a helper, not a test
 LB_CIDRS = ("10.40.224.0/20", "10.40.240.0/20")
 
 
@@ -52,7 +69,7 @@ def build_stack(preset):
         provider = k8s.Provider("k8s", kubeconfig="{}")
         serving.build(s, plan, k8s_provider=provider, cluster_name="llmserving-test",
                       pool_scheduling=scheduling(s), adapter_bucket_name="llmserving-test-adapters",
-                      adapter_reader_role_arn=READER_ROLE, load_balancer_cidrs=LB_CIDRS,
+                      adapter_reader_role_arn=READER_ROLE, load_balancer_cidrs=LB_CIDRS, mirror=test_mirror(s),
                       tags={"project": "llmserving", "stack": stack, "environment": "test", "tier": "custom"})
     config, secrets = stack_config(stack, changes)
     return run_callable(program, stack=stack, config=config, secret_keys=secrets)
@@ -95,10 +112,12 @@ def test_multi_model_8b_two_deployments_behind_one_router():
     router = container(deployments["llm-router-deployment"]["spec"]["template"], "router")
     assert router["image"] == "lmcache/lmstack-router:v0.1.11"
     assert flag(router["args"], "--k8s-label-selector") == "llmserving.io/serves=true"
-    # dev has no LoRA, no multi-node: no adapter role, no LeaderWorkerSet controller (Alertmanager's
-    # association, in the monitoring namespace, is tested in test_alert_routing_and_storage.py)
-    assert not [r for r in of_type(run, "aws:eks/podIdentityAssociation:PodIdentityAssociation")
-                if inputs(r)["namespace"] == "llmserving"]
+    # dev has no LoRA, no multi-node: no adapter role, no LeaderWorkerSet controller; each model's weights
+    # reader and mirror job get their own Pod Identity association (Alertmanager's, in the monitoring
+    # namespace, is tested in test_alert_routing_and_storage.py)
+    assert sorted(inputs(r)["serviceAccount"] for r in of_type(run, "aws:eks/podIdentityAssociation:PodIdentityAssociation")
+                  if inputs(r)["namespace"] == "llmserving") == ["llama-3-1-8b-mirror", "llama-3-1-8b-weights",
+                                                                   "mistral-7b-mirror", "mistral-7b-weights"]
     assert {inputs(r)["chart"] for r in of_type(run, "kubernetes:helm.sh/v3:Release")} == {"keda", "kube-prometheus-stack"}
     for r in run.registrations:
         if r.type.startswith("kubernetes:") and r.type not in ("kubernetes:helm.sh/v3:Release", "pulumi:providers:kubernetes"):
@@ -114,16 +133,20 @@ def test_8b_deployment_probes_volumes_drain_and_spread():
     assert_real_flags(c["args"])
     assert flag(c["args"], "--max-num-seqs") == "128" and flag(c["args"], "--dtype") == "bfloat16"
     assert c["startupProbe"]["httpGet"]["path"] == "/health"
-    assert c["startupProbe"]["failureThreshold"] * c["startupProbe"]["periodSeconds"] == 600
+    # From the start-up estimate (infra/startup.py): 3 x (16 GB at 2,000 MB/s + 60 s start) is under the
+    # 300 s floor.
+    assert c["startupProbe"]["failureThreshold"] * c["startupProbe"]["periodSeconds"] == 300
     assert c["readinessProbe"]["httpGet"]["path"] == c["livenessProbe"]["httpGet"]["path"] == "/health"
     assert c["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "20"]
     assert pod["terminationGracePeriodSeconds"] == 140
     vols = {v["name"]: v for v in pod["volumes"]}
     assert vols["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "2Gi"}
-    assert vols["model-cache"]["emptyDir"]["sizeLimit"] == "20Gi"
-    init = pod["initContainers"][0]
-    assert init["name"] == "model-download" and "meta-llama/Llama-3.1-8B-Instruct" in init["command"][2]
-    assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}}} in init["env"]
+    # Streamed from the mirror: no model cache, no download step, no Hub token in the pod.
+    assert "model-cache" not in vols and pod["initContainers"] == []
+    assert c["args"][0] == f"s3://{MIRROR_BUCKET}/meta-llama/Llama-3.1-8B-Instruct/main/"
+    assert not any(e["name"] == "HF_TOKEN" for e in c["env"])
+    job = objs["Job"]["spec"]["template"]["spec"]["initContainers"][0]
+    assert {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}}} in job["env"]
     assert {"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": "vllm-api-key", "key": "api-key"}}} in c["env"]
     assert pod["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
     assert objs["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
@@ -151,7 +174,9 @@ def test_70b_fp8_on_p5_tp8():
     assert c["resources"]["limits"]["nvidia.com/gpu"] == "8"
     assert flag(c["args"], "--tensor-parallel-size") == "8" and flag(c["args"], "--kv-cache-dtype") == "fp8"
     assert "--quantization" not in c["args"]  # pre-quantized FP8 checkpoint
-    assert c["startupProbe"]["failureThreshold"] * c["startupProbe"]["periodSeconds"] == 1800  # 70B+: longer
+    # 3 x (71 GB at 2,000 MB/s + 150 s multi-GPU start) = 557 s, rounded up to the 10 s period.
+    assert c["startupProbe"]["failureThreshold"] * c["startupProbe"]["periodSeconds"] == 560
+    assert json.loads(flag(c["args"], "--model-loader-extra-config"))["distributed"] is True
     vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
     assert vols["dshm"]["emptyDir"]["sizeLimit"] == "16Gi"
 
@@ -199,7 +224,8 @@ def test_405b_leaderworkerset_tp8_pp2_with_efa():
         assert {"name": "FI_PROVIDER", "value": "efa"} in c["env"]
         assert {"name": "FI_EFA_USE_DEVICE_RDMA", "value": "1"} in c["env"]
         assert c["securityContext"]["capabilities"]["add"] == ["IPC_LOCK"]
-    assert lc["startupProbe"]["failureThreshold"] * lc["startupProbe"]["periodSeconds"] == 3600
+    # 3 x (406 GB at 2,000 MB/s per node + 150 s start + 60 s Ray group) = 1,239 s -> 1,240 (10 s period).
+    assert lc["startupProbe"]["failureThreshold"] * lc["startupProbe"]["periodSeconds"] == 1240
     assert leader["metadata"]["labels"]["llmserving.io/serves"] == "true"
     assert "llmserving.io/serves" not in worker["metadata"]["labels"]
     assert objs["Service"]["spec"]["selector"]["leaderworkerset.sigs.k8s.io/worker-index"] == "0"
@@ -243,12 +269,17 @@ def test_lora_base_preloads_mapped_adapters_from_s3_via_pod_identity():
     assert cm["data"]["adapters.tsv"] == "acme-support\tacme\nglobex-legal\tglobex\nglobex-sql\tglobex\n"
     assert cm["data"]["bucket"] == "llmserving-test-adapters"
     (pia,) = [inputs(r) for r in of_type(run, "aws:eks/podIdentityAssociation:PodIdentityAssociation")
-              if inputs(r)["namespace"] == "llmserving"]
+              if inputs(r)["serviceAccount"] == "vllm-lora"]
     assert (pia["namespace"], pia["serviceAccount"], pia["clusterName"]) == ("llmserving", "vllm-lora", "llmserving-test")
     # The adapter store's read-only role (its access is evaluated in test_adapter_store.py).
     assert pia["roleArn"] == READER_ROLE and pia["tags"]["project"] == "llmserving"
-    # The only role here is Alertmanager's SNS publisher (test_alert_routing_and_storage.py).
-    assert [inputs(r)["name"] for r in of_type(run, "aws:iam/role:Role")] == ["llmserving-prod-alerts-publisher"]
+    # Roles: Alertmanager's SNS publisher (test_alert_routing_and_storage.py), the 70B's weights reader and each
+    # model's mirror writer; the LoRA base model reads its weights with the adapter reader (an inline policy).
+    assert sorted(inputs(r)["name"].rsplit("-", 1)[-1] for r in of_type(run, "aws:iam/role:Role")) == [
+        "mirror", "mirror", "publisher", "weights"]
+    (extra,) = [inputs(r) for r in of_type(run, "aws:iam/rolePolicy:RolePolicy")
+                if inputs(r)["role"] == "llmserving-test-adapters-reader"]
+    assert "meta-llama/Llama-3.1-8B-Instruct/0e9e39f249a16976918f6564b8830bc894c89659/*" in extra["policy"]
 
 
 def test_two_thousand_tenants_are_data_not_resources():
@@ -260,13 +291,53 @@ def test_two_thousand_tenants_are_data_not_resources():
     assert cm["data"]["adapters.tsv"].count("\n") == 2000
     dep = inputs(one(big, "kubernetes:apps/v1:Deployment", "llama-3-1-8b-deployment"))
     c = container(dep["spec"]["template"])
-    assert "--lora-modules" not in c["args"]  # runtime loading: the sync sidecar registers mapped adapters
+    assert "--lora-modules" not in c["args"]  # runtime loading: fetched on first request by the resolver plugin
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True"
-    # No filesystem resolver: it only accepts adapters whose base_model_name_or_path is /models/<name>.
-    assert "VLLM_PLUGINS" not in env and "VLLM_LORA_RESOLVER_CACHE_DIR" not in env
+    # Only the project's resolver: vLLM's filesystem resolver accepts only adapters whose
+    # base_model_name_or_path is the served model's path.
+    assert env["VLLM_PLUGINS"] == "llmserving_lora_resolver" and "VLLM_LORA_RESOLVER_CACHE_DIR" not in env
+    # Pod storage is O(active adapters): the cache holds --max-cpu-loras x 2 adapters, not 2,000.
+    assert env["LLMSERVING_ADAPTER_SLOTS"] == "128"
+    adapters = next(v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "adapters")
+    # 128 rank-64 adapters of 8B (336 MB each, infra/serving.py adapter_bytes) / fill ratio 0.9 = 45 GiB.
+    assert adapters["emptyDir"]["sizeLimit"] == "45Gi"
     sync = next(x for x in dep["spec"]["template"]["spec"]["initContainers"] if x["name"] == "adapter-sync")
     assert sync["restartPolicy"] == "Always"
+
+
+def test_pod_storage_is_bounded_by_active_adapters_not_tenants():
+    """Runtime loading: the adapter cache (and the pod's ephemeral-storage request) stops growing with the
+    number of tenants once their adapters outnumber the LRU slots; static loading would hold them all."""
+    def pod(n, runtime=True):
+        s = settings_for("prod", {"llmserving:lora": presets.many_tenants(n, runtime_loading=runtime)})
+        m = next(x for x in s.config.models if x.name == "llama-3-1-8b")
+        args = serving.workload_args(s, capacity.plan(s), m, scheduling(s), mirror_bucket=MIRROR_BUCKET,
+                                     hf_token_secret=None, api_key_secret=None)
+        spec = {o["kind"]: o for o in render(args)}["Deployment"]["spec"]["template"]["spec"]
+        return spec["containers"][0]["resources"]["requests"]["ephemeral-storage"]
+    assert pod(500) == pod(1000) == pod(2000)
+    assert pod(2) != pod(500)  # below the slots, the cache is what the mapped adapters need
+    assert pod(20, runtime=False) != pod(40, runtime=False)  # static loading holds every mapped adapter
+
+
+def test_adapter_cache_check_fails_naming_the_model_and_the_sizes():
+    s = settings_for("prod", {"llmserving:lora": presets.many_tenants(2000, runtime_loading=False)})
+    (problem,) = serving.adapter_cache_problems(s)
+    assert problem.startswith("llmserving:lora.tenants: model llama-3-1-8b preloads all 2,000 mapped adapters "
+                              "(static loading) of rank 64, 336 MB each (meta-llama/Llama-3.1-8B-Instruct")
+    assert "671.1 GB, but its adapter cache holds 48.3 GB" in problem and "runtimeLoading: true" in problem
+    # The program refuses it before any resource exists (exit 2 in the preview, a RunError under the CLI).
+    with pytest.raises(Exception) as e:
+        run_stack("prod", {"llmserving:lora": presets.many_tenants(2000, runtime_loading=False)})
+    assert "671.1 GB" in str(e.value)
+    # Runtime loading holds 64 (maxCpuLoras 32 x 2) of the same adapters: 21.5 GB fits.
+    assert serving.adapter_cache_problems(settings_for("prod", {"llmserving:lora": {
+        **presets.many_tenants(2000), "maxCpuLoras": 32}})) == []
+    # A rank the cache cannot hold even at the LRU bound is refused too, naming the same sizes.
+    (big,) = serving.adapter_cache_problems(settings_for("prod", {"llmserving:lora": {
+        **presets.many_tenants(2000), "maxLoraRank": 256, "maxCpuLoras": 64}}))
+    assert "keeps up to 128 adapters" in big and "1,342 MB each" in big
 
 
 # --- observability -----------------------------------------------------------------------------
@@ -368,7 +439,7 @@ def test_plan_rejects_pp_without_efa_and_oversized_models():
     changes = dict(presets.LLAMA_405B[1])
     changes["llmserving:gpuPools"] = [{**presets.P5_POOL, "instanceTypes": ["g6e.2xlarge"]}]
     changes["llmserving:models"] = [{"name": "small", "source": "meta-llama/Llama-3.1-8B-Instruct", "precision": "bf16",
-                                     "pool": "p5-ondemand", "pipelineParallel": 2}]
+                                     "pool": "p5-ondemand", "pipelineParallel": 2, "revision": presets.TEST_REVISION}]
     with pytest.raises(capacity.PlanError) as e:
         capacity.plan(settings_for("prod", changes))
     assert "llmserving:models[0].pipelineParallel: got 2; g6e.2xlarge has no EFA" in str(e.value)

@@ -3,6 +3,8 @@ model download, DCGM scraping and GPU panels, bad args rejected before anything 
 
 from __future__ import annotations
 
+from tests.test_serving import MIRROR_BUCKET, test_mirror  # noqa: F401
+
 import dataclasses
 import fnmatch
 import json
@@ -16,11 +18,11 @@ from components.model_router import ModelRouter, ModelRouterArgs
 from components.nvidia_runtime import DCGM_POD_LABELS, HelmChart, NvidiaRuntime, NvidiaRuntimeArgs
 from components.observability import DcgmScrape, Observability, ObservabilityArgs
 from components.serving_foundation import ServingFoundation, ServingFoundationArgs
-from components.vllm_workload import VllmWorkload, download_script, render
+from components.vllm_workload import VllmWorkload, render
 from components.network import subnet_cidrs
 from infra import capacity, serving
 from tests import serving_presets as presets
-from tests.harness import inputs, of_type, one, run_component, settings_for, shipped_run
+from tests.harness import inputs, of_type, one, run_component, settings_for, shipped_run, stack_value
 from tests.k8s_validation import validate_object
 
 SERVING_COMPONENTS = {
@@ -146,7 +148,7 @@ def test_keda_scaled_deployments_ignore_replica_changes(stack, dev, prod):
 
 def test_keda_scaled_leaderworkerset_ignores_replica_changes():
     s = settings_for(*presets.LLAMA_405B)
-    args = serving.workload_args(s, capacity.plan(s), s.config.models[0], _scheduling(s), hf_token_secret=None,
+    args = serving.workload_args(s, capacity.plan(s), s.config.models[0], _scheduling(s), mirror_bucket=MIRROR_BUCKET, hf_token_secret=None,
                                  api_key_secret=None, load_balancer_cidrs=LB_CIDRS)
     run = run_component(lambda: VllmWorkload("llama-3-1-405b", args))
     lws = one(run, "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet")
@@ -179,70 +181,65 @@ MISTRAL_INDEX = {"metadata": {"total_size": 14_496_047_104},
                                 "model.layers.0.self_attn.q_proj.weight": "model-00001-of-00003.safetensors"}}
 
 
-def fake_hub(files: dict[str, float], index: dict | None, downloaded: dict[str, float]):
-    """A stand-in for huggingface_hub.snapshot_download, filtering like its fnmatch-based allow/ignore patterns."""
-    def snapshot_download(repo_id, local_dir, allow_patterns=None, ignore_patterns=None):
-        import os
-        for path, size in files.items():
-            if allow_patterns is not None and not any(fnmatch.fnmatch(path, p) for p in allow_patterns):
-                continue
-            if ignore_patterns and any(fnmatch.fnmatch(path, p) for p in ignore_patterns):
-                continue
-            target = os.path.join(local_dir, path)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            with open(target, "w") as f:
-                f.write(json.dumps(index) if path == "model.safetensors.index.json" and index else "x")
-            downloaded[path] = size
-    module = types.ModuleType("huggingface_hub")
-    module.snapshot_download = snapshot_download
-    return module
-
-
-def _mistral_workload():
-    s = settings_for("dev")
+def _mistral_workload(**model_changes):
+    changes = {}
+    if model_changes:
+        models = [dict(m, **model_changes) if m["source"] == "mistralai/Mistral-7B-Instruct-v0.3" else m
+                  for m in stack_value("dev", "llmserving:models")]
+        changes = {"llmserving:models": models}
+    s = settings_for("dev", changes)
     m = next(x for x in s.config.models if x.source == "mistralai/Mistral-7B-Instruct-v0.3")
-    args = serving.workload_args(s, capacity.plan(s), m, _scheduling(s), hf_token_secret="hf-token",
+    args = serving.workload_args(s, capacity.plan(s), m, _scheduling(s), mirror_bucket=MIRROR_BUCKET, hf_token_secret="hf-token",
                                  api_key_secret=None, load_balancer_cidrs=LB_CIDRS)
     return args, {o["kind"]: o for o in render(args)}
 
 
-def test_download_fetches_only_the_sharded_weights_and_the_cache_holds_them(tmp_path, monkeypatch):
+def test_mirror_copies_one_copy_of_the_weights_which_the_streamer_reads_whole():
+    # vLLM v0.11.1's Run:ai loader streams EVERY *.safetensors under the prefix (runai_utils.list_safetensors):
+    # the mirror must hold the sharded checkpoint only, never Mistral's consolidated duplicate beside it.
+    from components.mirror_script import select_files
+
+    picked = select_files({p: {} for p in MISTRAL_FILES}, MISTRAL_INDEX, "safetensors")
+    assert [p for p in picked if p.endswith(".safetensors")] == [
+        "model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors", "model-00003-of-00003.safetensors"]
+    assert "consolidated.safetensors" not in picked and "tokenizer.model" in picked and "README.md" not in picked
+
+
+def test_streaming_pod_reads_the_mirror_and_holds_no_model_on_disk():
     args, objs = _mistral_workload()
     pod = objs["Deployment"]["spec"]["template"]["spec"]
-    init = pod["initContainers"][0]
-    assert init["command"] == ["python3", "-c", download_script(args.source, f"/models/{args.server.served_model_name}")]
-    assert {"name": "HF_XET_CHUNK_CACHE_SIZE_BYTES", "value": "0"} in init["env"]  # no 10 GB chunk cache in the emptyDir
+    vllm = pod["containers"][0]
+    uri = f"s3://{MIRROR_BUCKET}/mistralai/Mistral-7B-Instruct-v0.3/main/"
+    assert vllm["args"][0] == uri and vllm["args"][vllm["args"].index("--load-format") + 1] == "runai_streamer"
+    env = {e["name"]: e.get("value") for e in vllm["env"]}
+    assert env["HF_HUB_OFFLINE"] == "1" and env["AWS_REGION"] == "us-east-1" and "HF_TOKEN" not in env
+    assert pod["initContainers"] == [] and pod["serviceAccountName"] == "mistral-7b-weights"
+    # No model-sized volume: the request is the scratch volume alone.
+    assert [v["name"] for v in pod["volumes"]] == ["dshm", "scratch"]
+    assert vllm["resources"]["requests"]["ephemeral-storage"] == pod["volumes"][1]["emptyDir"]["sizeLimit"]
+    # The mirror Job holds the Hub token; its copy runs to completion as the init container.
+    job = objs["Job"]["spec"]["template"]["spec"]
+    assert job["serviceAccountName"] == "mistral-7b-mirror" and job["restartPolicy"] == "Never"
+    mirror_env = {e["name"]: e for e in job["initContainers"][0]["env"]}
+    assert mirror_env["HF_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "hf-token", "key": "token"}}
+    assert mirror_env["MIRROR_PREFIX"]["value"] == "mistralai/Mistral-7B-Instruct-v0.3/main/"
 
-    downloaded: dict[str, float] = {}
-    monkeypatch.setitem(sys.modules, "huggingface_hub", fake_hub(MISTRAL_FILES, MISTRAL_INDEX, downloaded))
-    exec(compile(download_script(args.source, str(tmp_path / "m")), "download", "exec"), {"__name__": "__main__"})
-    assert sorted(downloaded) == ["config.json", "generation_config.json", "model-00001-of-00003.safetensors",
-                                  "model-00002-of-00003.safetensors", "model-00003-of-00003.safetensors",
-                                  "model.safetensors.index.json", "params.json", "special_tokens_map.json",
-                                  "tokenizer.json", "tokenizer.model", "tokenizer_config.json"]
+
+def test_fallback_copies_the_mirror_into_the_pod_cache_never_the_hub():
+    args, objs = _mistral_workload(loadFormat="safetensors")
+    pod = objs["Deployment"]["spec"]["template"]["spec"]
+    (init,) = pod["initContainers"]
+    assert init["name"] == "model-copy" and init["image"].startswith("amazon/aws-cli:")
+    assert f"s3://{MIRROR_BUCKET}/mistralai/Mistral-7B-Instruct-v0.3/main/" in init["args"][0]
+    assert "/models/mistral-7b/" in init["args"][0]
+    vllm = pod["containers"][0]
+    assert vllm["args"][0] == "/models/mistral-7b"
+    assert vllm["args"][vllm["args"].index("--load-format") + 1] == "safetensors"
     limit_gib = int(next(v for v in pod["volumes"] if v["name"] == "model-cache")["emptyDir"]["sizeLimit"][:-2])
-    assert sum(downloaded.values()) <= limit_gib * 2 ** 30
-    # The request covers every emptyDir on the node's disk (model cache and scratch).
+    assert limit_gib * 2 ** 30 >= sum(MISTRAL_FILES[p] for p in MISTRAL_FILES if p.startswith("model-0"))
     disk = sum(int(v["emptyDir"]["sizeLimit"][:-2]) for v in pod["volumes"]
                if "emptyDir" in v and v["emptyDir"].get("medium") != "Memory")
-    assert int(pod["containers"][0]["resources"]["requests"]["ephemeral-storage"][:-2]) == disk >= limit_gib
-    # What the old patterns (skip only original/* and *.pth) fetched: both copies, more than the cache holds.
-    old = sum(size for path, size in MISTRAL_FILES.items() if not fnmatch.fnmatch(path, "original/*")
-              and not fnmatch.fnmatch(path, "*.pth"))
-    assert old > limit_gib * 2 ** 30
-
-
-def test_download_of_a_single_file_checkpoint_and_a_missing_one(tmp_path, monkeypatch):
-    downloaded: dict[str, float] = {}
-    files = {"model.safetensors": 2 * GB, "config.json": 1, "tokenizer.json": 1, "original/consolidated.00.pth": 2 * GB}
-    monkeypatch.setitem(sys.modules, "huggingface_hub", fake_hub(files, None, downloaded))
-    exec(compile(download_script("org/small", str(tmp_path / "a")), "download", "exec"), {"__name__": "__main__"})
-    assert sorted(downloaded) == ["config.json", "model.safetensors", "tokenizer.json"]
-    monkeypatch.setitem(sys.modules, "huggingface_hub", fake_hub({"config.json": 1, "consolidated.safetensors": 1},
-                                                                   None, {}))
-    with pytest.raises(SystemExit) as e:
-        exec(compile(download_script("org/native", str(tmp_path / "b")), "download", "exec"), {"__name__": "__main__"})
-    assert "org/native: safetensors weights ['model.safetensors'] not found" in str(e.value)
+    assert int(vllm["resources"]["requests"]["ephemeral-storage"][:-2]) == disk
 
 
 # --- observability: DCGM scraped, GPU panels -------------------------------------------------------------
@@ -315,3 +312,21 @@ def test_efa_pools_without_the_device_plugin_are_rejected():
         NvidiaRuntime("n", NvidiaRuntimeArgs(device_plugin=chart, efa_device_plugin=dataclasses.replace(chart, version="^0.5")))
     assert "efa_device_plugin.version: got '^0.5'; pin an exact chart version" in str(e.value)
     assert "efa_pools: got (); name the pools whose nodes have EFA interfaces" in str(e.value)
+
+
+def test_a_changed_mirror_job_is_a_new_job_not_a_patch_of_an_immutable_template():
+    """batch/v1 Job templates are immutable: the Job's name carries its revision and a digest of its spec, so
+    a new pin or new settings replace it (pulumi-kubernetes replaces on a metadata.name change)."""
+    _, objs = _mistral_workload()
+    name = objs["Job"]["metadata"]["name"]
+    assert name.startswith("mistral-7b-mirror-main-") and len(name) <= 63
+    _, same = _mistral_workload()
+    assert same["Job"]["metadata"]["name"] == name  # deterministic
+    _, pinned = _mistral_workload(revision="a" * 40)
+    assert pinned["Job"]["metadata"]["name"].startswith("mistral-7b-mirror-aaaaaaaaaaaa-")
+    s = settings_for("dev", {"llmserving:serving": {"figures": {"mirrorConcurrency": 4}}})
+    m = next(x for x in s.config.models if x.name == "mistral-7b")
+    args = serving.workload_args(s, capacity.plan(s), m, _scheduling(s), mirror_bucket=MIRROR_BUCKET,
+                                 hf_token_secret="hf-token", api_key_secret=None)
+    other = next(o for o in render(args) if o["kind"] == "Job")["metadata"]["name"]
+    assert other != name and other.startswith("mistral-7b-mirror-main-")

@@ -14,6 +14,8 @@ rendered or recorded objects against that model:
 
 from __future__ import annotations
 
+from tests.test_serving import MIRROR_BUCKET, test_mirror  # noqa: F401
+
 import json
 import math
 import os
@@ -79,7 +81,7 @@ def build_with_nodes(preset, changes: Optional[dict] = None):
                  for p in s.config.gpu_pools}
         out = serving.build(s, plan, k8s_provider=provider, cluster_name="llmserving-test",
                             pool_scheduling=scheduling(s), adapter_bucket_name="llmserving-test-adapters",
-                            adapter_reader_role_arn=READER_ROLE, load_balancer_cidrs=LB_CIDRS,
+                            adapter_reader_role_arn=READER_ROLE, load_balancer_cidrs=LB_CIDRS, mirror=test_mirror(s),
                             tags={"project": "llmserving", "stack": stack, "environment": "test", "tier": "custom"},
                             system_nodes=[system], pool_node_sources=pools)
         pulumi.export("bindingDependencies", [r.urn for r in out.binding_dependencies])
@@ -126,20 +128,17 @@ def provider_wait(obj: dict, custom_timeout: str) -> Optional[int]:
 
 
 def replica_start_seconds(settings, plan, model: str) -> int:
-    """Node launch + image pull + weight download + load, from the catalog figures (not the component)."""
-    mp = next(m for m in plan.models if m.model == model)
+    """Node launch + image pull + weight read from the S3 mirror + engine start (+ Ray group), from the
+    catalog figures directly (not infra/startup.py, not the component)."""
     cfg = next(m for m in settings.config.models if m.name == model)
     arch = settings.catalog.models.get(cfg.source)
     ckpt = arch.checkpoint_precision if arch else "bf16"
     params = cfg.parameters_billion or arch.parameters_billion
-    download = params * settings.catalog.bytes_per_parameter[ckpt].value * 1000 / fig(settings, "weights_download_mb_per_second")
-    if mp.pipeline_parallel > 1:
-        budget = fig(settings, "startup_budget_seconds_multinode")
-    elif params >= fig(settings, "large_model_billion"):
-        budget = fig(settings, "startup_budget_seconds_large")
-    else:
-        budget = fig(settings, "startup_budget_seconds")
-    return int(fig(settings, "node_ready_seconds") + fig(settings, "image_pull_seconds") + download + budget)
+    read = params * settings.catalog.bytes_per_parameter[ckpt].value * 1000 / fig(settings, "s3_stream_mb_per_second")
+    gpus = cfg.tensor_parallel * cfg.pipeline_parallel
+    start = fig(settings, "engine_start_seconds" if gpus == 1 else "engine_start_seconds_multi_gpu")
+    ray = fig(settings, "ray_group_seconds") if cfg.pipeline_parallel > 1 else 0
+    return int(fig(settings, "node_ready_seconds") + fig(settings, "image_pull_seconds") + read + start + ray)
 
 
 CASES = {"dev": ("dev", {}), "prod": ("prod", {}), "405b": presets.LLAMA_405B}
@@ -176,16 +175,23 @@ def test_every_model_is_awaited_long_enough_and_nothing_else_waits_on_loading_po
         assert provider_wait(k8s_object(svc), timeouts[(svc.type, svc.name)][0]) is None, model
 
 
-def test_one_source_of_truth_the_startup_budget_moves_probe_and_await_together(timeouts):
-    def probe_and_await(changes):
-        settings, _, run = build_with_nodes(presets.LLAMA_70B_FP8, changes)
+def test_one_source_of_truth_the_startup_estimate_moves_probe_and_await(timeouts):
+    """infra/startup.py drives the startup probe and the workload's await: a
+    slower S3 stream (a figure override) lengthens all of them, by the estimate's own arithmetic."""
+    from infra import startup
+
+    def observed(changes):
+        settings, plan, run = build_with_nodes(presets.LLAMA_70B_FP8, changes)
         dep = one(run, DEPLOYMENT, "llama-3-1-70b-deployment")
         probe = container(inputs(dep)["spec"]["template"])["startupProbe"]
-        return (settings, probe["failureThreshold"] * probe["periodSeconds"],
+        model = next(m for m in settings.config.models if m.name == "llama-3-1-70b")
+        return (startup.estimate(settings, plan, model), probe["failureThreshold"] * probe["periodSeconds"],
                 duration_seconds(timeouts[(dep.type, dep.name)][0]))
-    settings, p0, a0 = probe_and_await(None)
-    _, p1, a1 = probe_and_await({"llmserving:serving": {"figures": {"startupBudgetSecondsLarge": 3000}}})
-    assert (p0, p1) == (int(fig(settings, "startup_budget_seconds_large")), 3000)
+    e0, p0, a0 = observed(None)
+    e1, p1, a1 = observed({"llmserving:serving": {"figures": {"s3StreamMbPerSecond": 200}}})
+    assert (p0, p1) == (e0.startup_probe_budget_seconds, e1.startup_probe_budget_seconds)
+    # 71 GB at 200 instead of 2,000 MB/s: 318 s more to read, x3 safety.
+    assert e1.weight_read_seconds - e0.weight_read_seconds == 353 - 36 and p1 - p0 >= 3 * 317 - 10  # rounded to the probe period
     assert p1 - p0 - 60 <= a1 - a0 <= p1 - p0 + 60  # the await moves with the probe (minutes, rounded up)
 
 
@@ -437,7 +443,7 @@ def test_vllm_keeps_connections_longer_than_the_alb(idle):
     s = settings_for("prod", changes)
     alb_idle = s.config.ingress.idle_timeout_seconds
     for m in s.config.models:
-        args = serving.workload_args(s, capacity.plan(s), m, scheduling(s), hf_token_secret=None, api_key_secret=None)
+        args = serving.workload_args(s, capacity.plan(s), m, scheduling(s), mirror_bucket=MIRROR_BUCKET, hf_token_secret=None, api_key_secret=None)
         objs = {o["kind"]: o for o in render(args)}
         env = {e["name"]: e.get("value") for e in container(objs["Deployment"]["spec"]["template"])["env"]}
         assert int(env.get("VLLM_HTTP_TIMEOUT_KEEP_ALIVE", 5)) > alb_idle, m.name
@@ -530,6 +536,12 @@ FAKE_CURL = """
         sys.exit(code)
     if not state["up"] or "Authorization: Bearer sk-test" not in headers:
         done(22)
+    if url.endswith("/metrics"):
+        # vllm/v1/metrics/loggers.py (v0.11.1): one series per label set, valued at the time it was last set.
+        for running, waiting, ts in state.get("lora_info", []):
+            print('vllm:lora_requests_info{max_lora="8",waiting_lora_adapters="%s",running_lora_adapters="%s"} %s'
+                  % (waiting, running, repr(float(ts))))
+        done()
     if url.endswith("/v1/models"):
         data = [{"id": "llama-3-1-8b", "parent": None}] + [{"id": n, "parent": "llama-3-1-8b"} for n in state["loaded"]]
         print(json.dumps({"object": "list", "data": data}))
@@ -584,9 +596,9 @@ def sandbox(tmp_path: Path, mapping: str, loaded: dict, events: list) -> dict:
             "MAPPING": str(tmp_path / "etc" / "adapters.tsv"), "VLLM_API_KEY": "sk-test"}
 
 
-def sync_script(tmp_path: Path, *, runtime: bool, budget_kib: int = 1 << 20) -> str:
+def sync_script(tmp_path: Path, *, runtime: bool, budget_kib: int = 1 << 20, slots: int = 64) -> str:
     return adapter_sync_script(adapter_dir=str(tmp_path / "adapters"), mapping_dir=str(tmp_path / "etc"),
-                               runtime=runtime, interval_seconds=60, budget_kib=budget_kib, port=8000)
+                               runtime=runtime, interval_seconds=60, budget_kib=budget_kib, port=8000, slots=slots)
 
 
 def test_rendered_sync_scripts_are_the_generator_with_the_pods_paths():
@@ -594,7 +606,7 @@ def test_rendered_sync_scripts_are_the_generator_with_the_pods_paths():
         lora = presets.many_tenants(3, runtime_loading=runtime)
         s = settings_for("prod", {"llmserving:lora": lora})
         m = next(x for x in s.config.models if x.name == "llama-3-1-8b")
-        args = serving.workload_args(s, capacity.plan(s), m, scheduling(s), hf_token_secret=None, api_key_secret="k")
+        args = serving.workload_args(s, capacity.plan(s), m, scheduling(s), mirror_bucket=MIRROR_BUCKET, hf_token_secret=None, api_key_secret="k")
         objs = {o["kind"]: o for o in render(args)}
         for o in objs.values():
             validate_object(o)
@@ -604,7 +616,7 @@ def test_rendered_sync_scripts_are_the_generator_with_the_pods_paths():
         assert sync["command"] == ["/bin/bash", "-c", adapter_sync_script(
             adapter_dir="/adapters", mapping_dir="/etc/llmserving", runtime=runtime,
             interval_seconds=ad.sync_interval_seconds, budget_kib=int(ad.cache_gib * ad.fill_ratio * 1024 * 1024),
-            port=8000)]
+            port=8000, slots=ad.slots)]
         assert ("restartPolicy" in sync) == runtime
         assert {"name": "VLLM_API_KEY", "valueFrom": {"secretKeyRef": {"name": "k", "key": "api-key"}}} in sync["env"]
 
@@ -646,36 +658,38 @@ def test_sync_stops_at_the_cache_budget_instead_of_getting_the_pod_evicted(tmp_p
     assert len(present) == 1 and "adapter cache full" in done.stderr
 
 
-def test_runtime_sync_registers_adapters_through_the_api_and_unloads_removed_ones(tmp_path):
-    """End to end with an empty bucket at start: vLLM comes up, a tenant uploads later, the sync registers
-    it (whatever base_model_name_or_path it carries), refuses nothing twice, and unloads what the mapping
-    dropped. Every call carries the API key."""
-    bucket = tmp_path / "s3" / "llmserving-prod-adapters" / "tenants"
-    staged = tmp_path / "uploads"
-    write_adapter(staged / "acme", "acme-support", base="/home/trainer/llama-3.1-8b")
-    write_adapter(staged / "globex", "bad-rank", rank=512)
-    events = [
-        {"vllm_up": True},                                                   # after pass 1
-        {"upload": [[str(staged / "acme"), str(bucket / "acme")],            # after pass 2
-                    [str(staged / "globex"), str(bucket / "globex")]]},
-        {},                                                                  # after pass 3
-        {"mapping": "bad-rank\tglobex\n"},                                   # after pass 4: acme leaves
-    ]
-    env = sandbox(tmp_path, "acme-support\tacme\nbad-rank\tglobex\n", {"old-tenant-adapter": "x"}, events)
-    done = subprocess.run(["bash", "-c", sync_script(tmp_path, runtime=True)], env=env, capture_output=True,
+def test_runtime_sync_keeps_the_cache_at_its_slots_evicting_least_recently_active_adapters(tmp_path):
+    """Runtime loading: the resolver fetches on first request; the sidecar keeps the cache bounded. With
+    10 slots (9 kept, a tenth free for the resolver) and 12 adapters on disk, it unloads through the API
+    and deletes the least recently active ones, never one vLLM reports running or waiting, and drops
+    adapters the mapping no longer lists. Every call carries the API key."""
+    import time
+
+    mapping = "".join(f"a{i:02d}\tt\n" for i in range(12))
+    env = sandbox(tmp_path, mapping, {f"a{i:02d}": "x" for i in range(12)}, [{"mapping": mapping.replace("a11\tt\n", "")}])
+    now = time.time()
+    for i in range(12):
+        d = write_adapter(tmp_path / "adapters", f"a{i:02d}")
+        (d / ".complete").touch()
+        os.utime(d / ".complete", (now - 1000 + i, now - 1000 + i))  # a00 is the oldest
+    state = json.loads((tmp_path / "vllm.json").read_text())
+    # a00 and a01 are busy right now (a recent series); a02 was busy long ago (an old series).
+    state.update(up=True, lora_info=[["a00", "a01", now + 5], ["a02", "", 1.0]])
+    (tmp_path / "vllm.json").write_text(json.dumps(state))
+    done = subprocess.run(["bash", "-c", sync_script(tmp_path, runtime=True, slots=10)], env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode in (-15, 143), done.stderr
+    present = sorted(p.name for p in (tmp_path / "adapters").iterdir() if not p.name.startswith("."))
+    # Pass 1: 12 on disk, keep 9: evict the 3 oldest that are not active (a02, a03, a04). Pass 2: a11 unmapped.
+    assert present == ["a00", "a01", "a05", "a06", "a07", "a08", "a09", "a10"]
     state = json.loads((tmp_path / "vllm.json").read_text())
-    loads = [c["body"]["lora_name"] for c in state["calls"] if c["url"].endswith("/load_lora_adapter")]
     unloads = [c["body"]["lora_name"] for c in state["calls"] if c["url"].endswith("/unload_lora_adapter")]
-    assert loads == ["acme-support", "bad-rank"] or loads == ["bad-rank", "acme-support"]  # each tried once
-    assert sorted(unloads) == ["acme-support", "old-tenant-adapter"]
-    assert state["loaded"] == {}
+    assert unloads == ["a02", "a03", "a04", "a11"]
     assert all("Authorization: Bearer sk-test" in c["headers"] for c in state["calls"])
-    assert "registered acme-support" in done.stderr and "vLLM refused adapter bad-rank" in done.stderr
-    # acme's files are gone with its mapping; the refused adapter stays on disk, marked.
-    assert not (tmp_path / "adapters" / "acme-support").exists()
-    assert (tmp_path / "adapters" / "bad-rank" / ".refused").exists()
+    assert "evicted a02 (least recently used; cache keeps 9)" in done.stderr
+    assert "evicted a11 (no longer mapped)" in done.stderr
+    # Nothing is prefetched: the resolver plugin fetches on first request (tests/test_coldstart_adapters.py).
+    assert not (tmp_path / "aws.log").exists()
 
 
 def test_runtime_loading_pods_have_no_filesystem_resolver_and_the_router_relists():
@@ -686,7 +700,8 @@ def test_runtime_loading_pods_have_no_filesystem_resolver_and_the_router_relists
     run = run_stack("prod", {"llmserving:lora": presets.many_tenants(3, runtime_loading=True)})
     dep = inputs(one(run, DEPLOYMENT, "llama-3-1-8b-deployment"))
     env = {e["name"]: e.get("value") for e in container(dep["spec"]["template"])["env"]}
-    assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True" and "VLLM_PLUGINS" not in env
+    # Only the project's S3 resolver plugin is loaded, not vLLM's filesystem resolver.
+    assert env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] == "True" and env["VLLM_PLUGINS"] == "llmserving_lora_resolver"
     router = container(inputs(one(run, DEPLOYMENT, "llm-router-deployment"))["spec"]["template"], "router")
     i = router["args"].index("--k8s-watcher-timeout-seconds")
     assert 0 < int(router["args"][i + 1]) <= fig(settings_for("prod"), "adapter_sync_interval_seconds")
@@ -695,7 +710,7 @@ def test_runtime_loading_pods_have_no_filesystem_resolver_and_the_router_relists
 def test_pod_ephemeral_storage_request_counts_the_adapter_cache():
     s = settings_for("prod")
     m = next(x for x in s.config.models if x.name == "llama-3-1-8b")
-    args = serving.workload_args(s, capacity.plan(s), m, scheduling(s), hf_token_secret=None, api_key_secret=None)
+    args = serving.workload_args(s, capacity.plan(s), m, scheduling(s), mirror_bucket=MIRROR_BUCKET, hf_token_secret=None, api_key_secret=None)
     pod = {o["kind"]: o for o in render(args)}["Deployment"]["spec"]["template"]["spec"]
     disk = {v["name"]: v["emptyDir"]["sizeLimit"] for v in pod["volumes"]
             if "emptyDir" in v and v["emptyDir"].get("medium") != "Memory"}

@@ -28,6 +28,11 @@ ALLOWED = {
     "--max-lora-rank": lambda v: int(v) in (1, 8, 16, 32, 64, 128, 256, 320, 512),
     "--max-cpu-loras": _int,
     "--lora-modules": lambda v: v.count("=") == 1 and all(v.split("=")),
+    # vllm/config/load.py load_format, model_loader/__init__.py loaders at v0.11.1.
+    "--load-format": lambda v: v in ("auto", "pt", "safetensors", "runai_streamer", "runai_streamer_sharded"),
+    # JSON (vllm/engine/arg_utils.py: dict-typed flags parse with json.loads); keys runai_streamer_loader.py reads.
+    "--model-loader-extra-config": lambda v: set(__import__("json").loads(v)) <= {"concurrency", "memory_limit",
+                                                                                  "distributed"},
 }
 
 
