@@ -367,12 +367,15 @@ class ImageFacts:
 
 STANDARD_DIRS = frozenset({"/bin", "/usr/bin", "/usr/local/bin", "/sbin", "/usr/sbin", "/usr/local/sbin"})
 
-_VLLM_SRC = "vLLM 0.11.1 sdist (PyPI vllm-0.11.1.tar.gz): docker/Dockerfile target vllm-openai; requirements/*.txt"
+_VLLM_SRC = ("vLLM 0.11.1 sdist (PyPI vllm-0.11.1.tar.gz): docker/Dockerfile target vllm-openai (installs "
+             "runai-model-streamer[s3,gcs]>=0.15.0, whose s3 package requires boto3: PyPI "
+             "runai_model_streamer_s3-0.15.0 METADATA Requires-Dist); requirements/*.txt")
 _VLLM_PY = frozenset({
     "vllm", "ray", "huggingface_hub", "transformers", "torch", "torchvision", "torchaudio", "numba", "numpy",
     "flashinfer", "xformers", "uvicorn", "fastapi", "prometheus_client", "requests", "aiohttp", "pydantic", "yaml",
     "safetensors", "tokenizers", "accelerate", "hf_transfer", "modelscope", "bitsandbytes", "timm", "openai",
     "sentencepiece", "triton", "msgspec", "zmq", "psutil", "cloudpickle", "tqdm", "filelock", "pillow", "PIL",
+    "runai_model_streamer", "boto3", "botocore",
 })
 
 VLLM_0_11_1 = VllmFacts(

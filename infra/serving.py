@@ -290,7 +290,9 @@ def validate(settings: Settings, plan: capacity.Plan) -> None:
         mp = next(p for p in plan.models if p.model == model.name)
         i, pool = next((i, p) for i, p in enumerate(c.gpu_pools) if p.name == mp.pool)
         sched = {mp.pool: {"node_selector": {}, "tolerations": []}}
-        args = workload_args(settings, plan, model, sched, hf_token_secret=None, api_key_secret=None)
+        # Storage requests do not depend on where the weights come from: any bucket name renders.
+        args = workload_args(settings, plan, model, sched, hf_token_secret=None, api_key_secret=None,
+                             mirror_bucket="model-mirror")
         pod = render(args)[0]["spec"]
         template = pod["template"]["spec"] if "template" in pod else pod["leaderWorkerTemplate"]["leaderTemplate"]["spec"]
         request = sum(_gib(ctr["resources"]["requests"].get("ephemeral-storage", "0"))
