@@ -845,27 +845,30 @@ def test_pods_the_plan_packs_on_a_node_must_fit_its_ephemeral_storage():
     """Karpenter sizes a node's ephemeral storage from the instance-store RAID0 array
     (instanceStorePolicy RAID0) or else the EC2NodeClass root volume, less 1Gi kube-reserved and
     the 10% nodefs eviction threshold (aws/karpenter-provider-aws v1.14.1
-    pkg/providers/instancetype/types.go): 4 x 81 GiB LoRA pods on a small disk would leave only 3
-    per g5.12xlarge, and the NodePool's GPU limit would strand replicas."""
+    pkg/providers/instancetype/types.go): when 4 LoRA pods do not fit, only some schedule per
+    g5.12xlarge and the NodePool's GPU limit strands replicas."""
     from infra import capacity, serving
     from infra.config import ConfigError
-    from tests.harness import settings_for
+    from tests.harness import settings_for, stack_value
 
-    def problems(instance_store_gb: int) -> str:
-        settings = settings_for("prod", {"llmserving:catalog": {
-            "instanceTypes": {"g5.12xlarge": {"instanceStoreGb": instance_store_gb}}}})
+    def problems(changes: dict) -> str:
+        settings = settings_for("prod", changes)
         with pytest.raises(ConfigError) as e:
             serving.validate(settings, capacity.plan(settings))
         return str(e.value)
 
-    assert problems(300).endswith(
-        "llmserving:gpuPools[1].instanceTypes: g5.12xlarge has 300 GB of instance store; the plan puts 4 pods of "
-        "models[1] (llama-3-1-8b) on each g5.12xlarge, each asking 81 GiB of ephemeral storage (model cache, scratch, "
-        "adapters), and the kubelet leaves 250 GiB of 279 GiB allocatable: drop g5.12xlarge from the pool")
-    # No instance store: the root volume (300 GiB in prod) carries it.
-    assert problems(0).endswith(
-        "llmserving:gpuPools[1].rootVolumeGib: got 300; the plan puts 4 pods of models[1] (llama-3-1-8b) on each "
-        "g5.12xlarge, each asking 81 GiB of ephemeral storage (model cache, scratch, adapters), and the kubelet "
-        "leaves 269 GiB of 300 GiB allocatable: set at least 370")
+    small_nvme = {"llmserving:catalog": {"instanceTypes": {"g5.12xlarge": {"instanceStoreGb": 50}}}}
+    assert problems(small_nvme).endswith(
+        "llmserving:gpuPools[1].instanceTypes: g5.12xlarge has 50 GB of instance store; the plan puts 4 pods of "
+        "models[1] (llama-3-1-8b) on each g5.12xlarge, each asking 13 GiB of ephemeral storage (model cache, scratch, "
+        "adapters), and the kubelet leaves 41 GiB of 47 GiB allocatable: drop g5.12xlarge from the pool")
+    # No instance store: the root volume carries the pods' scratch.
+    pools = stack_value("prod", "llmserving:gpuPools")
+    pools[1]["rootVolumeGib"] = 100
+    assert problems({"llmserving:catalog": {"instanceTypes": {"g5.12xlarge": {"instanceStoreGb": 0}}},
+                     "llmserving:gpuPools": pools, "llmserving:serving": {"figures": {"scratchGib": 40}}}).endswith(
+        "llmserving:gpuPools[1].rootVolumeGib: got 100; the plan puts 4 pods of models[1] (llama-3-1-8b) on each "
+        "g5.12xlarge, each asking 43 GiB of ephemeral storage (model cache, scratch, adapters), and the kubelet "
+        "leaves 89 GiB of 100 GiB allocatable: set at least 200")
     shipped = settings_for("prod")
     serving.validate(shipped, capacity.plan(shipped))  # 3,800 GB of NVMe per g5.12xlarge
