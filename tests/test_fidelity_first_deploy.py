@@ -114,26 +114,39 @@ def test_ecs_variant_first_deploy_skips_no_mandatory_rule():
     assert [f for f in R.check(res) if f.level == "mandatory"] == []
 
 
+def _serving_task(regs) -> object:
+    """The serving task definition (the vllm container), not the run-once `*-mirror-task`."""
+    [task] = [r for r in regs if r.type == "aws:ecs/taskDefinition:TaskDefinition"
+              and not r.name.endswith("-mirror-task")]
+    return task
+
+
 def test_ecs_task_definition_is_known_on_a_first_deploy_so_its_rules_judge_it():
     """Secrets Manager ARNs end in a random suffix, so the task definition that names them was unknown on a
     first deploy and six mandatory ECS rules (privileged, API key, pinned images, probes, shm, parallelism)
-    skipped it. SSM parameter ARNs are known (components/serving_secrets.py)."""
+    skipped it. SSM parameter ARNs are known (components/serving_secrets.py). Since the model mirror, the
+    serving task names only the API key and the run-once mirror task only the Hub token."""
     _, first = _ecs_runs()
-    [task] = [r for r in first.registrations if r.type == "aws:ecs/taskDefinition:TaskDefinition"]
-    containers = json.loads(plain(task.inputs)["containerDefinitions"])
-    [vllm] = [c for c in containers if c["name"] == "vllm"]
-    assert {s["name"] for s in vllm["secrets"]} == {"HF_TOKEN", "VLLM_API_KEY"}
-    assert all(s["valueFrom"].startswith("arn:aws:ssm:us-east-1:123456789012:parameter/llmserving/prod/")
-               for s in vllm["secrets"])
+    task = _serving_task(first.registrations)
+    [mirror] = [r for r in first.registrations if r.type == "aws:ecs/taskDefinition:TaskDefinition"
+                and r.name.endswith("-mirror-task")]
     [params] = [[r for r in first.registrations if r.type == "aws:ssm/parameter:Parameter"]]
     assert {plain(r.inputs)["name"] for r in params} == {"/llmserving/prod/hf-token", "/llmserving/prod/vllm-api-key"}
     assert {plain(r.inputs)["type"] for r in params} == {"SecureString"}
-    # The execution role may read exactly those parameters, and knows it before they exist.
-    [grant] = [r for r in first.registrations if r.name.endswith("-execution-secrets")]
-    doc = json.loads(plain(grant.inputs)["policy"])
-    assert doc["Statement"][0]["Resource"] == sorted(s["valueFrom"] for s in vllm["secrets"])
-    # The task definition still waits for the parameters (dependencies of its container definitions).
-    assert {r.urn for r in params} <= set(task.all_dependencies)
+    for td, container, secrets, grant_suffix in ((task, "vllm", {"VLLM_API_KEY"}, "-execution-secrets"),
+                                                 (mirror, "mirror", {"HF_TOKEN"}, "-execution-mirror-secrets")):
+        containers = json.loads(plain(td.inputs)["containerDefinitions"])  # known: json, not "[unknown]"
+        [c] = [c for c in containers if c["name"] == container]
+        assert {s["name"] for s in c["secrets"]} == secrets
+        assert all(s["valueFrom"].startswith("arn:aws:ssm:us-east-1:123456789012:parameter/llmserving/prod/")
+                   for s in c["secrets"])
+        # The execution role may read exactly those parameters, and knows it before they exist.
+        [grant] = [r for r in first.registrations if r.name.endswith(grant_suffix)]
+        doc = json.loads(plain(grant.inputs)["policy"])
+        assert doc["Statement"][0]["Resource"] == sorted(s["valueFrom"] for s in c["secrets"])
+        # The task definition still waits for its parameters (dependencies of its container definitions).
+        named = {s["valueFrom"].rpartition(":parameter")[2] for s in c["secrets"]}
+        assert {r.urn for r in params if plain(r.inputs)["name"] in named} <= set(td.all_dependencies)
     # ...and the six ECS rules judge it (test_ecs_variant_first_deploy_skips_no_mandatory_rule: no silent skip).
 
 
@@ -153,14 +166,16 @@ def test_a_vanished_mandatory_violation_is_never_silent():
     known, first = _ecs_runs()
 
     def privileged(regs, unknown_td: bool):
+        task = _serving_task(regs)
         out = []
         for r in regs:
-            if r.type == "aws:ecs/taskDefinition:TaskDefinition":
+            if r is task:
                 if unknown_td:
                     r = _plant(r, ("containerDefinitions",), UNKNOWN)
                 else:
                     cds = json.loads(r.inputs["containerDefinitions"])
-                    cds[-1]["privileged"] = True
+                    [vllm] = [c for c in cds if c["name"] == "vllm"]
+                    vllm["privileged"] = True
                     r = _plant(r, ("containerDefinitions",), json.dumps(cds))
             out.append(r)
         return out
@@ -171,7 +186,7 @@ def test_a_vanished_mandatory_violation_is_never_silent():
     assert any(v["policy"] == "no-privileged-containers" and v["level"] == "mandatory" for v in kd)
     verdicts, unjudged = F.split_violations([v.as_dict() for v in f])
     skipped, false = F.compare_verdicts(kd, verdicts, unjudged)
-    [task_urn] = [r.urn for r in first.registrations if r.type == "aws:ecs/taskDefinition:TaskDefinition"]
+    task_urn = _serving_task(first.registrations).urn
     said = {(u["policy"], u["urn"]) for u in unjudged}
     listed = {(s.policy, s.urn) for s in skipped}
     assert ("no-privileged-containers", task_urn) in said | listed

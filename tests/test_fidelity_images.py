@@ -27,6 +27,14 @@ def pod(res: list[dict], name: str) -> dict:
     return find(res, "kubernetes:apps/v1:Deployment", name)["inputs"]["spec"]["template"]["spec"]
 
 
+def serving_task(res: list[dict]) -> dict:
+    """The ECS variant's serving task definition (the vllm container), not its run-once `*-mirror-task`."""
+    [td] = [r for r in res if r["type"] == "aws:ecs/taskDefinition:TaskDefinition"
+            and not r["name"].endswith("-mirror-task")]
+    assert "vllm" in {c["name"] for c in json.loads(td["inputs"]["containerDefinitions"])}
+    return td
+
+
 def container(spec: dict, name: str) -> dict:
     [c] = [c for c in spec.get("initContainers", []) + spec["containers"] if c["name"] == name]
     return c
@@ -64,24 +72,30 @@ def test_router_without_run_as_user_is_refused_by_the_kubelet():
 def test_run_as_user_zero_with_run_as_non_root_is_refused():
     res = recorded("prod")
     spec = pod(res, "llama-3-1-70b-deployment")
-    container(spec, "model-download")["securityContext"]["runAsUser"] = 0
+    assert spec["securityContext"]["runAsNonRoot"] is True  # the pod's, inherited by the vllm container
+    container(spec, "vllm")["securityContext"]["runAsUser"] = 0
     [f] = image_findings(res)
-    assert f.message == ("Deployment llmserving/llama-3-1-70b container model-download: runAsNonRoot with runAsUser 0: "
+    assert (f.check, f.level) == ("image-non-root", "mandatory")
+    assert f.message == ("Deployment llmserving/llama-3-1-70b container vllm: runAsNonRoot with runAsUser 0: "
                          "the kubelet refuses to start it (CreateContainerConfigError)")
 
 
 # --- every command's tools exist in its image --------------------------------------------------------------
 
 def test_jq_in_a_vllm_image_command_is_missing():
-    """The vLLM image has curl but no jq (docker/Dockerfile at v0.11.1); the aws-cli image has jq."""
+    """The vLLM image has curl but no jq (docker/Dockerfile at v0.11.1); the aws-cli image has jq. Planted into
+    the mirror Job's init container, which runs a script in the vLLM image."""
     res = recorded("prod")
-    spec = pod(res, "llama-3-1-70b-deployment")
-    init = container(spec, "model-download")
+    job = find(res, "kubernetes:batch/v1:Job", "llama-3-1-70b-mirror-job")
+    job_name = job["inputs"]["metadata"]["name"]  # revision and a content hash: a new Job per pinned revision
+    spec = job["inputs"]["spec"]["template"]["spec"]
+    init = container(spec, "mirror")
+    assert init["image"] == "vllm/vllm-openai:v0.11.1" and init in spec["initContainers"]
     init["command"] = ["/bin/bash", "-c", "set -e\nv=$(curl -s http://127.0.0.1:8000/version | jq -r .version)\n"
                                           "echo \"$v\" > /tmp/version"]
     [f] = image_findings(res)
     assert (f.check, f.level) == ("image-tool-missing", "mandatory")
-    assert f.message.startswith("Deployment llmserving/llama-3-1-70b container model-download: its command runs `jq` "
+    assert f.message.startswith(f"Job llmserving/{job_name} container mirror: its command runs `jq` "
                                 "(/bin/bash -c script), which image vllm/vllm-openai:v0.11.1 does not have")
     assert f.message.endswith("the container fails with \"jq: command not found\" (exit 127)")
     # The same script in the aws-cli image passes: it installs jq.
@@ -92,7 +106,7 @@ def test_jq_in_a_vllm_image_command_is_missing():
 
 def test_python3_in_the_aws_cli_ecs_sync_is_not_on_record_and_bash_builtins_are_fine():
     res = recorded("ecs")
-    [td] = [r for r in res if r["type"] == "aws:ecs/taskDefinition:TaskDefinition"]
+    td = serving_task(res)
     defs = json.loads(td["inputs"]["containerDefinitions"])
     defs.append({"name": "adapter-sync", "image": "amazon/aws-cli:2.31.18", "entryPoint": ["/bin/bash", "-c"],
                  "command": ["set -euo pipefail; declare -A seen=(); read -r x < /dev/null || true; "
@@ -282,7 +296,7 @@ def test_router_without_its_keep_alive_launcher_fails():
 
 def test_ecs_keep_alive_below_the_alb_idle_timeout_fails():
     res = recorded("ecs")
-    [td] = [r for r in res if r["type"] == "aws:ecs/taskDefinition:TaskDefinition"]
+    td = serving_task(res)
     defs = json.loads(td["inputs"]["containerDefinitions"])
     [vllm] = [c for c in defs if c["name"] == "vllm"]
     vllm["environment"] = [e for e in vllm["environment"] if e["name"] != "VLLM_HTTP_TIMEOUT_KEEP_ALIVE"]
