@@ -27,6 +27,11 @@ from infra.preview import ROOT, read_stack
 
 # Reliability rules a dev stack runs as advisories (cheap teardown, single replicas).
 DEV_ADVISORY = ("serving-pdb", "serving-graceful-shutdown", "stateful-protected")
+# Rules every shipped stack runs as advisories, each with the reason (README "Levels").
+# eks-version-supported: the stack files pin Kubernetes 1.33 (llmserving:kubernetesVersion), past EKS standard
+# support since 2026-07-29, and infra/eks_catalog.py pins add-ons for 1.33 only; the rule reports it, and turns
+# mandatory once the stacks move to a version in standard support (the lead's call, issue 15).
+SHIPPED_ADVISORY = ("eks-version-supported",)
 
 
 def instance_table(settings: Settings) -> dict[str, dict[str, Any]]:
@@ -36,10 +41,37 @@ def instance_table(settings: Settings) -> dict[str, dict[str, Any]]:
             for name, it in sorted(cat.instance_types.items())}
 
 
+def startup_budgets(settings: Settings) -> dict[str, int]:
+    """Per model, the seconds its load may take: the serving catalog's start-up budget, chosen the way
+    infra/serving.py workload_args chooses it (multi-node, large, else the default), with the stack's
+    serving.figures overrides. The pack checks startup probes and ECS grace periods against it."""
+    from infra.serving import figure
+
+    out = {}
+    for m in settings.config.models:
+        arch = settings.catalog.models.get(m.source)
+        params = m.parameters_billion or (arch.parameters_billion if arch else 0)
+        if m.pipeline_parallel > 1:
+            key = "startup_budget_seconds_multinode"
+        elif params >= figure(settings, "large_model_billion"):
+            key = "startup_budget_seconds_large"
+        else:
+            key = "startup_budget_seconds"
+        out[m.name] = int(figure(settings, key))
+    return out
+
+
 def policy_config(settings: Settings) -> dict[str, Any]:
     c = settings.config
     prod = c.environment == "prod"
     table = instance_table(settings)
+    budgets = startup_budgets(settings)
+    # The DCGM exporter needs the kubelet's pod-resources socket (hostPath) and SYS_ADMIN, so its namespace is
+    # privileged (Kubernetes docs, "Monitor device plugin resources": the directory requires privileged access;
+    # components/nvidia_runtime.py).
+    from components.nvidia_runtime import DCGM_NAMESPACE
+
+    privileged_ok = [DCGM_NAMESPACE] if c.orchestrator == "eks" and c.observability.dcgm_exporter else []
     cfg: dict[str, Any] = {
         "gpu-allowed-instance-families": {"allowedFamilies": list(c.gpu_limits.allowed_families)},
         "gpu-max-per-pool": {"maxGpusPerPool": c.gpu_limits.max_gpus_per_pool, "instanceTypes": table},
@@ -53,7 +85,17 @@ def policy_config(settings: Settings) -> dict[str, Any]:
         "alb-deletion-protection": {"required": prod},
         "waf-attached": {"required": prod},
         "gpu-nodepool-when-empty": "advisory",
+        "cost-budget-exists": {"stackTagKey": "stack", "stackTagValue": settings.stack},
+        "serving-probes": {"minStartupSeconds": budgets},
+        "ecs-health-check-grace": {"minStartupSeconds": budgets},
+        "serving-min-replicas": {"minReplicas": 2 if prod else 1},
+        "gpu-pool-on-demand-fallback": {"required": prod},
+        "pss-namespace-not-privileged": {"allowedPrivileged": privileged_ok},
+        # No model opts in to --trust-remote-code (the stack config has no such switch yet).
+        "vllm-trust-remote-code": {"allowedModels": []},
     }
+    for name in SHIPPED_ADVISORY:
+        cfg[name] = "advisory"
     if prod:
         # GPU, cost and security (and everything else not named advisory above) block a prod deploy.
         cfg["all"] = "mandatory"
