@@ -223,11 +223,11 @@ def good_world() -> list[Registration]:
             "cidrBlock": f"10.50.{208 + 16 * i}.0/20", "availabilityZone": f"us-east-1{z}", "mapPublicIpOnLaunch": False,
             "tags": {**TAGS, "kubernetes.io/role/elb": "1"}}, deps={"vpcId": [vpc.urn]})
         add(sub)
-        add(reg("aws:ec2/routeTableAssociation:RouteTableAssociation", f"public-{z}", {
+        add(reg("aws:ec2/routeTableAssociation:RouteTableAssociation", f"public-{z}-rta", {
             "subnetId": f"subnet-public-{z}", "routeTableId": "rtb-public"},
             deps={"subnetId": [sub.urn], "routeTableId": [public_rt.urn]}))
     for z, sub in zip("abc", private):
-        add(reg("aws:ec2/routeTableAssociation:RouteTableAssociation", f"private-{z}", {
+        add(reg("aws:ec2/routeTableAssociation:RouteTableAssociation", f"private-{z}-rta", {
             "subnetId": f"subnet-private-{z}", "routeTableId": f"rtb-private-{z}"}, deps={"subnetId": [sub.urn]}))
     private_deps = [s.urn for s in private]
     add(reg("aws:cloudwatch/logGroup:LogGroup", "cluster-logs", {"retentionInDays": 90, "tags": TAGS}))
@@ -441,7 +441,7 @@ def good_world() -> list[Registration]:
         add(reg("kubernetes:networking.k8s.io/v1:NetworkPolicy", f"{name}-netpol", _k8s(
             "networking.k8s.io/v1", "NetworkPolicy", name, {
                 "podSelector": {"matchLabels": labels}, "policyTypes": ["Ingress"],
-                "ingress": [{"from": router_peers, "ports": [{"protocol": "TCP", "port": 8000}]}]})))
+                "ingress": [{"from": copy.deepcopy(router_peers), "ports": [{"protocol": "TCP", "port": 8000}]}]})))
         add(reg("kubernetes:core/v1:Service", f"{name}-service", _k8s("v1", "Service", f"{name}-http", {
             "type": "ClusterIP", "selector": labels, "ports": [{"name": "http", "port": 8000, "targetPort": "http"}]})))
     add(reg("kubernetes:keda.sh/v1alpha1:ScaledObject", "llama-3-1-8b-scaler", _k8s("keda.sh/v1alpha1", "ScaledObject", "llama-3-1-8b", {
@@ -459,15 +459,11 @@ def mutate(regs: list[Registration], name: str, path: tuple, value: Any, typ: Op
     if path == ("protect",):
         r.protect = value
         return out
-    if path and path[0] == "containerDefinitions" and len(path) > 1:
-        defs = json.loads(r.inputs["containerDefinitions"])
-        _set(defs, path[1:], value)
-        r.inputs["containerDefinitions"] = json.dumps(defs)
-        return out
-    if path and path[0] == "policy" and len(path) > 1:
-        doc = json.loads(r.inputs["policy"])
+    if len(path) > 1 and isinstance(r.inputs.get(path[0]), str):
+        # An input that is JSON text (containerDefinitions, policy documents): edit inside the document.
+        doc = json.loads(r.inputs[path[0]])
         _set(doc, path[1:], value)
-        r.inputs["policy"] = json.dumps(doc)
+        r.inputs[path[0]] = json.dumps(doc)
         return out
     if path[0] == "deps":
         r.property_dependencies[path[1]] = value
@@ -485,8 +481,22 @@ def _set(obj: Any, path: tuple, value: Any) -> None:
         obj = obj[key]
     if value is DELETE:
         del obj[path[-1]]
+    elif isinstance(value, Append):
+        obj[path[-1]] = obj[path[-1]] + list(value.items)
     else:
         obj[path[-1]] = value
+
+
+class Append:
+    """A mutation value that appends to a list instead of replacing it."""
+
+    def __init__(self, *items: Any):
+        self.items = items
+
+
+def with_resources(regs: list[Registration], *extra: Registration) -> list[Registration]:
+    """A deep copy of regs plus more resources (worlds one mutation cannot reach)."""
+    return copy.deepcopy(regs) + list(extra)
 
 
 def pack_policies() -> list:
@@ -547,3 +557,77 @@ class PackClient:
 
     def close(self) -> None:
         self.proc.close()
+
+
+# --- worlds one mutation cannot reach: each passes every rule, and its cases mutate one field -----
+
+ASG_ON_DEMAND_PCT = ("mixedInstancesPolicy", "instancesDistribution", "onDemandPercentageAboveBaseCapacity")
+C0 = ("spec", "template", "spec", "containers", 0)
+
+
+def _gpu_instance() -> Registration:
+    """A standalone GPU instance as an engineer might add one: small, private, IMDSv2, encrypted."""
+    return reg("aws:ec2/instance:Instance", "trainer", {
+        "instanceType": "g5.xlarge", "ami": "ami-0123456789abcdef0", "subnetId": "subnet-private-a",
+        "associatePublicIpAddress": False, "tags": TAGS,
+        "metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 1, "httpEndpoint": "enabled"},
+        "rootBlockDevice": {"encrypted": True, "volumeSize": 200}},
+        deps={"subnetId": [urn("aws:ec2/subnet:Subnet", "private-a")]})
+
+
+def _cpu_pool() -> Registration:
+    """A general-purpose NodePool that excludes GPU categories (not GPU capacity)."""
+    return reg("kubernetes:karpenter.sh/v1:NodePool", "general", _k8s("karpenter.sh/v1", "NodePool", "general", {
+        "template": {"spec": {
+            "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "gpu"},
+            "requirements": [{"key": "karpenter.k8s.aws/instance-category", "operator": "In", "values": ["c", "m", "r"]},
+                             {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["on-demand"]}]}},
+        "limits": {"cpu": "200"},
+        "disruption": {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "30m"}}, ns=None))
+
+
+def _hpa() -> Registration:
+    return reg("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "llama-3-1-70b-hpa", _k8s(
+        "autoscaling/v2", "HorizontalPodAutoscaler", "llama-3-1-70b", {
+            "scaleTargetRef": {"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet",
+                               "name": "llama-3-1-70b"},
+            "minReplicas": 2, "maxReplicas": 8,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization",
+                                                                                     "averageUtilization": 80}}}]}))
+
+
+def world(kind: str) -> tuple[list[Registration], str]:
+    """(registrations, stack whose shipped policy config judges them)."""
+    regs = good_world()
+    if kind == "prod":
+        return regs, "prod"
+    if kind == "dev-nodepool":
+        return [r for r in regs if r.name == "g5-lora"], "dev"
+    if kind == "dev-asg":  # an ECS GPU pool that may launch spot above its on-demand base
+        regs = mutate(regs, "ecs-gpu", ASG_ON_DEMAND_PCT, 0)
+        return [r for r in regs if r.name == "ecs-gpu"], "dev"
+    if kind == "runtime-lora":  # the 8B server registers adapters at runtime (the ALB denies the admin paths)
+        return mutate(regs, "llama-3-1-8b", C0 + ("env",), Append(
+            {"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"})), "prod"
+    if kind == "ecs-runtime-lora":
+        return mutate(regs, "vllm-task", ("containerDefinitions", 0, "environment"), Append(
+            {"name": "VLLM_ALLOW_RUNTIME_LORA_UPDATING", "value": "True"})), "prod"
+    if kind == "gpu-instance":
+        return with_resources(regs, _gpu_instance()), "prod"
+    if kind == "cpu-pool":
+        return with_resources(regs, _cpu_pool()), "prod"
+    if kind == "hpa":
+        return with_resources(regs, _hpa()), "prod"
+    if kind == "custom-server":
+        # The 8B server in a custom image started by its own entrypoint (no `vllm serve` on the command line):
+        # recognised by the serving label; the ECS server by the container name the component gives it.
+        regs = mutate(regs, "llama-3-1-8b", C0 + ("image",), "registry.example.com/acme/llm-server:1.4.2")
+        regs = mutate(regs, "llama-3-1-8b", C0 + ("command",), ["/opt/acme/start-server"])
+        regs = mutate(regs, "vllm-task", ("containerDefinitions", 0, "image"), "registry.example.com/acme/llm-server:1.4.2")
+        return mutate(regs, "vllm-task", ("containerDefinitions", 0, "entryPoint"), ["/opt/acme/start-server"]), "prod"
+    raise ValueError(kind)
+
+
+def rule_message(v: Violation) -> str:
+    """The rule's own message: the pack reports "<description>\\n<message>"; unjudged advisories carry only the message."""
+    return v.message.split("\n", 1)[-1]

@@ -322,8 +322,8 @@ GPU_FAMILY = re.compile(r"^(p\d+[a-z]*|g\d+[a-z]*|gr\d+[a-z]*)(-[a-z0-9]+)?$")
 # Every GPU family EC2 lists (botocore 1.44.5 data/ec2/2016-11-15/service-2.json, InstanceType
 # enum; tests/test_policies_unknowns.py checks the list against the installed model). A NodePool
 # that selects by category, by family or with NotIn is judged against these.
-KNOWN_GPU_FAMILIES = ("g2", "g3", "g3s", "g4ad", "g4dn", "g5", "g5g", "g6", "g6e", "g6f", "g7", "g7e", "p2", "p3",
-                      "p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "p6-b200", "p6-b300", "p6e-gb200")
+KNOWN_GPU_FAMILIES = ("g2", "g3", "g3s", "g4ad", "g4dn", "g5", "g5g", "g6", "g6e", "g6f", "g7", "g7e", "gr6", "gr6f",
+                      "p2", "p3", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "p6-b200", "p6-b300", "p6e-gb200")
 ANY_GPU_FAMILY = "(any GPU family)"
 
 

@@ -200,7 +200,7 @@ def _disruption_allows_all(spec: dict) -> str | None:
     if isinstance(mu, str) and mu.endswith("%") and (num(mu[:-1]) or 0) >= 100:
         return f"maxUnavailable {mu}"
     if ma is not None and (ma in (0, 0.0, "0", "0%")):
-        return f"minAvailable {ma}"
+        return f"minAvailable {fmt(ma) if isinstance(ma, (int, float)) else ma}"
     return None
 
 

@@ -147,8 +147,8 @@ def _runtime_lora(resources: list[Res], cfg: dict, report) -> None:
             elif any(p in str(x.get("conditions")) for p in ("load_lora", "unload_lora")):
                 reasons.append(f"rule '{x.name}' ({why or 'its priority comes after a forward'})")
         if not denies:
-            report(f"{', '.join(servers)} allow runtime LoRA updates ({RUNTIME_LORA}=True) while listener "
-                   f"'{listener.name}' passes {', '.join(ADMIN_PATHS)} to them"
+            report(f"runtime LoRA updates are on ({RUNTIME_LORA}=True in {', '.join(servers)}) while listener "
+                   f"'{listener.name}' passes {', '.join(ADMIN_PATHS)} on"
                    f"{' (' + '; '.join(reasons) + ')' if reasons else ''}: any API key holder could load or unload "
                    f"every tenant's adapters; deny those paths first (fixed-response rule)", listener.urn)
 
