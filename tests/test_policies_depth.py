@@ -358,7 +358,7 @@ CASES = [
      {"AWS": "arn:aws:iam::123456789012:role/vllm"},
      ["bucket 'llmserving-prod-adapters' denies requests without TLS only partly (principal narrowed to "
       "arn:aws:iam::123456789012:role/vllm); deny s3:* on the bucket ARN and bucket/* (Security Hub S3.5)"]),
-    ("alb-https-only", "prod", "route-8b", ("deps", "listenerArn"), [urn("aws:lb/listener:Listener", "http")],
+    ("alb-http-listener-rules", "prod", "route-8b", ("deps", "listenerArn"), [urn("aws:lb/listener:Listener", "http")],
      ["listener rule 'route-8b' on HTTP listener 'http' forwards plain HTTP (forward); rules of an HTTP listener may "
       "only redirect to HTTPS or answer fixed responses (CKV2_AWS_20)"]),
     ("waf-rate-limit", "prod", "waf", ("rules", 0, "statement", "rateBasedStatement", "scopeDownStatement"),

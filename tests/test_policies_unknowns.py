@@ -104,7 +104,8 @@ CASES = [
     ("launch-template-ebs-encrypted", "prod", "gpu", ("spec", "blockDeviceMappings"),
      [cj("EC2NodeClass 'gpu'", "spec.blockDeviceMappings")]),
     ("alb-https-only", "prod", "http", ("defaultActions",), [cj("listener 'http'", "defaultActions")]),
-    ("alb-https-only", "prod", "route-8b", ("listenerArn",), [cj("listener rule 'route-8b'", "listenerArn")]),
+    ("alb-http-listener-rules", "prod", "route-8b", ("listenerArn",), [cj("listener rule 'route-8b'", "listenerArn")]),
+    ("alb-http-listener-rules", "prod", "http", ("protocol",), []),
     ("alb-tls-policy", "prod", "https", ("sslPolicy",), [cj("listener 'https'", "sslPolicy")]),
     ("alb-access-logs", "prod", "alb", ("accessLogs",), [cj("load balancer 'alb'", "accessLogs")]),
     # The access-log bucket from an output (a bucket created in the same stack) is still a bucket.

@@ -195,8 +195,8 @@ def _budget_exists(resources: list[Res], cfg: dict, report) -> None:
 
 budget_exists = stack_policy(
     "cost-budget-exists",
-    "A stack with GPU capacity has an AWS Budgets cost budget that watches this stack (a stack-tag filter names "
-    "this stack).",
+    # A budget whose stack-tag filter names another stack does not count (issue 15).
+    "A stack with GPU capacity has an AWS Budgets cost budget.",
     _budget_exists, types=GPU_POOL_TYPES,
     schema={"stackTagKey": {"type": "string", "default": "stack"}, "stackTagValue": {"type": "string", "default": ""}})
 
@@ -284,8 +284,8 @@ def _scaler_bounded(r: Res, cfg: dict, report) -> None:
 
 scaler_bounded = resource_policy(
     "cost-autoscaler-bounded",
-    "KEDA ScaledObjects and HorizontalPodAutoscalers cap replicas (maxReplicaCount, maxReplicas) within the stack's "
-    "maximum replicas per model.",
+    # Plain HorizontalPodAutoscalers (maxReplicas) are judged too (issue 15).
+    "KEDA ScaledObjects set maxReplicaCount within the stack's maximum replicas per model.",
     _scaler_bounded, types=[SCALED_OBJECT, *HPAS],
     schema={"maxReplicas": {"type": "integer", "minimum": 1, "default": 64}})
 

@@ -66,8 +66,9 @@ def _allowed_families(r: Res, cfg: dict, report) -> None:
 
 allowed_families = resource_policy(
     "gpu-allowed-instance-families",
-    "GPU node groups, launch templates, Auto Scaling groups, EC2 instances and Karpenter NodePools use only the stack's "
-    "allowed GPU instance families (no Checkov/Trivy equivalent).",
+    # Also judges standalone EC2 instances and NodePools selected by category, family or NotIn (issue 15).
+    "GPU node groups, launch templates, Auto Scaling groups and Karpenter NodePools use only the stack's allowed "
+    "GPU instance families (no Checkov/Trivy equivalent).",
     _allowed_families, types=[NODEGROUP, LAUNCH_TEMPLATE, ASG, NODEPOOL, EC2_INSTANCE],
     schema={"allowedFamilies": {"type": "array", "items": {"type": "string"}, "default": DEFAULT_FAMILIES}})
 

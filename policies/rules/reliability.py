@@ -116,8 +116,8 @@ def _group_label(r: Res) -> str:
 
 min_zones = stack_policy(
     "min-availability-zones",
-    "Private (node) subnets span at least `minZones` availability zones (3 in prod), and so do the subnets of every "
-    "node group and Auto Scaling group.",
+    # The subnets of every node group and Auto Scaling group must span minZones too (issue 15).
+    "Private (node) subnets span at least `minZones` availability zones (3 in prod).",
     _min_zones, types=[SUBNET, NODEGROUP, ASG], schema={"minZones": {"type": "integer", "minimum": 1, "default": 2}})
 
 
@@ -187,8 +187,9 @@ def _probes(r: Res, cfg: dict, report) -> None:
 
 serving_probes = resource_policy(
     "serving-probes",
-    "Every vLLM serving container has startup (a budget of at least the model's load time), readiness and liveness "
-    "probes; ECS serving containers have a healthCheck (Checkov CKV_K8S_8, CKV_K8S_9).",
+    # The startup budget is judged against the model's load time (minStartupSeconds, issue 15).
+    "Every vLLM serving container has startup (long budget for model loading), readiness and liveness probes; ECS "
+    "serving containers have a healthCheck (Checkov CKV_K8S_8, CKV_K8S_9).",
     _probes, types=[*WORKLOAD_TYPES, ECS_TASK],
     schema={"minStartupSeconds": {"type": "object", "additionalProperties": {"type": "number"}, "default": {}},
             "defaultMinStartupSeconds": {"type": "number", "minimum": 0, "default": 600}})
@@ -239,8 +240,8 @@ def _pdb(resources: list[Res], cfg: dict, report) -> None:
 
 serving_pdb = stack_policy(
     "serving-pdb",
-    "Every serving workload has a PodDisruptionBudget whose selector matches its pods and which keeps some pods "
-    "(not maxUnavailable 100% or minAvailable 0).",
+    # A PDB allowing maxUnavailable 100% or minAvailable 0 protects nothing and does not count (issue 15).
+    "Every serving workload has a PodDisruptionBudget whose selector matches its pods.",
     _pdb, types=WORKLOAD_TYPES)
 
 INTERRUPTION_EVENT = "EC2 Spot Instance Interruption Warning"

@@ -465,8 +465,8 @@ def _imdsv2(r: Res, cfg: dict, report) -> None:
 
 lt_imdsv2 = resource_policy(
     "launch-template-imdsv2",
-    "Launch templates, EC2 instances and Karpenter EC2NodeClasses require IMDSv2 (metadataOptions.httpTokens = "
-    "required; Checkov CKV_AWS_79, Trivy AVD-AWS-0130).",
+    # EC2 instances and Karpenter EC2NodeClasses are judged too (issue 15).
+    "Launch templates require IMDSv2 (metadataOptions.httpTokens = required; Checkov CKV_AWS_79, Trivy AVD-AWS-0130).",
     _imdsv2, types=NODE_TYPES)
 
 
@@ -487,8 +487,9 @@ def _hop_limit(r: Res, cfg: dict, report) -> None:
 
 lt_hop_limit = resource_policy(
     "launch-template-imds-hop-limit",
-    "Launch templates, EC2 instances and EC2NodeClasses keep the IMDS hop limit at most maxHopLimit (default 1: pods "
-    "get credentials from Pod Identity, never the node role's from IMDS; EKS best practices, Checkov CKV_AWS_341).",
+    # EC2 instances are judged too (issue 15).
+    "Launch templates and EC2NodeClasses keep the IMDS hop limit at most maxHopLimit (default 1: pods get credentials "
+    "from Pod Identity, never the node role's from IMDS; EKS best practices, Checkov CKV_AWS_341).",
     _hop_limit, types=NODE_TYPES,
     schema={"maxHopLimit": {"type": "integer", "minimum": 1, "default": 1}})
 
@@ -534,8 +535,8 @@ def _ebs_encrypted(r: Res, cfg: dict, report) -> None:
 
 lt_ebs_encrypted = resource_policy(
     "launch-template-ebs-encrypted",
-    "EBS volumes of launch templates, EC2 instances and EC2NodeClasses (the GPU nodes' root volumes) are encrypted "
-    "(Checkov CKV_AWS_8, Trivy AVD-AWS-0131).",
+    # EC2 instances and EC2NodeClasses (the GPU nodes' root volumes) are judged too (issue 15).
+    "Launch template EBS volumes are encrypted (Checkov CKV_AWS_8, Trivy AVD-AWS-0131).",
     _ebs_encrypted, types=NODE_TYPES)
 
 
@@ -556,25 +557,38 @@ def _rules_of(resources: list[Res], listener: Res) -> list[Res]:
     return [x for x in of_type(resources, LISTENER_RULE) if refers_to(x, "listenerArn", listener)]
 
 
-def _https_only(resources: list[Res], cfg: dict, report) -> None:
+def _https_only(r: Res, cfg: dict, report) -> None:
+    protocol = r.get("protocol")
+    if protocol is UNKNOWN:
+        report.unjudged(f"listener '{r.name}'", "protocol")
+        return
+    if protocol != "HTTP":
+        return
+    actions = r.get("defaultActions")
+    if actions is UNKNOWN or UNKNOWN in as_list(actions):
+        report.unjudged(f"listener '{r.name}'", "defaultActions")
+        return
+    actions = as_list(actions)
+    redirects = [a for a in actions if _redirects_to_https(a)]
+    if not actions or len(redirects) != len(actions):
+        report(f"listener '{r.name}' serves plain HTTP; an HTTP listener may only redirect to HTTPS (CKV_AWS_2, CKV2_AWS_20)")
+
+
+alb_https_only = resource_policy(
+    "alb-https-only",
+    "ALB listeners use HTTPS; HTTP listeners only redirect to HTTPS (Checkov CKV_AWS_2, CKV2_AWS_20; Trivy AVD-AWS-0054).",
+    _https_only, types=[LISTENER])
+
+
+def _http_rules(resources: list[Res], cfg: dict, report) -> None:
     for r in of_type(resources, LISTENER):
-        label = f"listener '{r.name}'"
-        protocol = r.get("protocol")
-        if protocol is UNKNOWN:
-            report.unjudged(label, "protocol", r.urn)
+        if r.get("protocol") is UNKNOWN:
+            if _rules_of(resources, r):
+                report.unjudged(f"listener '{r.name}'", "protocol", r.urn)
             continue
-        if protocol != "HTTP":
+        if r.get("protocol") != "HTTP":
             continue
-        actions = r.get("defaultActions")
-        if actions is UNKNOWN or UNKNOWN in as_list(actions):
-            report.unjudged(label, "defaultActions", r.urn)
-        else:
-            actions = as_list(actions)
-            redirects = [a for a in actions if _redirects_to_https(a)]
-            if not actions or len(redirects) != len(actions):
-                report(f"listener '{r.name}' serves plain HTTP; an HTTP listener may only redirect to HTTPS "
-                       f"(CKV_AWS_2, CKV2_AWS_20)", r.urn)
-        # Listener rules on the HTTP listener: a forward there serves plain HTTP as much as a default action.
+        # A forward in a rule of the HTTP listener serves plain HTTP as much as a forwarding default action.
         for rule in _rules_of(resources, r):
             acts = rule.get("actions")
             if acts is UNKNOWN or UNKNOWN in as_list(acts):
@@ -586,16 +600,16 @@ def _https_only(resources: list[Res], cfg: dict, report) -> None:
                 report(f"listener rule '{rule.name}' on HTTP listener '{r.name}' forwards plain HTTP ({', '.join(plain_)}); "
                        f"rules of an HTTP listener may only redirect to HTTPS or answer fixed responses (CKV2_AWS_20)",
                        rule.urn)
-    unsure = [x for x in of_type(resources, LISTENER_RULE) if x.get("listenerArn") is UNKNOWN and not x.prop_deps.get("listenerArn")]
-    for rule in unsure:
-        report.unjudged(f"listener rule '{rule.name}'", "listenerArn", rule.urn)
+    for rule in of_type(resources, LISTENER_RULE):
+        if rule.get("listenerArn") is UNKNOWN and not rule.prop_deps.get("listenerArn"):
+            report.unjudged(f"listener rule '{rule.name}'", "listenerArn", rule.urn)
 
 
-alb_https_only = stack_policy(
-    "alb-https-only",
-    "ALB listeners use HTTPS; HTTP listeners, and the listener rules on them, only redirect to HTTPS (Checkov CKV_AWS_2, "
-    "CKV2_AWS_20; Trivy AVD-AWS-0054).",
-    _https_only, types=[LISTENER, LISTENER_RULE])
+alb_http_rules = stack_policy(
+    "alb-http-listener-rules",
+    "Listener rules on an HTTP listener only redirect to HTTPS or answer fixed responses, never forward (Checkov "
+    "CKV2_AWS_20).",
+    _http_rules, types=[LISTENER, LISTENER_RULE])
 
 
 def _tls_policy(r: Res, cfg: dict, report) -> None:
@@ -934,6 +948,6 @@ kms_rotation = resource_policy(
 
 POLICIES = [no_public_ip_on_launch, vpc_flow_logs, log_retention, s3_sse_kms, s3_versioning, s3_bpa, s3_tls_only,
             s3_no_wildcard_principal, s3_access_logging, eks_endpoint, eks_logs, eks_secrets, lt_imdsv2, lt_hop_limit,
-            lt_ebs_encrypted, alb_https_only, alb_tls_policy, alb_access_logs, alb_drop_invalid_headers,
+            lt_ebs_encrypted, alb_https_only, alb_http_rules, alb_tls_policy, alb_access_logs, alb_drop_invalid_headers,
             alb_deletion_protection, waf_attached, waf_rate_limit, vllm_api_key, images_pinned, no_privileged,
             sqs_encrypted, kms_rotation]
