@@ -306,8 +306,9 @@ NEGATED = re.compile(r"(Not(Equals|Like|IpAddress)|NotEquals)", re.I)
 class Grant:
     """One Allow statement of an identity or bucket policy, with who holds it."""
 
-    def __init__(self, holder: str, holder_res: Optional[Res], doc_label: str, st: dict, index: int):
+    def __init__(self, holder: str, holder_res: Optional[Res], doc_label: str, st: dict, index: int, doc_res: Res):
         self.holder, self.holder_res, self.doc_label, self.st, self.index = holder, holder_res, doc_label, st, index
+        self.doc_res = doc_res
 
 
 def _tenant(cfg: dict) -> tuple[str, str]:
@@ -361,7 +362,7 @@ def grants(resources_: list[Res]) -> tuple[list[Grant], list[tuple[str, str, Res
                 continue
             for i, st in enumerate(statements(doc)):
                 if st.get("Effect") == "Allow":
-                    out.append(Grant(f"principal {json.dumps(st.get('Principal'))}", None, _label(r), st, i))
+                    out.append(Grant(f"principal {json.dumps(st.get('Principal'))}", None, _label(r), st, i, r))
             continue
         for label, path, doc in identity_documents(r):
             if doc is UNKNOWN:
@@ -382,7 +383,7 @@ def grants(resources_: list[Res]) -> tuple[list[Grant], list[tuple[str, str, Res
             for i, st in enumerate(statements(doc)):
                 if st.get("Effect") == "Allow":
                     for holder, res in holders:
-                        out.append(Grant(holder, res, label, st, i))
+                        out.append(Grant(holder, res, label, st, i, r))
     return out, unknown
 
 
@@ -426,7 +427,7 @@ def _adapter_readers(resources_: list[Res], cfg: dict, report) -> None:
         workload_roles = []
         for holder, g in readers.items():
             if g.holder_res is None:
-                bad.append(f"{holder} ({g.doc_label} {sid(g.st, g.index)})")
+                bad.append((f"{holder} ({g.doc_label} {sid(g.st, g.index)})", g.doc_res.urn))
                 continue
             trusted, trust_unknown = _trusted_by(g.holder_res)
             if trust_unknown:
@@ -436,10 +437,10 @@ def _adapter_readers(resources_: list[Res], cfg: dict, report) -> None:
             if trusted and all(p.startswith("Service:") for p in trusted) and set(services) <= set(WORKLOAD_SERVICES):
                 workload_roles.append(holder)
             else:
-                bad.append(f"{holder} (assumed by {', '.join(trusted) or 'nobody known'})")
-        for who in bad:
+                bad.append((f"{holder} (assumed by {', '.join(trusted) or 'nobody known'})", g.doc_res.urn))
+        for who, where in bad:
             report(f"{who} can read every tenant's adapters in bucket '{b}'; only the serving reader role (trusted by "
-                   f"{' / '.join(WORKLOAD_SERVICES)}) may read across tenants")
+                   f"{' / '.join(WORKLOAD_SERVICES)}) may read across tenants", where)
         if len(workload_roles) > 1:
             report(f"{len(workload_roles)} roles can read every tenant's adapters in bucket '{b}' ({', '.join(sorted(workload_roles))}); "
                    f"the adapter store grants that to one serving reader role")
@@ -491,7 +492,7 @@ def _tenant_isolation(resources_: list[Res], cfg: dict, report) -> None:
             if _all_tenants(g.st, b, cfg):
                 report(f"{where} can write every tenant's adapters in bucket '{b}' ({', '.join(writes)} on "
                        f"{', '.join(resources(g.st)) or 'NotResource'}); a writer may only write "
-                       f"{root}{TENANT_VAR % tag}/")
+                       f"{root}{TENANT_VAR % tag}/", g.doc_res.urn)
             elif _tenant_scoped(g.st, cfg) and g.holder_res is not None:
                 scoped_roles[g.holder_res.urn] = g.holder_res
     # Every statement of a tenant-scoped role fails closed and uses no negated operator; its trust policy binds
@@ -501,17 +502,18 @@ def _tenant_isolation(resources_: list[Res], cfg: dict, report) -> None:
             where = f"role '{role.name}' ({g.doc_label} {sid(g.st, g.index)})"
             if not _fails_closed(g.st, tag):
                 report(f"{where} does not fail closed: it lacks Null {{aws:PrincipalTag/{tag}: false}}, so a session "
-                       f"without the {tag} tag is not refused outright")
+                       f"without the {tag} tag is not refused outright", g.doc_res.urn)
             neg = _negated_ops(g.st)
             if neg:
                 report(f"{where} uses negated condition operators ({', '.join(neg)}), which match when the key is "
-                       f"absent; tenant scoping must use positive operators and Null checks")
+                       f"absent; tenant scoping must use positive operators and Null checks", g.doc_res.urn)
             if allows_action(g.st, "s3:ListBucket") and any(_glob(p, f"arn:aws:s3:::{b}") for p in resources(g.st)
                                                             for b in buckets):
                 prefixes = _cond_value(g.st, "StringLike", "s3:prefix") + _cond_value(g.st, "StringEquals", "s3:prefix")
                 if not prefixes or not all(TENANT_VAR % tag in p for p in prefixes):
                     report(f"{where} lists the adapter bucket beyond the tenant's own prefix (s3:prefix "
-                           f"{', '.join(prefixes) or 'unrestricted'}); limit it to {root}{TENANT_VAR % tag}/")
+                           f"{', '.join(prefixes) or 'unrestricted'}); limit it to {root}{TENANT_VAR % tag}/",
+                           g.doc_res.urn)
         doc = document(role.get("assumeRolePolicy"))
         if doc is UNKNOWN:
             report.unjudged(f"tenant isolation of role '{role.name}'", "assumeRolePolicy", role.urn)
