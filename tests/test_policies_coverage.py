@@ -61,7 +61,8 @@ EXPECTED = {
     "pss-namespace-not-privileged": EKS_ONLY,
     "vllm-trust-remote-code": BOTH, "vllm-runtime-lora-admin-closed": BOTH, "vllm-secrets-not-plain": BOTH,
     "serving-min-replicas": BOTH, "gpu-pool-on-demand-fallback": BOTH, "nodepool-disruption-budget": EKS_ONLY,
-    "node-ami-pinned": BOTH, "ecs-health-check-grace": ECS_ONLY, "container-memory-limits": BOTH,
+    "node-ami-pinned": BOTH, "ecs-health-check-grace": ECS_ONLY, "container-memory-limits": EKS_ONLY,
+    "ecs-container-memory-limits": ECS_ONLY,
     "ecs-log-configuration": ECS_ONLY, "eks-version-supported": EKS_ONLY, "alb-http-listener-rules": BOTH,
     # Multi-node models (pipelineParallel > 1) render a LeaderWorkerSet; neither stack here serves one
     # (tests/serving_presets.py does, and tests/test_serving.py covers it).
@@ -194,7 +195,7 @@ ISSUE_15 = {
     "rbac-no-admin-for-workloads", "pss-namespace-not-privileged", "vllm-trust-remote-code",
     "vllm-runtime-lora-admin-closed", "vllm-secrets-not-plain", "serving-min-replicas", "gpu-pool-on-demand-fallback",
     "nodepool-disruption-budget", "node-ami-pinned", "ecs-health-check-grace", "container-memory-limits",
-    "ecs-log-configuration", "eks-version-supported", "alb-http-listener-rules",
+    "ecs-log-configuration", "eks-version-supported", "alb-http-listener-rules", "ecs-container-memory-limits",
 }
 
 

@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from infra.policy_config import SHIPPED_ADVISORY
 from tests.policy_fixtures import (C0, DELETE, Append, PackClient, mutate, rule_message, shipped_config,
                                    stack_policy_names, urn, world)
 
@@ -274,9 +275,9 @@ CASES = [
     ("container-memory-limits", "prod", D, C0 + ("resources", "limits", "memory"), DELETE,
      ["Deployment llmserving/llama-3-1-8b container 'vllm' sets no memory limit; a leak or a large batch can take the "
       "node's memory from its neighbours (CKV_K8S_13)"]),
-    ("container-memory-limits", "prod", "vllm-task", ECS0 + ("memory",), DELETE,
+    ("ecs-container-memory-limits", "prod", "vllm-task", ECS0 + ("memory",), DELETE,
      ["ECS task 'vllm-task' container 'vllm' has no hard memory limit (memory, or the task's memory); "
-      "memoryReservation alone lets it take the whole instance (CKV_K8S_13 for ECS)"]),
+      "memoryReservation alone lets it take the whole instance"]),
     ("ecs-log-configuration", "prod", "vllm-task", ECS0 + ("logConfiguration",), DELETE,
      ["ECS task 'vllm-task' container 'vllm' has no logConfiguration; its output is lost when the task stops (use the "
       "awslogs driver)"]),
@@ -404,9 +405,10 @@ def judge_mutation(pack, kind, name, path, value, policy):
     regs, stack = world(kind)
     stackwide = policy in STACK_POLICIES
     config = shipped_config(stack)
-    # The EKS version rule is advisory in the shipped configs (see infra/policy_config.py SHIPPED_ADVISORY);
-    # its fixtures judge it at the pack's default level.
-    config["eks-version-supported"].pop("enforcementLevel", None)
+    # Rules advisory in the shipped configs (infra/policy_config.py SHIPPED_ADVISORY): the fixtures judge them at
+    # the pack's default level.
+    for rule in SHIPPED_ADVISORY:
+        config.pop(rule, None) if isinstance(config.get(rule), str) else config.get(rule, {}).pop("enforcementLevel", None)
     return pack.judge(mutate(regs, name, path, value), config, stack,
                       only=set() if stackwide else {name}, stack_policies=stackwide)
 
@@ -559,3 +561,19 @@ def test_policy_documents_as_objects_are_judged_like_text(pack):
                                 stack_policies=False), "iam-no-wildcard-action") == [
         "role policy 'karpenter-controller-iam' statement 'AllowRegionalReadActions' allows every action (Action \"*\") "
         "on * (CKV_AWS_62, CKV_AWS_63)"]
+
+
+def test_an_efa_group_in_a_cluster_placement_group_may_sit_in_one_zone(pack):
+    # A cluster placement group lives in one Availability Zone (EC2 user guide, "Placement strategies"): the
+    # multi-node EFA pool (components/gpu_node_group.py) is exempt from the per-group zone spread, nothing else is.
+    from tests.policy_fixtures import reg, with_resources
+
+    regs, stack = world("prod")
+    pg = reg("aws:ec2/placementGroup:PlacementGroup", "p5-efa", {"name": "p5-efa", "strategy": "cluster"})
+    regs = with_resources(regs, pg)
+    one_zone = mutate(regs, "p5-ondemand", ("subnetIds",), ["subnet-private-a"])
+    placed = mutate(one_zone, "p5-lt", ("deps", "placement"), [pg.urn])
+    assert _reported(pack.judge(placed, shipped_config(stack), stack, only=set()), "min-availability-zones") == []
+    spread = mutate(placed, "p5-efa", ("strategy",), "spread")
+    assert _reported(pack.judge(spread, shipped_config(stack), stack, only=set()), "min-availability-zones") == [
+        "node group 'p5-ondemand' places its nodes in 1 zone(s) (us-east-1a); at least 3 are required"]

@@ -271,7 +271,8 @@ def test_levels_in_prod_are_mandatory_for_gpu_cost_and_security(pack):
     effective = pack.proc.configure(pack.info, shipped_config("prod"))
     pack._configured = None
     advisory = sorted(n for n, c in effective.items() if c["enforcementLevel"] != "mandatory")
-    assert advisory == ["eks-version-supported", "gpu-nodepool-when-empty"]
+    assert advisory == ["ecs-container-memory-limits", "ecs-health-check-grace", "eks-version-supported",
+                        "gpu-nodepool-when-empty"]
 
 
 def test_mutated_violation_is_mandatory_in_prod(pack):

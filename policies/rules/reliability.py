@@ -88,6 +88,8 @@ def _min_zones(resources: list[Res], cfg: dict, report) -> None:
     # loses all its nodes with that zone, however many zones the VPC has.
     index = subnet_index(resources)
     for r in of_type(resources, NODEGROUP, ASG):
+        if _in_cluster_placement_group(resources, r):
+            continue  # a cluster placement group lives in one zone (EC2 user guide, "Placement strategies"): EFA groups
         key = "subnetIds" if r.type == NODEGROUP else "vpcZoneIdentifiers"
         ids = r.get(key)
         if ids is UNKNOWN:
@@ -105,6 +107,21 @@ def _min_zones(resources: list[Res], cfg: dict, report) -> None:
         elif len(group_zones) < minimum:
             report(f"{_group_label(r)} places its nodes in {len(group_zones)} zone(s) ({', '.join(sorted(group_zones))}); "
                    f"at least {fmt(minimum)} are required", r.urn)
+
+
+def _in_cluster_placement_group(resources: list[Res], r: Res) -> bool:
+    """Whether a node group's or ASG's launch template places its instances in a `cluster` placement group."""
+    groups = of_type(resources, "aws:ec2/placementGroup:PlacementGroup")
+    keys = ("launchTemplate", "mixedInstancesPolicy")
+    for lt in of_type(resources, LAUNCH_TEMPLATE):
+        if not any(lt.urn in r.prop_deps.get(k, []) for k in keys):
+            continue
+        name = lt.get("placement", "groupName")
+        for g in groups:
+            if (g.urn in lt.prop_deps.get("placement", []) or (isinstance(name, str) and name == g.get("name"))) \
+                    and g.get("strategy") == "cluster":
+                return True
+    return False
 
 
 def _group_label(r: Res) -> str:
@@ -634,20 +651,6 @@ ecs_grace = stack_policy(
 
 
 def _memory_limits(r: Res, cfg: dict, report) -> None:
-    if r.type == ECS_TASK:
-        task_memory = r.get("memory")
-        if task_memory is UNKNOWN:
-            report.unjudged(ecs_task_label(r), "memory")
-            return
-        for i, c in enumerate(ecs_containers_or_unjudged(r, report)):
-            if c.get("memory") is UNKNOWN:
-                report.unjudged(f"{ecs_task_label(r)} container '{c.get('name')}'", f"containerDefinitions[{i}].memory")
-            elif not num(c.get("memory")) and not num(task_memory):
-                # memoryReservation is a soft limit: without `memory` (or a task-level memory) the container may
-                # take all of the instance's memory (ECS ContainerDefinition memory / memoryReservation).
-                report(f"{ecs_task_label(r)} container '{c.get('name')}' has no hard memory limit (memory, or the "
-                       f"task's memory); memoryReservation alone lets it take the whole instance (CKV_K8S_13 for ECS)")
-        return
     where = workload_unknown(r)
     if where:
         report.unjudged(workload_label(r), where)
@@ -663,9 +666,29 @@ def _memory_limits(r: Res, cfg: dict, report) -> None:
 
 memory_limits = resource_policy(
     "container-memory-limits",
-    "Every container has a memory limit (Kubernetes resources.limits.memory; ECS memory on the container or the "
-    "task) (Checkov CKV_K8S_13; Trivy AVD-KSV-0018).",
-    _memory_limits, types=[*WORKLOAD_TYPES, ECS_TASK])
+    "Every Kubernetes container has a memory limit (resources.limits.memory) (Checkov CKV_K8S_13; Trivy AVD-KSV-0018).",
+    _memory_limits, types=WORKLOAD_TYPES)
+
+
+def _ecs_memory(r: Res, cfg: dict, report) -> None:
+    task_memory = r.get("memory")
+    for c in ecs_containers_or_unjudged(r, report):
+        if num(c.get("memory")):
+            continue
+        if task_memory is UNKNOWN:
+            report.unjudged(f"{ecs_task_label(r)} container '{c.get('name')}'", "memory (of the task)")
+        elif not num(task_memory):
+            # memoryReservation is a soft limit: without `memory` (or a task-level memory) the container may take
+            # all of the instance's memory (ECS API ContainerDefinition memory / memoryReservation).
+            report(f"{ecs_task_label(r)} container '{c.get('name')}' has no hard memory limit (memory, or the task's "
+                   f"memory); memoryReservation alone lets it take the whole instance")
+
+
+ecs_memory_limits = resource_policy(
+    "ecs-container-memory-limits",
+    "Every ECS container has a hard memory limit (`memory` on the container or the task; memoryReservation is only "
+    "a soft limit).",
+    _ecs_memory, types=[ECS_TASK])
 
 
 def _log_config(r: Res, cfg: dict, report) -> None:
@@ -741,4 +764,5 @@ eks_version = resource_policy(
 
 POLICIES = [min_zones, serving_probes, serving_pdb, interruption_queue, stateful_protected, resource_requests, vllm_shm,
             lws_restart, graceful_shutdown, ecs_circuit_breaker, consolidation_policy, min_replicas, on_demand_fallback,
-            disruption_budget, ami_pinned, ecs_grace, memory_limits, ecs_log_config, eks_version]
+            disruption_budget, ami_pinned, ecs_grace, memory_limits, ecs_memory_limits, ecs_log_config,
+            eks_version]
