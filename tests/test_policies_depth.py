@@ -125,6 +125,9 @@ CASES = [
      {"kubernetes.io/role/elb": "1"},
      ["EC2NodeClass 'gpu' selects public subnet(s) 'public-a', 'public-b', 'public-c' (spec.subnetSelectorTerms); "
       "Karpenter would launch GPU nodes there"]),
+    ("compute-in-private-subnets", "prod", "gpu", ("spec", "subnetSelectorTerms"), [{"id": "subnet-public-c"}],
+     ["EC2NodeClass 'gpu' selects public subnet(s) 'public-c' (spec.subnetSelectorTerms); Karpenter would launch GPU "
+      "nodes there"]),
     ("compute-in-private-subnets", "prod", "ecs-gpu", ("vpcZoneIdentifiers",), ["subnet-public-a", "subnet-public-b"],
      ["auto scaling group 'ecs-gpu' places nodes or tasks in public subnet(s) 'public-a', 'public-b'; they must sit "
       "in private subnets behind the ALB and NAT"]),

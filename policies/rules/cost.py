@@ -8,7 +8,7 @@ stack's catalog overrides and budget belong in its policy config.
 
 from __future__ import annotations
 
-from rules.common import (GPU_POOL_TYPES, INSTANCE_TABLE_SCHEMA, NODEPOOL, Res, UNKNOWN, as_list, first_unknown, fmt, get,
+from rules.common import (GPU_POOL_TYPES, INSTANCE_TABLE_SCHEMA, NODEPOOL, Res, UNKNOWN, as_list, first_unknown, fmt,
                           gpu_pools, has_gpu_capacity, is_gpu_type, nodepool_capacity_types, nodepool_is_gpu, num, of_type,
                           pool_unknowns, resource_policy, stack_policy)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Iterator, Optional
 
-from rules.common import (EC2_INSTANCE, EC2NODECLASS, NODEPOOL, Res, UNKNOWN, as_list, first_unknown, fmt, get,
+from rules.common import (EC2_INSTANCE, EC2NODECLASS, Res, UNKNOWN, as_list, first_unknown, fmt, get,
                           is_serving_workload, num, of_type, pod_labels, refers_to, resource_policy, stack_policy,
                           workload_label)
 from rules.ecs import ECS_SERVICE
@@ -253,11 +253,12 @@ def _subnets_named(r: Res, key: str, values: list, index: dict[str, Res]) -> tup
     return list(found.values()), unresolved
 
 
-def _selected_by_terms(terms: Any, subnets: list[Res]) -> tuple[list[Res], bool]:
-    """Subnets an EC2NodeClass's subnetSelectorTerms select (by tags or id), and whether the terms are unknown."""
+def _selected_by_terms(terms: Any, subnets: list[Res], index: dict[str, Res]) -> tuple[list[Res], bool]:
+    """Subnets an EC2NodeClass's subnetSelectorTerms select (by tags or id; Karpenter v1 EC2NodeClass API, a tag
+    value "*" matches any value), and whether the terms are unknown."""
     if terms is UNKNOWN or first_unknown(terms) is not None:
         return [], True
-    out = []
+    out = [index[t["id"]] for t in as_list(terms) if isinstance(t, dict) and t.get("id") in index]
     for s in subnets:
         tags = s.get("tags", default={}) or {}
         for t in as_list(terms):
@@ -312,7 +313,7 @@ def _private_compute(resources: list[Res], cfg: dict, report) -> None:
         label = f"EC2NodeClass '{r.name}'"
         if r.get("spec", "associatePublicIPAddress") is True:
             report(f"{label} gives its nodes public IPs (spec.associatePublicIPAddress); GPU nodes stay private", r.urn)
-        selected, unknown = _selected_by_terms(r.get("spec", "subnetSelectorTerms"), subnets)
+        selected, unknown = _selected_by_terms(r.get("spec", "subnetSelectorTerms"), subnets, index)
         if unknown:
             report.unjudged(label, "spec.subnetSelectorTerms", r.urn)
             continue

@@ -10,10 +10,9 @@ from pulumi_policy import EnforcementLevel
 
 from rules.common import (EC2NODECLASS, LWS, NODEPOOL, Res, UNKNOWN, WORKLOAD_TYPES, as_list, container_args,
                           container_paths, first_unknown, flag, fmt, get, gpu_pools, is_serving_workload, num, of_type,
-                          pod_labels, pod_specs, pod_templates, pool_unknowns, resource_policy, serving_containers,
+                          pod_labels, pod_templates, pool_unknowns, resource_policy, serving_containers,
                           stack_policy, unknown_in, workload_label, workload_unknown)
-from rules.ecs import (ECS_SERVICE, ECS_TASK, ecs_containers, ecs_containers_or_unjudged, ecs_task_label,
-                       is_ecs_server)
+from rules.ecs import ECS_SERVICE, ECS_TASK, ecs_containers_or_unjudged, ecs_task_label, is_ecs_server
 
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 QUEUE = "aws:sqs/queue:Queue"
@@ -347,7 +346,6 @@ def _shm(r: Res, cfg: dict, report) -> None:
     if where:
         report.unjudged(workload_label(r), where)
         return
-    templates = {role: spec for role, spec, _, _ in pod_templates(r)}
     for role, spec, c, path in serving_containers(r):
         if any(c.get(k) is UNKNOWN for k in ("command", "args")):
             report.unjudged(workload_label(r), f"{path}.args")
@@ -364,7 +362,6 @@ def _shm(r: Res, cfg: dict, report) -> None:
         if not ok:
             report(f"{workload_label(r)} container '{c.get('name')}' runs tensor/pipeline parallel without a "
                    f"memory-backed /dev/shm (emptyDir medium: Memory); NCCL fails")
-    del templates
 
 
 vllm_shm = resource_policy(

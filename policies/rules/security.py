@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from rules.common import (EC2_INSTANCE, EC2NODECLASS, Res, UNKNOWN, WORKLOAD_TYPES, as_list, container_args, container_paths,
-                          env_names, first_unknown, fmt, unknown_in, get, has_flag, flag, is_one_shot_init, num, of_type, refers_to,
+                          env_names, first_unknown, fmt, unknown_in, get, has_flag, flag, num, of_type, refers_to,
                           resource_policy, serving_containers, stack_policy, truthy, workload_label, workload_unknown)
 from rules.ecs import ECS_TASK, ecs_containers_or_unjudged, ecs_task_label, is_ecs_server
 
