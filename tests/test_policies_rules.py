@@ -270,9 +270,10 @@ def test_every_rule_has_a_case_and_there_are_at_least_40(pack):
 def test_levels_in_prod_are_mandatory_for_gpu_cost_and_security(pack):
     effective = pack.proc.configure(pack.info, shipped_config("prod"))
     pack._configured = None
-    advisory = sorted(n for n, c in effective.items() if c["enforcementLevel"] != "mandatory")
-    assert advisory == ["ecs-container-memory-limits", "ecs-health-check-grace", "eks-version-supported",
-                        "gpu-nodepool-when-empty"]
+    advisory = sorted(n for n, c in effective.items() if c["enforcementLevel"] == "advisory")
+    disabled = sorted(n for n, c in effective.items() if c["enforcementLevel"] == "disabled")
+    assert advisory == ["ecs-container-memory-limits", "ecs-health-check-grace", "gpu-nodepool-when-empty"]
+    assert disabled == ["eks-version-supported"]
 
 
 def test_mutated_violation_is_mandatory_in_prod(pack):

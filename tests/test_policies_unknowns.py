@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from infra.mockcloud import UNKNOWN
-from infra.policy_config import SHIPPED_ADVISORY
+from infra.policy_config import SHIPPED_ADVISORY, SHIPPED_DISABLED
 from tests.policy_fixtures import C0, PackClient, mutate, rule_message, shipped_config, stack_policy_names, world
 
 STACK_POLICIES = stack_policy_names()
@@ -223,7 +223,7 @@ def _judge(pack, kind, name, path, policy):
     regs, stack = world(kind)
     stackwide = policy in STACK_POLICIES
     config = shipped_config(stack)
-    for rule in SHIPPED_ADVISORY:
+    for rule in SHIPPED_ADVISORY + SHIPPED_DISABLED:
         config.pop(rule, None) if isinstance(config.get(rule), str) else config.get(rule, {}).pop("enforcementLevel", None)
     return pack.judge(mutate(regs, name, path, UNKNOWN), config, stack,
                       only=set() if stackwide else {name}, stack_policies=stackwide)
