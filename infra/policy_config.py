@@ -48,9 +48,19 @@ def instance_table(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def startup_budgets(settings: Settings) -> dict[str, int]:
-    """Per model, the seconds its load may take: the serving catalog's start-up budget, chosen the way
-    infra/serving.py workload_args chooses it (multi-node, large, else the default), with the stack's
-    serving.figures overrides. The pack checks startup probes and ECS grace periods against it."""
+    """Per model, the seconds its load may take; the pack checks startup probes and ECS grace periods against it.
+
+    With a per-model start-up estimate (infra/startup.py, issue 12: `load_seconds`, what the startupProbe covers)
+    that is the figure; without one, the serving catalog's start-up budget, chosen the way infra/serving.py
+    workload_args chooses it (multi-node, large, else the default), with the stack's serving.figures overrides."""
+    try:
+        from infra import startup  # type: ignore[attr-defined]
+    except ImportError:
+        startup = None
+    if startup is not None and hasattr(startup, "estimates"):
+        from infra import capacity
+
+        return {name: int(e.load_seconds) for name, e in startup.estimates(settings, capacity.plan(settings)).items()}
     from infra.serving import figure
 
     out = {}

@@ -547,10 +547,7 @@ class PackClient:
             self.proc.configure(self.info, config)
             self.proc.configure_stack(project="llmserving", stack=stack, config={}, tags={})
             self._configured = key
-        out: list[Violation] = []
-        for r in regs:
-            if only is None or r.name in only:
-                out += self.proc.analyze(r)
+        out: list[Violation] = self.proc.analyze_all([r for r in regs if only is None or r.name in only])
         if stack_policies:
             out += self.proc.analyze_stack(regs)
         return out
