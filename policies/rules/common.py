@@ -212,9 +212,9 @@ def refers_to(res: Res, key: str, target: Res) -> bool:
     if target.urn in res.prop_deps.get(key, []):
         return True
     value = res.get(key)
-    if value in (None, UNKNOWN):
-        return False
-    names = {target.get(k) for k in ("bucket", "name", "id", "arn")} - {None, UNKNOWN}
+    if not isinstance(value, str):
+        return False  # None, UNKNOWN, or a shape no reference takes
+    names = {v for k in ("bucket", "name", "id", "arn") if isinstance(v := target.get(k), str)}
     return value in names or value == target.name
 
 
@@ -381,8 +381,12 @@ GPU_POOL_TYPES = ("aws:eks/nodeGroup:NodeGroup", "aws:autoscaling/group:Group", 
 
 
 def pod_templates(res: Res) -> list[tuple[str, Any, dict, tuple]]:
-    """(role, pod spec, pod labels, path of the spec) of a workload; the spec may be UNKNOWN.
+    """(role, pod spec, pod labels, path of the spec) of a workload; the spec is a dict or UNKNOWN.
     Deployment/StatefulSet/...: ("pod", ...); LeaderWorkerSet: ("leader", ...) and ("worker", ...)."""
+    return [t for t in _pod_templates(res) if isinstance(t[1], dict) or t[1] is UNKNOWN]
+
+
+def _pod_templates(res: Res) -> list[tuple[str, Any, dict, tuple]]:
     if res.type == "kubernetes:core/v1:Pod":
         labels = res.get("metadata", "labels", default={})
         return [("pod", res.get("spec"), labels if isinstance(labels, dict) else {}, ("spec",))]
@@ -430,8 +434,10 @@ def workload_unknown(res: Res) -> Optional[str]:
 
 def pod_labels(res: Res) -> dict:
     if res.type == LWS:
-        return res.get("spec", "leaderWorkerTemplate", "workerTemplate", "metadata", "labels", default={}) or {}
-    return res.get("spec", "template", "metadata", "labels", default={}) or {}
+        labels = res.get("spec", "leaderWorkerTemplate", "workerTemplate", "metadata", "labels", default={})
+    else:
+        labels = res.get("spec", "template", "metadata", "labels", default={})
+    return labels if isinstance(labels, dict) else {}
 
 
 def containers(spec: dict, *, init: bool = True) -> list[dict]:
@@ -542,7 +548,7 @@ def has_flag(argv: list[str], name: str) -> bool:
 
 
 def env_names(c: dict) -> dict[str, dict]:
-    return {e.get("name"): e for e in as_list(c.get("env")) if isinstance(e, dict)}
+    return {e.get("name"): e for e in as_list(c.get("env")) if isinstance(e, dict) and isinstance(e.get("name"), str)}
 
 
 def gpu_request(c: dict) -> Optional[float]:
@@ -584,7 +590,7 @@ GPU_KEYS = (GPU_COUNT_KEY, "karpenter.k8s.aws/instance-gpu-name", "karpenter.k8s
 
 def nodepool_requirements(res: Res) -> dict[str, dict]:
     reqs = res.get("spec", "template", "spec", "requirements", default=[])
-    return {r.get("key"): r for r in as_list(reqs) if isinstance(r, dict)}
+    return {r.get("key"): r for r in as_list(reqs) if isinstance(r, dict) and isinstance(r.get("key"), str)}
 
 
 def _allows(req: Optional[dict], value: str) -> bool:

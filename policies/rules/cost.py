@@ -47,7 +47,7 @@ def _tags(r: Res, cfg: dict, report) -> None:
         report.unjudged(f"{r.type} '{r.name}'", "tags")
         return
     if r.type == ASG:  # a list of {key, value, propagateAtLaunch}
-        tags = {t.get("key"): t.get("value") for t in as_list(tags) if isinstance(t, dict)}
+        tags = {t.get("key"): t.get("value") for t in as_list(tags) if isinstance(t, dict) and isinstance(t.get("key"), str)}
     if not isinstance(tags, dict):
         tags = {}
     required = cfg.get("requiredTags", DEFAULT_REQUIRED_TAGS)

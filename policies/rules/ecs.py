@@ -56,4 +56,5 @@ def is_ecs_server(c: dict) -> bool:
 
 
 def ecs_env(c: dict) -> dict[str, Any]:
-    return {e.get("name"): e.get("value") for e in as_list(c.get("environment")) if isinstance(e, dict)}
+    return {e.get("name"): e.get("value") for e in as_list(c.get("environment"))
+            if isinstance(e, dict) and isinstance(e.get("name"), str)}

@@ -199,7 +199,7 @@ def _parallelism(r: Res, cfg: dict, report) -> None:
         per_pod = tp * pp / pods
         # Every pod of the replica must bring its share: the server's own pod and, in a LeaderWorkerSet, the workers.
         for other_role, other_spec in specs:
-            got = sum(gpu_request(x) or 0 for x in other_spec.get("containers", []) if isinstance(x, dict))
+            got = sum(gpu_request(x) or 0 for x in as_list(other_spec.get("containers")) if isinstance(x, dict))
             if got != per_pod:
                 who = "pod" if other_role == "pod" else f"{other_role} pod"
                 report(f"{workload_label(r)}: tensor-parallel-size {tp} x pipeline-parallel-size {pp} over {fmt(pods)} "
@@ -251,7 +251,7 @@ def _fits_node(resources: list[Res], cfg: dict, report) -> None:
             report.unjudged(workload_label(r), where, r.urn)
             continue
         for role, spec in pod_specs(r):
-            need = sum(gpu_request(c) or 0 for c in spec.get("containers", []) if isinstance(c, dict))
+            need = sum(gpu_request(c) or 0 for c in as_list(spec.get("containers")) if isinstance(c, dict))
             if not need:
                 continue
             if spec.get("nodeSelector") is UNKNOWN or first_unknown(spec.get("nodeSelector")):
@@ -279,7 +279,7 @@ def _tolerates(r: Res, cfg: dict, report) -> None:
         report.unjudged(workload_label(r), where)
         return
     for role, spec, _, path in pod_templates(r):
-        need = sum(gpu_request(c) or 0 for c in spec.get("containers", []) if isinstance(c, dict))
+        need = sum(gpu_request(c) or 0 for c in as_list(spec.get("containers")) if isinstance(c, dict))
         if need and (spec.get("tolerations") is UNKNOWN or UNKNOWN in as_list(spec.get("tolerations"))):
             report.unjudged(workload_label(r), ".".join(path) + ".tolerations")
         elif need and not tolerates_gpu_taint(spec):

@@ -265,7 +265,7 @@ def _selected_by_terms(terms: Any, subnets: list[Res], index: dict[str, Res]) ->
             if not isinstance(t, dict):
                 continue
             want = t.get("tags") or {}
-            if want and isinstance(tags, dict) and all(k in tags and (v == "*" or tags.get(k) == v) for k, v in want.items()):
+            if want and isinstance(want, dict) and isinstance(tags, dict) and all(k in tags and (v == "*" or tags.get(k) == v) for k, v in want.items()):
                 out.append(s)
                 break
     return out, False
@@ -369,6 +369,8 @@ def _selects(pol: Res, labels: dict) -> Optional[bool]:
         return False
     match = sel.get("matchLabels") or {}
     exprs = sel.get("matchExpressions") or []
+    if not isinstance(match, dict):
+        return False
     if exprs:
         return None if not match else all(labels.get(k) == v for k, v in match.items()) or False
     return all(labels.get(k) == v for k, v in match.items())  # {} selects every pod of the namespace

@@ -205,8 +205,8 @@ def _service_accounts_of_workloads(resources: list[Res]) -> dict[tuple[str, str]
             continue
         ns = w.get("metadata", "namespace", default="default")
         for _, spec, _, _ in pod_templates(w):
-            if isinstance(spec, dict):
-                sa = spec.get("serviceAccountName") or "default"
+            sa = spec.get("serviceAccountName") or "default" if isinstance(spec, dict) else None
+            if isinstance(sa, str) and isinstance(ns, str):
                 out.setdefault((ns, sa), workload_label(w))
     return out
 
@@ -227,7 +227,7 @@ def _cluster_admin(resources: list[Res], cfg: dict, report) -> None:
             if not isinstance(s, dict) or s.get("kind") != "ServiceAccount":
                 continue
             ns = s.get("namespace") or b.get("metadata", "namespace", default="default")
-            who = used_by.get((ns, s.get("name")))
+            who = used_by.get((ns, s.get("name"))) if isinstance(ns, str) and isinstance(s.get("name"), str) else None
             report(f"{b.type.rsplit(':', 1)[-1]} '{name}' gives service account {ns}/{s.get('name')}"
                    f"{' (used by ' + who + ')' if who else ''} the ClusterRole {ref.get('name')}; a compromised pod "
                    f"would own the cluster (AVD-KSV-0111)", b.urn)
@@ -242,8 +242,8 @@ cluster_admin = stack_policy(
 
 def _namespaces(resources: list[Res], cfg: dict, report) -> None:
     allowed = set(cfg.get("allowedPrivileged", []))
-    serving_ns = {w.get("metadata", "namespace", default="default") for w in resources
-                  if w.type in WORKLOAD_TYPES and is_serving_workload(w)}
+    serving_ns = {ns for w in resources if w.type in WORKLOAD_TYPES and is_serving_workload(w)
+                  and isinstance(ns := w.get("metadata", "namespace", default="default"), str)}
     for ns in of_type(resources, NAMESPACE):
         name = ns.get("metadata", "name", default=ns.name)
         labels = ns.get("metadata", "labels", default={})
@@ -254,6 +254,10 @@ def _namespaces(resources: list[Res], cfg: dict, report) -> None:
         level = labels.get(ENFORCE) if isinstance(labels, dict) else None
         if level != "privileged":
             continue
+        if name is UNKNOWN:
+            report.unjudged(f"privileged namespace '{ns.name}'", "metadata.name", ns.urn)
+            continue
+        name = name if isinstance(name, str) else ns.name
         if name in serving_ns:
             report(f"namespace '{name}' runs model workloads and is labelled {ENFORCE}=privileged: any pod there may "
                    f"run privileged; serving namespaces enforce baseline or restricted", ns.urn)

@@ -356,9 +356,9 @@ def _shm(r: Res, cfg: dict, report) -> None:
             report.unjudged(workload_label(r), f"{path}.volumeMounts" if c.get("volumeMounts") is UNKNOWN else "volumes")
             continue
         mem_vols = {v.get("name") for v in as_list(spec.get("volumes"))
-                    if isinstance(v, dict) and get(v, "emptyDir", "medium") == "Memory"}
-        ok = any(isinstance(m, dict) and m.get("mountPath") == "/dev/shm" and m.get("name") in mem_vols
-                 for m in as_list(c.get("volumeMounts")))
+                    if isinstance(v, dict) and isinstance(v.get("name"), str) and get(v, "emptyDir", "medium") == "Memory"}
+        ok = any(isinstance(m, dict) and m.get("mountPath") == "/dev/shm" and isinstance(m.get("name"), str)
+                 and m.get("name") in mem_vols for m in as_list(c.get("volumeMounts")))
         if not ok:
             report(f"{workload_label(r)} container '{c.get('name')}' runs tensor/pipeline parallel without a "
                    f"memory-backed /dev/shm (emptyDir medium: Memory); NCCL fails")
