@@ -7,10 +7,12 @@ process over the same Analyzer gRPC interface. One module per area.
 
 from pulumi_policy import EnforcementLevel, PolicyPack
 
-from rules import capacity, cost, gpu, reliability, security
+from rules import capacity, cost, gpu, iam, network, pod_security, reliability, security, vllm
 
 PolicyPack(
     name="llmserving-guardrails",
     enforcement_level=EnforcementLevel.MANDATORY,
-    policies=[*gpu.POLICIES, *cost.POLICIES, *security.POLICIES, *reliability.POLICIES, *capacity.POLICIES],
+    policies=[*gpu.POLICIES, *cost.POLICIES, *security.POLICIES, *iam.POLICIES, *network.POLICIES,
+              *pod_security.POLICIES, *vllm.POLICIES, *reliability.POLICIES,
+              *capacity.POLICIES],
 )

@@ -50,6 +50,20 @@ EXPECTED = {
     "spot-interruption-queue": EKS_ONLY, "stateful-protected": BOTH, "resource-requests": EKS_ONLY,
     "vllm-shared-memory": BOTH, "serving-graceful-shutdown": EKS_ONLY, "ecs-deployment-circuit-breaker": ECS_ONLY,
     "gpu-nodepool-when-empty": EKS_ONLY,
+    # Issue 15: IAM, network exposure, pod security, vLLM risks, reliability.
+    "iam-no-wildcard-action": BOTH, "iam-no-service-wildcard-on-all-resources": BOTH, "iam-trust-not-public": BOTH,
+    "iam-no-admin-managed-policy": BOTH, "iam-passrole-scoped": BOTH, "kms-key-policy-not-public": BOTH,
+    "adapter-store-readers": BOTH, "adapter-store-tenant-isolation": BOTH,
+    "sg-no-world-ingress": BOTH, "sg-no-all-traffic-ingress": BOTH, "alb-egress-restricted": BOTH,
+    "compute-in-private-subnets": BOTH, "k8s-service-not-exposed": EKS_ONLY, "model-network-policy": EKS_ONLY,
+    "pss-host-namespaces": EKS_ONLY, "pss-host-path": EKS_ONLY, "pss-capabilities": EKS_ONLY,
+    "pss-privilege-escalation": EKS_ONLY, "pss-run-as-non-root": EKS_ONLY, "rbac-no-admin-for-workloads": EKS_ONLY,
+    "pss-namespace-not-privileged": EKS_ONLY,
+    "vllm-trust-remote-code": BOTH, "vllm-runtime-lora-admin-closed": BOTH, "vllm-secrets-not-plain": BOTH,
+    "serving-min-replicas": BOTH, "gpu-pool-on-demand-fallback": BOTH, "nodepool-disruption-budget": EKS_ONLY,
+    "node-ami-pinned": BOTH, "ecs-health-check-grace": ECS_ONLY, "container-memory-limits": EKS_ONLY,
+    "ecs-container-memory-limits": ECS_ONLY,
+    "ecs-log-configuration": ECS_ONLY, "eks-version-supported": EKS_ONLY, "alb-http-listener-rules": BOTH,
     # Multi-node models (pipelineParallel > 1) render a LeaderWorkerSet; neither stack here serves one
     # (tests/serving_presets.py does, and tests/test_serving.py covers it).
     "lws-recreate-group-on-restart": (False, False),
@@ -87,6 +101,7 @@ def test_rules_see_the_resources_the_stacks_register(stacks):
 
 def test_every_tagged_aws_resource_is_judged_for_cost_tags(stacks):
     # The cost-allocation rule names the taggable types; a tagged type it leaves out escapes it.
+    pack_policies()  # puts the pack on sys.path
     from rules.cost import TAGGABLE_TYPES
 
     docs = [shipped_preview("prod")["resources"], [{"type": r.type, "inputs": r.inputs} for r in _ecs_run().registrations]]
@@ -103,7 +118,8 @@ def test_spot_rule_sees_the_ecs_auto_scaling_group():
     cfg = policy_config.policy_config(settings_for(base, changes))
     violations, _ = run_policy_pack(PACK, run.registrations, policy_config=cfg, project="llmserving", stack=base,
                                     stack_config={}, stack_tags={})
-    assert [(v.policy, v.message.split("\n", 1)[1]) for v in violations if v.level == "mandatory"] == [
+    assert [(v.policy, v.message.split("\n", 1)[1]) for v in violations
+            if v.level == "mandatory" and v.policy == "cost-spot-required"] == [
         ("cost-spot-required", "GPU auto scaling group 'llmserving-dev-g5' launches only on-demand capacity "
          "(mixedInstancesPolicy onDemandPercentageAboveBaseCapacity 100); this stack requires spot for GPU pools")]
 
@@ -156,7 +172,8 @@ def test_pack_requirements_pin_what_it_imports():
 
 # --- policies/README.md lists every rule ------------------------------------------------------
 
-IDS = re.compile(r"\b(CKV2?_[A-Z0-9]+_[0-9]+(?:-[0-9]+)?|AVD-[A-Z]+-[0-9]{4}(?:/[0-9]{4})*|Security Hub S3\.5|AWS Config [A-Z_]+)")
+IDS = re.compile(r"\b(CKV2?_[A-Z0-9]+_[0-9]+(?:-[0-9]+)?|AVD-[A-Z]+-[0-9]{4}(?:/[0-9]{4})*|Security Hub S3\.5|AWS Config [A-Z_]+"
+                 r"|PSS:[a-z]+/[a-z-]+)")
 
 
 def _level(policy, cfg: dict) -> str:
@@ -168,19 +185,33 @@ def _level(policy, cfg: dict) -> str:
     return cfg.get("all", policy.enforcement_level.value)
 
 
-def readme_rows() -> list[str]:
-    """The README table: one row per rule (area = its module), levels from the shipped per-stack configs."""
+# Rules added by issue 15: listed in their own README section (policies/README.md, "Rules added in depth").
+ISSUE_15 = {
+    "iam-no-wildcard-action", "iam-no-service-wildcard-on-all-resources", "iam-trust-not-public",
+    "iam-no-admin-managed-policy", "iam-passrole-scoped", "kms-key-policy-not-public", "adapter-store-readers",
+    "adapter-store-tenant-isolation", "sg-no-world-ingress", "sg-no-all-traffic-ingress", "alb-egress-restricted",
+    "compute-in-private-subnets", "k8s-service-not-exposed", "model-network-policy", "pss-host-namespaces",
+    "pss-host-path", "pss-capabilities", "pss-privilege-escalation", "pss-run-as-non-root",
+    "rbac-no-admin-for-workloads", "pss-namespace-not-privileged", "vllm-trust-remote-code",
+    "vllm-runtime-lora-admin-closed", "vllm-secrets-not-plain", "serving-min-replicas", "gpu-pool-on-demand-fallback",
+    "nodepool-disruption-budget", "node-ami-pinned", "ecs-health-check-grace", "container-memory-limits",
+    "ecs-log-configuration", "eks-version-supported", "alb-http-listener-rules", "ecs-container-memory-limits",
+}
+
+
+def readme_rows(new: bool = False) -> list[str]:
+    """README table rows: one per rule (area = its module), levels from the shipped per-stack configs.
+    new=False: the rules the pack had before issue 15 (the first table); new=True: the ones issue 15 added."""
     from pulumi_policy import StackValidationPolicy
 
-    from tests.policy_fixtures import shipped_config
+    from tests.policy_fixtures import pack_modules
 
-    pack_policies()  # puts the pack on sys.path
-    from rules import cost, gpu, reliability, security
-
-    dev, prod = shipped_config("dev"), shipped_config("prod")
+    dev, prod = _shipped("dev"), _shipped("prod")
     rows = []
-    for area, module in (("gpu", gpu), ("cost", cost), ("security", security), ("reliability", reliability)):
+    for area, module in pack_modules():
         for p in module.POLICIES:
+            if (p.name in ISSUE_15) != new:
+                continue
             scope = "stack" if isinstance(p, StackValidationPolicy) else "resource"
             ids = ", ".join(IDS.findall(p.description)) or "none"
             rows.append(f"| {area} | `{p.name}` | {scope} | {_level(p, dev)} | {_level(p, prod)} | {ids} | "
@@ -188,11 +219,44 @@ def readme_rows() -> list[str]:
     return rows
 
 
+def _shipped(stack: str) -> dict:
+    import json
+
+    return json.loads((PACK / "config" / f"{stack}.json").read_text())
+
+
+def _table(text: str, heading: str) -> list[str]:
+    """The rows of the first table after a heading line."""
+    lines = text.splitlines()
+    start = lines.index(heading)
+    rows, seen = [], False
+    for line in lines[start + 1:]:
+        if line.startswith("|"):
+            seen = True
+            if not line.startswith(("| area", "|---")):
+                rows.append(line)
+        elif seen:
+            break
+    return rows
+
+
 def test_readme_lists_every_rule_with_levels_and_ids():
+    from tests.test_policies_depth import CASES as DEPTH
     from tests.test_policies_rules import CASES
+    from tests.test_policies_unknowns import CASES as UNKNOWN
 
     text = (PACK / "README.md").read_text()
-    table = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith(("| area", "|---"))]
-    assert table == readme_rows()
-    rules, cases = len(readme_rows()), len(CASES)
-    assert f"**{rules} rules**" in text and f"**{cases} failing fixtures**" in text
+    assert _table(text, "## Rules") == readme_rows()
+    assert _table(text, "## Rules added in depth (issue 15)") == readme_rows(new=True)
+    rules = len(readme_rows()) + len(readme_rows(new=True))
+    assert f"**{rules} rules**" in text
+    assert f"**{len(CASES) + len(DEPTH)} failing fixtures**" in text
+    assert f"**{len(UNKNOWN)} unknown-value fixtures**" in text
+
+
+def test_readme_counts_rules_by_area():
+    from tests.policy_fixtures import pack_modules
+
+    text = (PACK / "README.md").read_text()
+    counts = ", ".join(f"{len(m.POLICIES)} {area}" for area, m in pack_modules())
+    assert f"By area: {counts}." in text

@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from tests.policy_fixtures import DELETE, PackClient, good_world, mutate, shipped_config, stack_policy_names
+from tests.policy_fixtures import (DELETE, PackClient, good_world, mutate, rule_message, shipped_config,
+                                   stack_policy_names, world)
 
 STACK_POLICIES = stack_policy_names()
 
@@ -31,13 +32,7 @@ def pack():
 
 
 def _world(kind: str):
-    regs = good_world()
-    if kind == "dev-nodepool":
-        return [r for r in regs if r.name == "g5-lora"], "dev"
-    if kind == "dev-asg":  # an ECS GPU pool that may launch spot above its on-demand base
-        regs = mutate(regs, "ecs-gpu", ASG_ON_DEMAND_PCT, 0)
-        return [r for r in regs if r.name == "ecs-gpu"], "dev"
-    return regs, "prod"
+    return world(kind)
 
 
 # (policy, world, resource, path, new value, expected messages[, resource type])
@@ -230,7 +225,7 @@ CASES = [
 
 def _reported(violations, policy):
     # The pack reports "<policy description>\n<violation>"; the second part is the rule's message.
-    return sorted(v.message.split("\n", 1)[1] for v in violations if v.policy == policy)
+    return sorted(rule_message(v) for v in violations if v.policy == policy)
 
 
 _cache: dict = {}
@@ -265,16 +260,20 @@ def test_passing_world_has_no_violation_at_all_under_prod_config(pack):
 
 
 def test_every_rule_has_a_case_and_there_are_at_least_40(pack):
+    from tests.test_policies_depth import CASES as DEPTH_CASES
+
     names = {p.name for p in pack.info.policies}
     assert len(names) >= 40
-    assert names == {c[0] for c in CASES}
+    assert names == {c[0] for c in CASES + DEPTH_CASES}
 
 
 def test_levels_in_prod_are_mandatory_for_gpu_cost_and_security(pack):
     effective = pack.proc.configure(pack.info, shipped_config("prod"))
     pack._configured = None
-    advisory = sorted(n for n, c in effective.items() if c["enforcementLevel"] != "mandatory")
-    assert advisory == ["gpu-nodepool-when-empty"]
+    advisory = sorted(n for n, c in effective.items() if c["enforcementLevel"] == "advisory")
+    disabled = sorted(n for n, c in effective.items() if c["enforcementLevel"] == "disabled")
+    assert advisory == ["ecs-container-memory-limits", "ecs-health-check-grace", "gpu-nodepool-when-empty"]
+    assert disabled == ["eks-version-supported"]
 
 
 def test_mutated_violation_is_mandatory_in_prod(pack):
@@ -306,7 +305,7 @@ def test_min_zones_counts_private_subnets_without_the_internal_elb_tag(pack):
 def test_min_zones_reports_a_stack_whose_subnets_are_all_public(pack):
     regs = _subnets_tagged(good_world(), {"kubernetes.io/role/elb": "1"})
     assert _reported(pack.judge(regs, shipped_config("prod"), only=set()), "min-availability-zones") == [
-        "the stack has 3 subnet(s) but none is private (mapPublicIpOnLaunch false, not tagged kubernetes.io/role/elb); "
+        "the stack has 6 subnet(s) but none is private (mapPublicIpOnLaunch false, not tagged kubernetes.io/role/elb); "
         "GPU nodes need private subnets in at least 3 zones"]
 
 

@@ -131,8 +131,14 @@ def _capacity_reservation(resources: list[Res], cfg: dict, report) -> None:
         scarce = sorted({t for t in types if is_gpu_type(t) and family(t) in families})
         if not on_demand or not scarce:
             continue
+        if _acknowledged(r, cfg):
+            continue
         reserved = _reserved(r, resources)
-        if reserved is None or reserved or _acknowledged(r, cfg):
+        if reserved is None:
+            report.unjudged(f"{p.label} (on-demand {', '.join(scarce)})",
+                            "its capacity type or capacity reservation target", r.urn)
+            continue
+        if reserved:
             continue
         where = "an annotation" if r.type == NODEPOOL else "a tag"
         report(f"{p.label} launches on-demand {', '.join(scarce)} without a capacity reservation; on-demand capacity "
@@ -187,11 +193,15 @@ def _node_repair(resources: list[Res], cfg: dict, report) -> None:
         r = p.res
         if r.type == NODEGROUP:
             enabled = r.get("nodeRepairConfig", "enabled")
-            if enabled is not UNKNOWN and enabled is not True:
+            if enabled is UNKNOWN:
+                report.unjudged(f"GPU {p.label}", "nodeRepairConfig.enabled", r.urn)
+            elif enabled is not True:
                 report(f"GPU {p.label} has no node auto repair (nodeRepairConfig.enabled is {enabled}); a failed GPU "
                        f"node stays in service", r.urn)
         elif r.type == NODEPOOL:
-            if karpenter_repair is False:
+            if karpenter_repair is None:
+                report.unjudged(f"GPU {p.label}", "the Karpenter release's settings.featureGates.nodeRepair", r.urn)
+            elif karpenter_repair is False:
                 report(f"GPU {p.label}: the Karpenter release does not enable the NodeRepair feature gate "
                        f"(values settings.featureGates.nodeRepair; off by default), so Karpenter never replaces an "
                        f"unhealthy node", r.urn)
@@ -201,6 +211,7 @@ def _node_repair(resources: list[Res], cfg: dict, report) -> None:
                   or _launch_template(r, resources, "mixedInstancesPolicy",
                                       get(mip, "launchTemplate", "launchTemplateSpecification", "launchTemplateId")))
             if lt is None or lt.get("userData") is UNKNOWN:
+                report.unjudged(f"GPU {p.label}", "its launch template's userData (the GPU health check)", r.urn)
                 continue
             if "set-instance-health" not in _user_data(lt):
                 report(f"GPU {p.label}: its instances run no GPU health check that marks a failed instance Unhealthy "

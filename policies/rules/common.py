@@ -3,8 +3,13 @@
 Rules see resource inputs as the engine sends them: camelCase AWS inputs and
 Kubernetes objects as `apiVersion/kind/metadata/spec`. In a preview some
 values are unknown; `plain()` turns the SDK's unknown-checking proxies into
-plain data with `UNKNOWN` in place of each unknown value, so one unknown
-field makes a rule skip that field instead of aborting the whole rule.
+plain data with `UNKNOWN` in place of each unknown value. A rule then
+tells three cases apart: known-bad (a violation at the rule's level),
+known-good (nothing) and unknown: when an unknown value hides a check the
+rule reports `report.unjudged(subject, path)`, an advisory whose message
+starts with "could not judge: " followed by the subject and the input path
+(the contract with the offline preview, which lists them as
+`policy.unjudged`). An unknown is never read as absent and never as a pass.
 
 A rule about a kind of resource that the stack does not have reports
 nothing: absence is "not applicable", never a violation (existence checks
@@ -59,6 +64,59 @@ def plain(value: Any) -> Any:
 
 def unknown(value: Any) -> bool:
     return value is UNKNOWN
+
+
+def dotted(path: Iterable[Any]) -> str:
+    """("spec", "containers", 0, "image") -> "spec.containers[0].image"."""
+    out = ""
+    for k in path:
+        out += f"[{k}]" if isinstance(k, int) else (f".{k}" if out else str(k))
+    return out
+
+
+def unknown_at(props: Any, *path: Any) -> Optional[str]:
+    """The dotted path of the first UNKNOWN met while walking `path` into props (None: no unknown on the way)."""
+    cur = props
+    for i, key in enumerate(path):
+        if cur is UNKNOWN:
+            return dotted(path[:i])
+        if isinstance(key, int):
+            if not isinstance(cur, list) or key >= len(cur):
+                return None
+            cur = cur[key]
+        else:
+            if not isinstance(cur, dict):
+                return None
+            cur = cur.get(key)
+    return dotted(path) if cur is UNKNOWN else None
+
+
+def unknown_in(obj: Any, path: tuple, prefix: str) -> Optional[str]:
+    """unknown_at inside a nested object whose own path is `prefix` (e.g. a container)."""
+    found = unknown_at(obj, *path)
+    return f"{prefix}.{found}" if found else None
+
+
+def first_unknown(value: Any, prefix: str = "") -> Optional[str]:
+    """The dotted path of the first UNKNOWN anywhere inside value (depth first), or None."""
+    if value is UNKNOWN:
+        return prefix
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = first_unknown(v, f"{prefix}.{k}" if prefix else str(k))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = first_unknown(v, f"{prefix}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+def unjudged_message(subject: str, path: str) -> str:
+    """The advisory a rule reports when an unknown input hides its check (contract with infra/preview.py)."""
+    return f"could not judge: {subject}: {path} is unknown in this preview (known only after apply)"
 
 
 def get(props: Any, *path: Any, default: Any = None) -> Any:
@@ -121,6 +179,9 @@ class Res:
     def get(self, *path: Any, default: Any = None) -> Any:
         return get(self.props, *path, default=default)
 
+    def unknown_at(self, *path: Any) -> Optional[str]:
+        return unknown_at(self.props, *path)
+
 
 def res_of(args: ResourceValidationArgs) -> Res:
     return Res(args.resource_type, args.name, args.urn, plain(args.props), bool(getattr(args.opts, "protect", False)))
@@ -151,10 +212,75 @@ def refers_to(res: Res, key: str, target: Res) -> bool:
     if target.urn in res.prop_deps.get(key, []):
         return True
     value = res.get(key)
-    if value in (None, UNKNOWN):
-        return False
-    names = {target.get(k) for k in ("bucket", "name", "id", "arn")} - {None, UNKNOWN}
+    if not isinstance(value, str):
+        return False  # None, UNKNOWN, or a shape no reference takes
+    names = {v for k in ("bucket", "name", "id", "arn") if isinstance(v := target.get(k), str)}
     return value in names or value == target.name
+
+
+# --- reporting: violations at the rule's level, unjudged inputs as advisories -------
+
+def _install_advisory_reports() -> bool:
+    """Give the SDK's report function an `advisory` variant that reports at level advisory.
+
+    pulumi-policy 1.21.0 (pulumi_policy/policy.py, _PolicyAnalyzerServicer._create_report_violation)
+    builds one report function per policy that appends an AnalyzeDiagnostic at the policy's
+    enforcement level; the SDK itself reports an unknown value it trips over at level ADVISORY
+    ("can't run policy ... during preview"), but only by aborting the whole rule. Wrapping the
+    factory lets a rule keep its known-bad verdicts and still say, as an advisory, what it could
+    not judge. The diagnostic's message is the unjudged message itself (no description prefix),
+    so it starts with "could not judge: ". Pinned by policies/requirements.txt and
+    tests/test_policies_unknowns.py.
+    """
+    from pulumi_policy import policy as sdk
+
+    servicer = getattr(sdk, "_PolicyAnalyzerServicer", None)
+    create = getattr(servicer, "_create_report_violation", None)
+    if create is None or getattr(create, "_llmserving_advisory", False):
+        return create is not None
+
+    def create_with_advisory(self, response, policy_name, description, level, severity=None):
+        report = create(self, response, policy_name, description, level, severity)
+
+        def advisory(message: str, urn: Optional[str] = None) -> None:
+            before = len(response.diagnostics)
+            report(message, urn)
+            for d in response.diagnostics[before:]:
+                d.enforcementLevel = self._map_enforcement_level(EnforcementLevel.ADVISORY)
+                d.message = message
+
+        report.advisory = advisory
+        return report
+
+    create_with_advisory._llmserving_advisory = True
+    servicer._create_report_violation = create_with_advisory
+    return True
+
+
+ADVISORY_REPORTS = _install_advisory_reports()
+
+
+class Report:
+    """What a rule's validate gets as `report`: call it for a violation; `unjudged` for an unknown input."""
+
+    def __init__(self, sdk_report: Callable[..., None]):
+        self._report = sdk_report
+        self._seen: set = set()
+
+    def __call__(self, message: str, urn: Optional[str] = None) -> None:
+        # The same finding once per resource (e.g. a leader and a worker template that share a container).
+        if (message, urn) in self._seen:
+            return
+        self._seen.add((message, urn))
+        self._report(message, urn)
+
+    def unjudged(self, subject: str, path: str, urn: Optional[str] = None) -> None:
+        message = unjudged_message(subject, path)
+        if (message, urn) in self._seen:
+            return
+        self._seen.add((message, urn))
+        # Without the SDK hook the rule reports at its own level: a false block, never a silent pass.
+        getattr(self._report, "advisory", self._report)(message, urn)
 
 
 # --- policy constructors: one line per rule in the area modules --------------------
@@ -167,7 +293,7 @@ def resource_policy(name: str, description: str, validate: Callable[[Res, dict, 
     def run(args: ResourceValidationArgs, report: ReportViolation) -> None:
         if wanted is not None and args.resource_type not in wanted:
             return
-        validate(res_of(args), config_of(args), report)
+        validate(res_of(args), config_of(args), Report(report))
 
     policy = ResourceValidationPolicy(name=name, description=description, enforcement_level=level, validate=run,
                                       config_schema=PolicyConfigSchema(properties=schema) if schema else None)
@@ -180,7 +306,7 @@ def stack_policy(name: str, description: str, validate: Callable[[list[Res], dic
                  schema: Optional[dict] = None, types: Iterable[str] = ()) -> StackValidationPolicy:
     """`types`: the resource types the rule judges (documentation and the coverage test; the rule sees all)."""
     def run(args: StackValidationArgs, report: ReportViolation) -> None:
-        validate(stack_resources(args), config_of(args), report)
+        validate(stack_resources(args), config_of(args), Report(report))
 
     policy = StackValidationPolicy(name=name, description=description, enforcement_level=level, validate=run,
                                    config_schema=PolicyConfigSchema(properties=schema) if schema else None)
@@ -190,13 +316,25 @@ def stack_policy(name: str, description: str, validate: Callable[[list[Res], dic
 
 # --- instance types -------------------------------------------------------------
 
-# Families that carry NVIDIA GPUs (P and G). A type of another family (a
-# system node group's m6i, say) is not GPU capacity.
-GPU_FAMILY = re.compile(r"^(p\d+[a-z]*|g\d+[a-z]*)$")
+# Families that carry GPUs (P and G, including dashed families such as p6-b200). A type of
+# another family (a system node group's m6i, say) is not GPU capacity.
+GPU_FAMILY = re.compile(r"^(p\d+[a-z]*|g\d+[a-z]*|gr\d+[a-z]*)(-[a-z0-9]+)?$")
+# Every GPU family EC2 lists (botocore 1.44.5 data/ec2/2016-11-15/service-2.json, InstanceType
+# enum; tests/test_policies_unknowns.py checks the list against the installed model). A NodePool
+# that selects by category, by family or with NotIn is judged against these.
+KNOWN_GPU_FAMILIES = ("g2", "g3", "g3s", "g4ad", "g4dn", "g5", "g5g", "g6", "g6e", "g6f", "g7", "g7e", "gr6", "gr6f",
+                      "p2", "p3", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "p6-b200", "p6-b300", "p6e-gb200")
+ANY_GPU_FAMILY = "(any GPU family)"
 
 
 def family(instance_type: str) -> str:
     return instance_type.split(".")[0]
+
+
+def category(fam: str) -> str:
+    """Karpenter's karpenter.k8s.aws/instance-category: the letters before the generation (p5 -> p)."""
+    m = re.match(r"^([a-z]+)", fam)
+    return m.group(1) if m else fam
 
 
 def is_gpu_type(instance_type: Any) -> bool:
@@ -230,37 +368,76 @@ WORKLOAD_TYPES = frozenset({
 LWS = "kubernetes:leaderworkerset.x-k8s.io/v1:LeaderWorkerSet"
 NODEPOOL = "kubernetes:karpenter.sh/v1:NodePool"
 EC2NODECLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
+EC2_INSTANCE = "aws:ec2/instance:Instance"
 GPU_RESOURCE = "nvidia.com/gpu"
+EFA_RESOURCE = "vpc.amazonaws.com/efa"
+# Pod label the serving components put on pods that answer inference requests
+# (components/vllm_workload.py serving_labels).
+SERVES_LABEL = "llmserving.io/serves"
 # Where GPU capacity is declared: EKS managed node groups, Auto Scaling groups (ECS) with their launch
-# templates, Karpenter NodePools.
+# templates, Karpenter NodePools, and standalone EC2 instances.
 GPU_POOL_TYPES = ("aws:eks/nodeGroup:NodeGroup", "aws:autoscaling/group:Group", "aws:ec2/launchTemplate:LaunchTemplate",
-                  NODEPOOL)
+                  NODEPOOL, EC2_INSTANCE)
+
+
+def pod_templates(res: Res) -> list[tuple[str, Any, dict, tuple]]:
+    """(role, pod spec, pod labels, path of the spec) of a workload; the spec is a dict or UNKNOWN.
+    Deployment/StatefulSet/...: ("pod", ...); LeaderWorkerSet: ("leader", ...) and ("worker", ...)."""
+    return [t for t in _pod_templates(res) if isinstance(t[1], dict) or t[1] is UNKNOWN]
+
+
+def _pod_templates(res: Res) -> list[tuple[str, Any, dict, tuple]]:
+    if res.type == "kubernetes:core/v1:Pod":
+        labels = res.get("metadata", "labels", default={})
+        return [("pod", res.get("spec"), labels if isinstance(labels, dict) else {}, ("spec",))]
+    if res.type == LWS:
+        out = []
+        for role, key in (("leader", "leaderTemplate"), ("worker", "workerTemplate")):
+            base = ("spec", "leaderWorkerTemplate", key)
+            spec = res.get(*base, "spec")
+            if spec is None and role == "leader":
+                # No leaderTemplate: the leader uses the worker template (LeaderWorkerSet API).
+                base = ("spec", "leaderWorkerTemplate", "workerTemplate")
+                spec = res.get(*base, "spec")
+            labels = res.get(*base, "metadata", "labels", default={})
+            if spec is not None:
+                out.append((role, spec, labels if isinstance(labels, dict) else {}, base + ("spec",)))
+        return out
+    if res.type in WORKLOAD_TYPES:
+        labels = res.get("spec", "template", "metadata", "labels", default={})
+        spec = res.get("spec", "template", "spec")
+        return [("pod", spec, labels if isinstance(labels, dict) else {}, ("spec", "template", "spec"))] \
+            if spec is not None else []
+    return []
 
 
 def pod_specs(res: Res) -> list[tuple[str, dict]]:
-    """(role, pod spec) of a workload: Deployment/StatefulSet/...: ("pod", ...);
-    LeaderWorkerSet: ("leader", ...) and ("worker", ...)."""
-    if res.type == "kubernetes:core/v1:Pod":
-        spec = res.get("spec")
-        return [("pod", spec)] if isinstance(spec, dict) else []
-    if res.type == LWS:
-        tmpl = res.get("spec", "leaderWorkerTemplate", default={})
-        out = []
-        for role, key in (("leader", "leaderTemplate"), ("worker", "workerTemplate")):
-            spec = get(tmpl, key, "spec")
-            if isinstance(spec, dict):
-                out.append((role, spec))
-        return out
+    """(role, pod spec) of a workload whose spec is known (see pod_templates)."""
+    return [(role, spec) for role, spec, _, _ in pod_templates(res) if isinstance(spec, dict)]
+
+
+def workload_unknown(res: Res) -> Optional[str]:
+    """Path of an unknown pod template part that hides every container of a workload (None: all known)."""
     if res.type in WORKLOAD_TYPES:
-        spec = res.get("spec", "template", "spec")
-        return [("pod", spec)] if isinstance(spec, dict) else []
-    return []
+        for path in (("spec",), ("spec", "template"), ("spec", "leaderWorkerTemplate")):
+            found = res.unknown_at(*path)
+            if found:
+                return found
+    for _, spec, _, path in pod_templates(res):
+        if spec is UNKNOWN:
+            return dotted(path)
+        for key in ("containers", "initContainers"):
+            if isinstance(spec, dict) and spec.get(key) is UNKNOWN:
+                return dotted(path + (key,))
+    return None
 
 
 def pod_labels(res: Res) -> dict:
     if res.type == LWS:
-        return res.get("spec", "leaderWorkerTemplate", "workerTemplate", "metadata", "labels", default={}) or {}
-    return res.get("spec", "template", "metadata", "labels", default={}) or {}
+        labels = res.get("spec", "leaderWorkerTemplate", "workerTemplate", "metadata", "labels", default={})
+    else:
+        labels = res.get("spec", "template", "metadata", "labels", default={})
+    return labels if isinstance(labels, dict) else {}
 
 
 def containers(spec: dict, *, init: bool = True) -> list[dict]:
@@ -272,16 +449,31 @@ def containers(spec: dict, *, init: bool = True) -> list[dict]:
 
 def all_containers(res: Res, *, init: bool = True) -> Iterator[tuple[str, dict, dict]]:
     """(role, pod spec, container) for every container of a workload."""
-    for role, spec in pod_specs(res):
-        for c in containers(spec, init=init):
-            yield role, spec, c
+    for role, spec, c, _ in container_paths(res, init=init):
+        yield role, spec, c
+
+
+def container_paths(res: Res, *, init: bool = True) -> Iterator[tuple[str, dict, dict, str]]:
+    """(role, pod spec, container, dotted path of the container) for every container of a workload."""
+    for role, spec, _, path in pod_templates(res):
+        if not isinstance(spec, dict):
+            continue
+        for key in ("containers", "initContainers") if init else ("containers",):
+            for i, c in enumerate(as_list(spec.get(key))):
+                if isinstance(c, dict):
+                    yield role, spec, c, dotted(path + (key, i))
+
+
+def is_one_shot_init(spec: dict, c: dict) -> bool:
+    """An init container that runs to completion (not a native sidecar with restartPolicy Always)."""
+    return any(c is i for i in as_list(spec.get("initContainers"))) and c.get("restartPolicy") != "Always"
 
 
 def workload_label(res: Res) -> str:
     ns = res.get("metadata", "namespace", default="default")
     name = res.get("metadata", "name", default=res.name)
     kind = res.get("kind", default=res.type.rsplit(":", 1)[-1])
-    return f"{kind} {ns}/{name}" if isinstance(name, str) else f"{kind} '{res.name}'"
+    return f"{kind} {ns}/{name}" if isinstance(name, str) and isinstance(ns, str) else f"{kind} '{res.name}'"
 
 
 def container_args(c: dict) -> list[str]:
@@ -290,13 +482,52 @@ def container_args(c: dict) -> list[str]:
     return [str(a) for a in words if isinstance(a, (str, int, float))]
 
 
+def runs_vllm_server(c: dict) -> bool:
+    """The command line starts vLLM's OpenAI server (`vllm serve`, the api_server module), whatever the image."""
+    words = [w for a in container_args(c) for w in a.split()]
+    for i, w in enumerate(words[:-1]):
+        if (w == "vllm" or w.endswith("/vllm")) and words[i + 1] == "serve":
+            return True
+    joined = " ".join(words)
+    return "vllm.entrypoints.openai.api_server" in joined or "vllm.entrypoints.api_server" in joined
+
+
 def is_vllm(c: dict) -> bool:
     """A vLLM server: the vllm-openai image, or a command line that runs `vllm serve` / the OpenAI server."""
     image = c.get("image")
     if isinstance(image, str) and "vllm" in image.split("/")[-1].split(":")[0]:
         return True
-    words = " ".join(container_args(c))
-    return "vllm serve" in words or "vllm.entrypoints.openai.api_server" in words
+    return runs_vllm_server(c)
+
+
+def serving_pod(labels: dict) -> bool:
+    return isinstance(labels, dict) and labels.get(SERVES_LABEL) == "true"
+
+
+def is_serving_container(c: dict, spec: dict, labels: dict) -> bool:
+    """A vLLM server container of a pod: by image or command line, or, in a pod the components label
+    as serving (llmserving.io/serves: "true"), the container named vllm or the pod's only container
+    (a custom image that starts the server from its own entrypoint)."""
+    if is_one_shot_init(spec, c) or any(c is i for i in as_list(spec.get("initContainers"))):
+        return False
+    if is_vllm(c):
+        return True
+    if serving_pod(labels):
+        regular = [x for x in as_list(spec.get("containers")) if isinstance(x, dict)]
+        return c.get("name") == "vllm" or len(regular) == 1
+    return False
+
+
+def serving_containers(res: Res) -> Iterator[tuple[str, dict, dict, str]]:
+    """(role, pod spec, container, path) of every vLLM server container of a Kubernetes workload."""
+    labels_of = {role: labels for role, _, labels, _ in pod_templates(res)}
+    for role, spec, c, path in container_paths(res, init=False):
+        if is_serving_container(c, spec, labels_of.get(role, {})):
+            yield role, spec, c, path
+
+
+def is_serving_workload(res: Res) -> bool:
+    return any(True for _ in serving_containers(res))
 
 
 def flag(argv: list[str], name: str) -> Optional[str]:
@@ -317,7 +548,7 @@ def has_flag(argv: list[str], name: str) -> bool:
 
 
 def env_names(c: dict) -> dict[str, dict]:
-    return {e.get("name"): e for e in as_list(c.get("env")) if isinstance(e, dict)}
+    return {e.get("name"): e for e in as_list(c.get("env")) if isinstance(e, dict) and isinstance(e.get("name"), str)}
 
 
 def gpu_request(c: dict) -> Optional[float]:
@@ -328,6 +559,11 @@ def gpu_request(c: dict) -> Optional[float]:
         if v is not None:
             return v
     return None
+
+
+def requests_efa(c: dict) -> bool:
+    res = c.get("resources") if isinstance(c.get("resources"), dict) else {}
+    return any((num(get(res, part, EFA_RESOURCE)) or 0) > 0 for part in ("limits", "requests"))
 
 
 def tolerates_gpu_taint(spec: dict) -> bool:
@@ -342,31 +578,97 @@ def tolerates_gpu_taint(spec: dict) -> bool:
     return False
 
 
+# --- Karpenter NodePools: which GPU instances can they launch? --------------------
+
+INSTANCE_TYPE_KEY = "node.kubernetes.io/instance-type"
+FAMILY_KEY = "karpenter.k8s.aws/instance-family"
+CATEGORY_KEY = "karpenter.k8s.aws/instance-category"
+GPU_COUNT_KEY = "karpenter.k8s.aws/instance-gpu-count"
+GPU_KEYS = (GPU_COUNT_KEY, "karpenter.k8s.aws/instance-gpu-name", "karpenter.k8s.aws/instance-gpu-manufacturer",
+            "karpenter.k8s.aws/instance-gpu-memory")
+
+
 def nodepool_requirements(res: Res) -> dict[str, dict]:
     reqs = res.get("spec", "template", "spec", "requirements", default=[])
-    return {r.get("key"): r for r in as_list(reqs) if isinstance(r, dict)}
+    return {r.get("key"): r for r in as_list(reqs) if isinstance(r, dict) and isinstance(r.get("key"), str)}
 
+
+def _allows(req: Optional[dict], value: str) -> bool:
+    """Whether a NodeSelectorRequirement admits a label value (Karpenter v1 operators)."""
+    if not req:
+        return True
+    op, values = req.get("operator"), [str(v) for v in as_list(req.get("values"))]
+    if op == "In":
+        return value in values
+    if op == "NotIn":
+        return value not in values
+    if op == "DoesNotExist":
+        return False
+    if op in ("Gt", "Lt", "Gte", "Lte"):
+        try:
+            v, bound = float(value), float(values[0])
+        except (ValueError, IndexError):
+            return True
+        return {"Gt": v > bound, "Lt": v < bound, "Gte": v >= bound, "Lte": v <= bound}[op]
+    return True  # Exists, or an operator this pack does not model: no restriction
+
+
+def _gpu_count_allows_gpus(reqs: dict[str, dict]) -> bool:
+    """False when the instance-gpu-count requirement rules GPUs out (In [0], Lt 1, DoesNotExist)."""
+    r = reqs.get(GPU_COUNT_KEY)
+    return not r or any(_allows(r, str(n)) for n in (1, 2, 4, 8, 16))
+
+
+def _values(req: Optional[dict]) -> list[str]:
+    return [str(v) for v in as_list((req or {}).get("values"))]
+
+
+GPU_CATEGORIES = ("g", "gr", "p")
+
+
+def nodepool_gpu_families(res: Res, table: Optional[dict] = None) -> tuple[list[str], bool]:
+    """(known GPU families the NodePool can launch, open). `open`: GPU families beyond the known list
+    stay possible (no In on instance-type or family, and the categories admit g or p), so a
+    NodePool selected by category or NotIn can launch GPUs nobody priced."""
+    reqs = nodepool_requirements(res)
+    if not _gpu_count_allows_gpus(reqs):
+        return [], False
+    t_req, fam_req, cat_req = reqs.get(INSTANCE_TYPE_KEY), reqs.get(FAMILY_KEY), reqs.get(CATEGORY_KEY)
+    if t_req and t_req.get("operator") == "In":
+        candidates, open_ = {family(v) for v in _values(t_req) if is_gpu_type(v)}, False
+    elif fam_req and fam_req.get("operator") == "In":
+        candidates, open_ = {v for v in _values(fam_req) if GPU_FAMILY.match(v)}, False
+    else:
+        candidates = set(KNOWN_GPU_FAMILIES) | {family(t) for t in (table or {}) if is_gpu_type(t)}
+        open_ = any(_allows(cat_req, c) for c in GPU_CATEGORIES)
+    fams = sorted(f for f in candidates if _allows(fam_req, f) and _allows(cat_req, category(f)))
+    return fams, open_
 
 def nodepool_instance_types(res: Res, table: dict) -> list[str]:
-    """Instance types a NodePool may launch: explicit types, or catalog types of the allowed families."""
+    """GPU instance types a NodePool may launch: explicit types, catalog types of the families it admits,
+    `<family>.*` for an admitted family the table does not price, ANY_GPU_FAMILY when it leaves any
+    GPU family possible."""
     reqs = nodepool_requirements(res)
-    t = reqs.get("node.kubernetes.io/instance-type")
+    t = reqs.get(INSTANCE_TYPE_KEY)
+    fams, open_ = nodepool_gpu_families(res, table)
     if t and t.get("operator") == "In":
-        return [v for v in as_list(t.get("values")) if isinstance(v, str)]
-    f = reqs.get("karpenter.k8s.aws/instance-family")
-    if f and f.get("operator") == "In":
-        fams = {v for v in as_list(f.get("values")) if isinstance(v, str)}
-        return sorted(name for name in table if family(name) in fams) or [f"{x}.*" for x in sorted(fams)]
-    return []
+        return [v for v in as_list(t.get("values")) if isinstance(v, str) and family(v) in fams]
+    out = sorted(name for name in table if family(name) in fams and _allows(t, name))
+    if open_:
+        return out + [ANY_GPU_FAMILY]
+    priced = {family(name) for name in table}
+    return out + [f"{f}.*" for f in fams if f not in priced]
 
 
 def nodepool_is_gpu(res: Res) -> bool:
-    if any(is_gpu_type(t) or (t.endswith(".*") and GPU_FAMILY.match(t[:-2]))
-           for t in nodepool_instance_types(res, {})):
+    """A NodePool that can launch GPU instances: its requirements admit a GPU family (by type, family,
+    category or NotIn), ask for GPUs, or its nodes carry the GPU taint."""
+    fams, open_ = nodepool_gpu_families(res)
+    if fams or open_:
         return True
     reqs = nodepool_requirements(res)
-    if any(k in reqs for k in ("karpenter.k8s.aws/instance-gpu-count", "karpenter.k8s.aws/instance-gpu-name",
-                               "karpenter.k8s.aws/instance-gpu-manufacturer")):
+    if any(k in reqs and reqs[k].get("operator") in ("In", "Exists", "Gt") for k in GPU_KEYS) \
+            and _gpu_count_allows_gpus(reqs):
         return True
     taints = res.get("spec", "template", "spec", "taints", default=[])
     return any(isinstance(t, dict) and t.get("key") == GPU_RESOURCE for t in as_list(taints))
@@ -376,13 +678,15 @@ def nodepool_capacity_types(res: Res) -> list[str]:
     r = nodepool_requirements(res).get("karpenter.sh/capacity-type")
     if r and r.get("operator") == "In":
         return [v for v in as_list(r.get("values")) if isinstance(v, str)]
+    if r and r.get("operator") == "NotIn":
+        return [v for v in ("spot", "on-demand", "reserved") if v not in as_list(r.get("values"))]
     return ["on-demand"]  # Karpenter's default when no capacity-type requirement is set
 
 
 # --- GPU capacity: pools at their maximum size -----------------------------------
 
 class Pool:
-    """One source of GPU capacity (node group, auto scaling group, Karpenter NodePool) at its max size."""
+    """One source of GPU capacity (node group, auto scaling group, Karpenter NodePool, EC2 instance) at its max size."""
 
     def __init__(self, res: Res, label: str, instance_types: list[str], capacity: str,
                  max_nodes: Optional[float] = None, gpu_limit: Optional[float] = None):
@@ -459,8 +763,32 @@ def gpu_pools(resources: list[Res], table: dict) -> list[Pool]:
             pools.append(Pool(r, f"Karpenter NodePool '{name if isinstance(name, str) else r.name}'", types,
                               "spot" if caps == ["spot"] else "on-demand",
                               gpu_limit=num(r.get("spec", "limits", GPU_RESOURCE))))
+        elif r.type == EC2_INSTANCE:
+            t = r.get("instanceType")
+            types = [t] if isinstance(t, str) else _launch_template_types(r, resources, "launchTemplate",
+                                                                          r.get("launchTemplate", "id"))
+            if any(is_gpu_type(x) for x in types):
+                spot = r.get("instanceMarketOptions", "marketType") == "spot"
+                pools.append(Pool(r, f"EC2 instance '{r.name}'", types, "spot" if spot else "on-demand", max_nodes=1))
     return pools
 
 
 def has_gpu_capacity(resources: list[Res]) -> bool:
     return bool(gpu_pools(resources, {}))
+
+
+def pool_unknowns(r: Res) -> list[str]:
+    """Inputs that decide a GPU pool's size, types or capacity and are unknown (dotted paths)."""
+    paths = {
+        "aws:eks/nodeGroup:NodeGroup": [("instanceTypes",), ("scalingConfig", "maxSize"), ("capacityType",)],
+        "aws:autoscaling/group:Group": [("maxSize",), ("mixedInstancesPolicy",)],
+        NODEPOOL: [("spec", "template", "spec", "requirements"), ("spec", "limits", GPU_RESOURCE)],
+        EC2_INSTANCE: [("instanceType",)],
+        "aws:ec2/launchTemplate:LaunchTemplate": [("instanceType",)],
+    }.get(r.type, [])
+    found = [r.unknown_at(*p) for p in paths]
+    if r.type == "aws:autoscaling/group:Group" and not found[1]:
+        found.append(first_unknown(r.get("mixedInstancesPolicy"), "mixedInstancesPolicy"))
+    if r.type == NODEPOOL and not found[0]:
+        found.append(first_unknown(r.get("spec", "template", "spec", "requirements"), "spec.template.spec.requirements"))
+    return [f for f in found if f]

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from typing import Any
 
-from rules.common import (EC2NODECLASS, Res, UNKNOWN, WORKLOAD_TYPES, all_containers, as_list, container_args, env_names, fmt, get,
-                          has_flag, flag, is_vllm, num, of_type, refers_to, resource_policy, stack_policy, truthy,
-                          workload_label)
-from rules.ecs import ECS_TASK, ecs_containers
+from rules.common import (EC2_INSTANCE, EC2NODECLASS, Res, UNKNOWN, WORKLOAD_TYPES, as_list, container_args, container_paths,
+                          env_names, first_unknown, fmt, unknown_in, get, has_flag, flag, num, of_type, refers_to,
+                          resource_policy, serving_containers, stack_policy, truthy, workload_label, workload_unknown)
+from rules.ecs import ECS_TASK, ecs_containers_or_unjudged, ecs_task_label, is_ecs_server
 
 BUCKETS = ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
 SSE = ("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
@@ -43,7 +44,9 @@ TLS12_POLICIES = [
 # --- network -------------------------------------------------------------------
 
 def _no_public_ip(r: Res, cfg: dict, report) -> None:
-    if r.get("mapPublicIpOnLaunch") is True:
+    if r.get("mapPublicIpOnLaunch") is UNKNOWN:
+        report.unjudged(f"subnet '{r.name}'", "mapPublicIpOnLaunch")
+    elif r.get("mapPublicIpOnLaunch") is True:
         report(f"subnet '{r.name}' assigns public IPs on launch; GPU nodes must stay private (CKV_AWS_130)")
 
 
@@ -55,7 +58,12 @@ no_public_ip_on_launch = resource_policy(
 def _vpc_flow_logs(resources: list[Res], cfg: dict, report) -> None:
     logs = of_type(resources, "aws:ec2/flowLog:FlowLog")
     for vpc in of_type(resources, "aws:ec2/vpc:Vpc"):
-        if not any(refers_to(f, "vpcId", vpc) for f in logs):
+        if any(refers_to(f, "vpcId", vpc) for f in logs):
+            continue
+        unsure = [f for f in logs if f.get("vpcId") is UNKNOWN and not f.prop_deps.get("vpcId")]
+        if unsure:
+            report.unjudged(f"VPC '{vpc.name}'", f"vpcId of flow log '{unsure[0].name}'", vpc.urn)
+        else:
             report(f"VPC '{vpc.name}' has no flow log (CKV2_AWS_11)", vpc.urn)
 
 
@@ -64,7 +72,9 @@ vpc_flow_logs = stack_policy("vpc-flow-logs", "Every VPC has a flow log (Checkov
 
 
 def _log_retention(r: Res, cfg: dict, report) -> None:
-    if not r.get("retentionInDays"):
+    if r.get("retentionInDays") is UNKNOWN:
+        report.unjudged(f"log group '{r.name}'", "retentionInDays")
+    elif not r.get("retentionInDays"):
         report(f"log group '{r.name}' keeps logs forever; set retentionInDays")
 
 
@@ -78,6 +88,22 @@ log_retention = resource_policy(
 
 def _companions(resources: list[Res], types: tuple, bucket: Res) -> list[Res]:
     return [c for c in of_type(resources, *types) if refers_to(c, "bucket", bucket)]
+
+
+def _unsure_companion(resources: list[Res], types: tuple) -> Res | None:
+    """A companion (SSE, versioning, policy...) whose `bucket` is unknown and names no dependency:
+    it may belong to any bucket, so "this bucket has none" cannot be judged."""
+    return next((c for c in of_type(resources, *types) if c.get("bucket") is UNKNOWN and not c.prop_deps.get("bucket")),
+                None)
+
+
+def _missing_or_unjudged(resources: list[Res], types: tuple, b: Res, report) -> bool:
+    """True when the bucket's missing companion can be reported; reports unjudged otherwise."""
+    unsure = _unsure_companion(resources, types)
+    if unsure is not None:
+        report.unjudged(_bucket_label(b), f"bucket of {unsure.type.rsplit(':', 1)[-1]} '{unsure.name}'", b.urn)
+        return False
+    return True
 
 
 def _log_buckets(resources: list[Res]) -> set[str]:
@@ -102,11 +128,18 @@ def _sse_kms(resources: list[Res], cfg: dict, report) -> None:
     logs = _log_buckets(resources)
     for b in of_type(resources, *BUCKETS):
         algos, key_on = [], []
-        for c in _companions(resources, SSE, b):
+        companions = _companions(resources, SSE, b)
+        for c in companions:
+            if c.get("rules") is UNKNOWN:
+                algos.append(UNKNOWN)
             for rule in as_list(c.get("rules")):
                 algos.append(get(rule, "applyServerSideEncryptionByDefault", "sseAlgorithm"))
                 key_on.append(get(rule, "bucketKeyEnabled"))
         if UNKNOWN in algos:
+            c = next(c for c in companions if first_unknown(c.get("rules"), "rules"))
+            report.unjudged(_bucket_label(b), f"{first_unknown(c.get('rules'), 'rules')} of '{c.name}'", b.urn)
+            continue
+        if not companions and not _missing_or_unjudged(resources, SSE, b, report):
             continue
         if b.urn in logs:
             # ALB access logs can only be delivered to SSE-S3 buckets; any default encryption is required.
@@ -117,6 +150,9 @@ def _sse_kms(resources: list[Res], cfg: dict, report) -> None:
             got = ", ".join(str(a) for a in algos) or "none"
             report(f"{_bucket_label(b)} is not encrypted with SSE-KMS (default encryption: {got}) (CKV_AWS_145)", b.urn)
         elif not any(k is True for k in key_on):
+            if UNKNOWN in key_on:
+                report.unjudged(_bucket_label(b), "rules[].bucketKeyEnabled", b.urn)
+                continue
             report(f"{_bucket_label(b)} uses SSE-KMS without an S3 Bucket Key (bucketKeyEnabled), paying a KMS call per object",
                    b.urn)
 
@@ -130,8 +166,14 @@ s3_sse_kms = stack_policy(
 
 def _versioning(resources: list[Res], cfg: dict, report) -> None:
     for b in of_type(resources, *BUCKETS):
-        states = [c.get("versioningConfiguration", "status") for c in _companions(resources, VERSIONING, b)]
+        companions = _companions(resources, VERSIONING, b)
+        states = [c.get("versioningConfiguration", "status") for c in companions]
+        if "Enabled" in states:
+            continue
         if UNKNOWN in states:
+            report.unjudged(_bucket_label(b), "versioningConfiguration.status", b.urn)
+            continue
+        if not companions and not _missing_or_unjudged(resources, VERSIONING, b, report):
             continue
         if "Enabled" not in states:
             report(f"{_bucket_label(b)} does not have versioning enabled (CKV_AWS_21)", b.urn)
@@ -148,11 +190,16 @@ def _bpa(resources: list[Res], cfg: dict, report) -> None:
     for b in of_type(resources, *BUCKETS):
         blocks = _companions(resources, PAB, b)
         if not blocks:
-            report(f"{_bucket_label(b)} has no public access block (CKV2_AWS_6)", b.urn)
+            if _missing_or_unjudged(resources, PAB, b, report):
+                report(f"{_bucket_label(b)} has no public access block (CKV2_AWS_6)", b.urn)
             continue
         off = [f for f in PAB_FLAGS if all(blk.get(f) is not True and blk.get(f) is not UNKNOWN for blk in blocks)]
         if off:
             report(f"{_bucket_label(b)} public access block leaves off: {', '.join(off)} (CKV2_AWS_6)", b.urn)
+            continue
+        unknown = [f for f in PAB_FLAGS if not any(blk.get(f) is True for blk in blocks)]
+        if unknown:
+            report.unjudged(_bucket_label(b), ", ".join(unknown), b.urn)
 
 
 s3_bpa = stack_policy(
@@ -191,9 +238,33 @@ def _denies_insecure(st: dict) -> bool:
     return str(secure).lower() == "false"
 
 
+ACCOUNT_ROOT = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:root$")
+
+
+def _principal_gap(principal: Any) -> str | None:
+    """A deny must apply to everyone: "*", {"AWS": "*"}, or an account root (which in a resource policy
+    stands for every IAM principal of that account: IAM User Guide, "AWS account principals").
+    A deny naming one role or user leaves every other caller free to use plain HTTP."""
+    if principal == "*" or principal is UNKNOWN:
+        return None
+    if isinstance(principal, dict):
+        aws_ = principal.get("AWS")
+        values = [v for v in as_list(aws_) if isinstance(v, str)]
+        if values and all(v == "*" or ACCOUNT_ROOT.match(v) for v in values) and set(principal) == {"AWS"}:
+            return None
+        named = ", ".join(values) or ", ".join(f"{k}: {v}" for k, v in principal.items())
+        return f"principal narrowed to {named}"
+    return f"principal {principal}"
+
+
 def _tls_deny_gaps(st: dict, bucket_name: Any) -> list[str]:
-    """What a TLS deny statement leaves uncovered: it must deny s3:* (or *) on the bucket and its objects."""
+    """What a TLS deny statement leaves uncovered: it must deny s3:* (or *) on the bucket and its objects,
+    for every principal."""
     gaps = []
+    if "NotPrincipal" not in st:
+        narrowed = _principal_gap(st.get("Principal"))
+        if narrowed:
+            gaps.append(narrowed)
     actions = [a for a in as_list(st.get("Action")) if isinstance(a, str)]
     if "NotAction" in st or not any(a in ("s3:*", "*") for a in actions):
         gaps.append(f"actions {', '.join(actions) or '(NotAction)'} instead of s3:*")
@@ -216,9 +287,13 @@ def _tls_only(resources: list[Res], cfg: dict, report) -> None:
     for b in of_type(resources, *BUCKETS):
         policies = _companions(resources, (BUCKET_POLICY,), b)
         statements = [_statements(p.get("policy")) for p in policies]
-        if any(s is None for s in statements) and policies:
-            continue  # policy text unknown in preview
         denies = [st for sts in statements for st in sts or [] if _denies_insecure(st)]
+        unknown_policy = next((p for p in policies if p.get("policy") is UNKNOWN), None)
+        if unknown_policy is not None and not any(not _tls_deny_gaps(st, b.get("bucket")) for st in denies):
+            report.unjudged(_bucket_label(b), f"policy of bucket policy '{unknown_policy.name}'", b.urn)
+            continue
+        if not policies and not _missing_or_unjudged(resources, (BUCKET_POLICY,), b, report):
+            continue
         if not denies:
             report(f"{_bucket_label(b)} has no bucket policy statement denying requests without TLS "
                    f"(aws:SecureTransport false) (Security Hub S3.5)", b.urn)
@@ -237,6 +312,9 @@ s3_tls_only = stack_policy(
 
 
 def _no_wildcard_principal(r: Res, cfg: dict, report) -> None:
+    if r.get("policy") is UNKNOWN:
+        report.unjudged(f"bucket policy '{r.name}'", "policy")
+        return
     sts = _statements(r.get("policy"))
     for st in sts or []:
         if "NotPrincipal" in st:
@@ -260,7 +338,8 @@ def _access_logging(resources: list[Res], cfg: dict, report) -> None:
             continue  # a log bucket does not log to itself
         logging = _companions(resources, LOGGING, b)
         if not logging:
-            report(f"{_bucket_label(b)} has no server access logging (CKV_AWS_18)", b.urn)
+            if _missing_or_unjudged(resources, LOGGING, b, report):
+                report(f"{_bucket_label(b)} has no server access logging (CKV_AWS_18)", b.urn)
         elif all(refers_to(lg, "targetBucket", b) for lg in logging):
             report(f"{_bucket_label(b)} writes its server access logs into itself; log to a separate log bucket "
                    f"(CKV_AWS_18)", b.urn)
@@ -284,7 +363,11 @@ def _endpoint(r: Res, cfg: dict, report) -> None:
         public, cidrs = r.get("vpcConfig", "endpointPublicAccess"), r.get("vpcConfig", "publicAccessCidrs")
     else:
         public, cidrs = r.get("endpointPublicAccess"), r.get("publicAccessCidrs")
-    if public is UNKNOWN or cidrs is UNKNOWN or public is False:
+    if public is False:
+        return
+    if public is UNKNOWN or cidrs is UNKNOWN or (isinstance(cidrs, list) and UNKNOWN in cidrs):
+        where = "vpcConfig." if r.type == EKS_CLUSTER else ""
+        report.unjudged(_cluster_label(r), where + ("endpointPublicAccess" if public is UNKNOWN else "publicAccessCidrs"))
         return
     cidrs = [c for c in as_list(cidrs) if isinstance(c, str)]
     if not cidrs:
@@ -312,9 +395,12 @@ eks_endpoint = resource_policy(
 def _control_plane_logs(r: Res, cfg: dict, report) -> None:
     types = r.get("enabledClusterLogTypes", default=[])
     if types is UNKNOWN:
+        report.unjudged(_cluster_label(r), "enabledClusterLogTypes")
         return
     missing = [t for t in EKS_LOG_TYPES if t not in as_list(types)]
-    if missing:
+    if missing and UNKNOWN in as_list(types):
+        report.unjudged(_cluster_label(r), "enabledClusterLogTypes[]")
+    elif missing:
         report(f"{_cluster_label(r)} does not log control-plane types: {', '.join(missing)} (CKV_AWS_37)")
 
 
@@ -326,9 +412,11 @@ eks_logs = resource_policy(
 
 
 def _secrets_encryption(r: Res, cfg: dict, report) -> None:
+    # A key ARN that is unknown (a KMS key created in the same stack) is still a key: it counts as set.
     if r.type == EKS_CLUSTER:
         enc = r.get("encryptionConfig")
-        if enc is UNKNOWN:
+        if enc is UNKNOWN or (isinstance(enc, dict) and enc.get("resources") is UNKNOWN):
+            report.unjudged(_cluster_label(r), "encryptionConfig" + ("" if enc is UNKNOWN else ".resources"))
             return
         ok = isinstance(enc, dict) and "secrets" in as_list(enc.get("resources")) and get(enc, "provider", "keyArn") is not None
     else:
@@ -343,69 +431,145 @@ eks_secrets = resource_policy(
     _secrets_encryption, types=[EKS_CLUSTER, EKS_COMPONENT])
 
 
-# --- nodes ---------------------------------------------------------------------------
+# --- nodes: launch templates, EC2 instances, Karpenter EC2NodeClasses ------------------
+
+NODE_TYPES = (LAUNCH_TEMPLATE, EC2_INSTANCE, EC2NODECLASS)
+
+
+def _node_label(r: Res) -> str:
+    return {LAUNCH_TEMPLATE: "launch template", EC2_INSTANCE: "EC2 instance", EC2NODECLASS: "EC2NodeClass"}[r.type] \
+        + f" '{r.name}'"
+
+
+def _metadata_path(r: Res) -> tuple:
+    return ("spec", "metadataOptions") if r.type == EC2NODECLASS else ("metadataOptions",)
+
 
 def _imdsv2(r: Res, cfg: dict, report) -> None:
-    tokens = r.get("metadataOptions", "httpTokens")
-    if tokens is UNKNOWN or r.get("metadataOptions", "httpEndpoint") == "disabled":
+    base = _metadata_path(r)
+    where = r.unknown_at(*base, "httpTokens") or r.unknown_at(*base, "httpEndpoint")
+    if where:
+        report.unjudged(_node_label(r), where)
+        return
+    tokens = r.get(*base, "httpTokens")
+    if r.get(*base, "httpEndpoint") == "disabled":
+        return
+    # EC2NodeClass: Karpenter defaults httpTokens to required (karpenter.k8s.aws_ec2nodeclasses.yaml in
+    # ../shared/crds, metadataOptions default); EC2 defaults a launch template or instance to optional.
+    if r.type == EC2NODECLASS and tokens is None:
         return
     if tokens != "required":
-        report(f"launch template '{r.name}' does not require IMDSv2 (metadataOptions.httpTokens: {tokens or 'optional'}) (CKV_AWS_79)")
+        report(f"{_node_label(r)} does not require IMDSv2 ({'spec.' if r.type == EC2NODECLASS else ''}metadataOptions."
+               f"httpTokens: {tokens or 'optional'}) (CKV_AWS_79)")
 
 
 lt_imdsv2 = resource_policy(
     "launch-template-imdsv2",
+    # EC2 instances and Karpenter EC2NodeClasses are judged too (issue 15).
     "Launch templates require IMDSv2 (metadataOptions.httpTokens = required; Checkov CKV_AWS_79, Trivy AVD-AWS-0130).",
-    _imdsv2, types=[LAUNCH_TEMPLATE])
+    _imdsv2, types=NODE_TYPES)
 
 
 def _hop_limit(r: Res, cfg: dict, report) -> None:
     # EC2NodeClass: spec.metadataOptions (Karpenter's default is 1 when absent).
-    node_class = r.type == EC2NODECLASS
-    hops = num(r.get("spec", "metadataOptions", "httpPutResponseHopLimit") if node_class
-               else r.get("metadataOptions", "httpPutResponseHopLimit"))
+    path = _metadata_path(r) + ("httpPutResponseHopLimit",)
+    where = r.unknown_at(*path)
+    if where:
+        report.unjudged(_node_label(r), where)
+        return
+    hops = num(r.get(*path))
     limit = cfg.get("maxHopLimit", 1)
     if hops is not None and hops > limit:
-        what = "EC2NodeClass" if node_class else "launch template"
+        what = {LAUNCH_TEMPLATE: "launch template", EC2_INSTANCE: "EC2 instance", EC2NODECLASS: "EC2NodeClass"}[r.type]
         report(f"{what} '{r.name}' lets IMDS responses travel {fmt(hops)} hops; at most {fmt(limit)} "
                f"(a pod one hop beyond the node would reach the node role's credentials) (CKV_AWS_341)")
 
 
 lt_hop_limit = resource_policy(
     "launch-template-imds-hop-limit",
+    # EC2 instances are judged too (issue 15).
     "Launch templates and EC2NodeClasses keep the IMDS hop limit at most maxHopLimit (default 1: pods get credentials "
     "from Pod Identity, never the node role's from IMDS; EKS best practices, Checkov CKV_AWS_341).",
-    _hop_limit, types=[LAUNCH_TEMPLATE, EC2NODECLASS],
+    _hop_limit, types=NODE_TYPES,
     schema={"maxHopLimit": {"type": "integer", "minimum": 1, "default": 1}})
 
 
 def _ebs_encrypted(r: Res, cfg: dict, report) -> None:
-    for m in as_list(r.get("blockDeviceMappings")):
+    if r.type == EC2_INSTANCE:
+        mappings = [("rootBlockDevice", r.get("rootBlockDevice"), "/dev/root")] + [
+            (f"ebsBlockDevices[{i}]", m, m.get("deviceName") if isinstance(m, dict) else None)
+            for i, m in enumerate(as_list(r.get("ebsBlockDevices")))]
+        for where, m, device in mappings:
+            if m is UNKNOWN:
+                report.unjudged(_node_label(r), where)
+            elif where == "rootBlockDevice" and m is None:
+                report(f"EC2 instance '{r.name}' root volume is not encrypted (no rootBlockDevice.encrypted) (CKV_AWS_8)")
+            elif isinstance(m, dict):
+                enc = m.get("encrypted")
+                if enc is UNKNOWN:
+                    report.unjudged(_node_label(r), f"{where}.encrypted")
+                elif not truthy(enc):
+                    report(f"EC2 instance '{r.name}' volume {device} is not encrypted (CKV_AWS_8)")
+        return
+    base = ("spec", "blockDeviceMappings") if r.type == EC2NODECLASS else ("blockDeviceMappings",)
+    mappings = r.get(*base)
+    if mappings is UNKNOWN:
+        report.unjudged(_node_label(r), ".".join(base))
+        return
+    # EC2NodeClass without blockDeviceMappings: Karpenter's AMI-family default root volume is encrypted
+    # (aws/karpenter-provider-aws v1.14.1 pkg/providers/amifamily/resolver.go DefaultEBS: Encrypted true).
+    for i, m in enumerate(as_list(mappings)):
+        if m is UNKNOWN or (isinstance(m, dict) and m.get("ebs") is UNKNOWN):
+            report.unjudged(_node_label(r), f"{'.'.join(base)}[{i}]")
+            continue
         if not isinstance(m, dict) or not isinstance(m.get("ebs"), dict):
             continue
         enc = m["ebs"].get("encrypted")
-        if enc is not UNKNOWN and not truthy(enc):
-            report(f"launch template '{r.name}' volume {m.get('deviceName')} is not encrypted (CKV_AWS_8)")
+        if enc is UNKNOWN:
+            report.unjudged(_node_label(r), f"{'.'.join(base)}[{i}].ebs.encrypted")
+        elif not truthy(enc):
+            what = "EC2NodeClass" if r.type == EC2NODECLASS else "launch template"
+            root = " (the root volume)" if m.get("rootVolume") is True else ""
+            report(f"{what} '{r.name}' volume {m.get('deviceName')}{root} is not encrypted (CKV_AWS_8)")
 
 
 lt_ebs_encrypted = resource_policy(
     "launch-template-ebs-encrypted",
+    # EC2 instances and EC2NodeClasses (the GPU nodes' root volumes) are judged too (issue 15).
     "Launch template EBS volumes are encrypted (Checkov CKV_AWS_8, Trivy AVD-AWS-0131).",
-    _ebs_encrypted, types=[LAUNCH_TEMPLATE])
+    _ebs_encrypted, types=NODE_TYPES)
 
 
 # --- ALB and WAF ----------------------------------------------------------------------
+
+LISTENER_RULE = "aws:lb/listenerRule:ListenerRule"
+
 
 def _is_alb(r: Res) -> bool:
     return r.get("loadBalancerType", default="application") == "application"
 
 
+def _redirects_to_https(a: Any) -> bool:
+    return isinstance(a, dict) and a.get("type") == "redirect" and get(a, "redirect", "protocol") == "HTTPS"
+
+
+def _rules_of(resources: list[Res], listener: Res) -> list[Res]:
+    return [x for x in of_type(resources, LISTENER_RULE) if refers_to(x, "listenerArn", listener)]
+
+
 def _https_only(r: Res, cfg: dict, report) -> None:
-    if r.get("protocol") != "HTTP":
+    protocol = r.get("protocol")
+    if protocol is UNKNOWN:
+        report.unjudged(f"listener '{r.name}'", "protocol")
         return
-    actions = as_list(r.get("defaultActions"))
-    redirects = [a for a in actions if isinstance(a, dict) and a.get("type") == "redirect"
-                 and get(a, "redirect", "protocol") == "HTTPS"]
+    if protocol != "HTTP":
+        return
+    actions = r.get("defaultActions")
+    if actions is UNKNOWN or UNKNOWN in as_list(actions):
+        report.unjudged(f"listener '{r.name}'", "defaultActions")
+        return
+    actions = as_list(actions)
+    redirects = [a for a in actions if _redirects_to_https(a)]
     if not actions or len(redirects) != len(actions):
         report(f"listener '{r.name}' serves plain HTTP; an HTTP listener may only redirect to HTTPS (CKV_AWS_2, CKV2_AWS_20)")
 
@@ -416,11 +580,47 @@ alb_https_only = resource_policy(
     _https_only, types=[LISTENER])
 
 
+def _http_rules(resources: list[Res], cfg: dict, report) -> None:
+    for r in of_type(resources, LISTENER):
+        if r.get("protocol") is UNKNOWN:
+            if _rules_of(resources, r):
+                report.unjudged(f"listener '{r.name}'", "protocol", r.urn)
+            continue
+        if r.get("protocol") != "HTTP":
+            continue
+        # A forward in a rule of the HTTP listener serves plain HTTP as much as a forwarding default action.
+        for rule in _rules_of(resources, r):
+            acts = rule.get("actions")
+            if acts is UNKNOWN or UNKNOWN in as_list(acts):
+                report.unjudged(f"listener rule '{rule.name}'", "actions", rule.urn)
+                continue
+            plain_ = [a.get("type") for a in as_list(acts) if isinstance(a, dict)
+                      and a.get("type") in ("forward", "authenticate-oidc", "authenticate-cognito")]
+            if plain_:
+                report(f"listener rule '{rule.name}' on HTTP listener '{r.name}' forwards plain HTTP ({', '.join(plain_)}); "
+                       f"rules of an HTTP listener may only redirect to HTTPS or answer fixed responses (CKV2_AWS_20)",
+                       rule.urn)
+    for rule in of_type(resources, LISTENER_RULE):
+        if rule.get("listenerArn") is UNKNOWN and not rule.prop_deps.get("listenerArn"):
+            report.unjudged(f"listener rule '{rule.name}'", "listenerArn", rule.urn)
+
+
+alb_http_rules = stack_policy(
+    "alb-http-listener-rules",
+    "Listener rules on an HTTP listener only redirect to HTTPS or answer fixed responses, never forward (Checkov "
+    "CKV2_AWS_20).",
+    _http_rules, types=[LISTENER, LISTENER_RULE])
+
+
 def _tls_policy(r: Res, cfg: dict, report) -> None:
+    if r.get("protocol") is UNKNOWN:
+        report.unjudged(f"listener '{r.name}'", "protocol")
+        return
     if r.get("protocol") not in ("HTTPS", "TLS"):
         return
     policy = r.get("sslPolicy")
     if policy is UNKNOWN:
+        report.unjudged(f"listener '{r.name}'", "sslPolicy")
         return
     allowed = cfg.get("allowedSslPolicies", TLS12_POLICIES)
     if policy not in allowed:
@@ -435,13 +635,23 @@ alb_tls_policy = resource_policy(
     schema={"allowedSslPolicies": {"type": "array", "items": {"type": "string"}, "default": TLS12_POLICIES}})
 
 
+def _lb_type_unknown(r: Res, report) -> bool:
+    if r.get("loadBalancerType") is UNKNOWN:
+        report.unjudged(f"load balancer '{r.name}'", "loadBalancerType")
+        return True
+    return False
+
+
 def _access_logs(r: Res, cfg: dict, report) -> None:
-    if not _is_alb(r):
+    if _lb_type_unknown(r, report) or not _is_alb(r):
         return
     logs = r.get("accessLogs")
-    if logs is UNKNOWN:
+    if logs is UNKNOWN or (isinstance(logs, dict) and logs.get("enabled") is UNKNOWN):
+        report.unjudged(f"load balancer '{r.name}'", "accessLogs" + ("" if logs is UNKNOWN else ".enabled"))
         return
-    if not (isinstance(logs, dict) and logs.get("enabled") is True and logs.get("bucket")):
+    # A bucket name that is unknown (a bucket created in the same stack) is still a bucket.
+    if not (isinstance(logs, dict) and logs.get("enabled") is True and logs.get("bucket") is not None
+            and logs.get("bucket") != ""):
         report(f"load balancer '{r.name}' has no access logs (CKV_AWS_91)")
 
 
@@ -451,7 +661,11 @@ alb_access_logs = resource_policy(
 
 
 def _drop_headers(r: Res, cfg: dict, report) -> None:
-    if _is_alb(r) and r.get("dropInvalidHeaderFields") is not True:
+    if _lb_type_unknown(r, report) or not _is_alb(r):
+        return
+    if r.get("dropInvalidHeaderFields") is UNKNOWN:
+        report.unjudged(f"load balancer '{r.name}'", "dropInvalidHeaderFields")
+    elif r.get("dropInvalidHeaderFields") is not True:
         report(f"load balancer '{r.name}' forwards invalid HTTP headers; set dropInvalidHeaderFields (CKV_AWS_131)")
 
 
@@ -462,7 +676,11 @@ alb_drop_invalid_headers = resource_policy(
 
 
 def _deletion_protection(r: Res, cfg: dict, report) -> None:
-    if cfg.get("required", False) and r.get("enableDeletionProtection") is not True:
+    if not cfg.get("required", False):
+        return
+    if r.get("enableDeletionProtection") is UNKNOWN:
+        report.unjudged(f"load balancer '{r.name}'", "enableDeletionProtection")
+    elif r.get("enableDeletionProtection") is not True:
         report(f"load balancer '{r.name}' has no deletion protection (CKV_AWS_150)")
 
 
@@ -477,9 +695,19 @@ def _waf_attached(resources: list[Res], cfg: dict, report) -> None:
         return
     assocs = of_type(resources, WEB_ACL_ASSOC)
     for lb in of_type(resources, LB):
+        if lb.get("internal") is UNKNOWN or lb.get("loadBalancerType") is UNKNOWN:
+            report.unjudged(f"load balancer '{lb.name}'", "internal" if lb.get("internal") is UNKNOWN else "loadBalancerType",
+                            lb.urn)
+            continue
         if not _is_alb(lb) or lb.get("internal") is True:
             continue
-        if not any(refers_to(a, "resourceArn", lb) for a in assocs):
+        if any(refers_to(a, "resourceArn", lb) for a in assocs):
+            continue
+        unsure = next((a for a in assocs if a.get("resourceArn") is UNKNOWN and not a.prop_deps.get("resourceArn")), None)
+        if unsure is not None:
+            report.unjudged(f"internet-facing load balancer '{lb.name}'", f"resourceArn of web ACL association '{unsure.name}'",
+                            lb.urn)
+        else:
             report(f"internet-facing load balancer '{lb.name}' has no WAF web ACL attached (CKV2_AWS_28)", lb.urn)
 
 
@@ -489,13 +717,20 @@ waf_attached = stack_policy(
     _waf_attached, types=[LB], schema={"required": {"type": "boolean", "default": False}})
 
 
-def _rate_rules(r: Res) -> list[tuple[str, Any, Any, Any]] | None:
-    """(rule name, action, limit, evaluation window seconds) of each rate-based rule, from `rules` or `ruleJson`."""
+def _rate_rules(r: Res) -> list[tuple[str, Any, Any, Any, Any]] | None:
+    """(rule name, action, limit, evaluation window seconds, scope-down statement) of each rate-based rule,
+    from `rules` or `ruleJson`."""
     out = []
     for x in as_list(r.get("rules", default=[])):
+        if x is UNKNOWN:
+            out.append((None, UNKNOWN, UNKNOWN, UNKNOWN, None))
+            continue
         rb = get(x, "statement", "rateBasedStatement") if isinstance(x, dict) else None
-        if rb:
-            out.append((x.get("name"), x.get("action"), get(rb, "limit"), get(rb, "evaluationWindowSec")))
+        if rb is UNKNOWN or get(x, "statement") is UNKNOWN:
+            out.append((x.get("name"), UNKNOWN, UNKNOWN, UNKNOWN, None))
+        elif rb:
+            out.append((x.get("name"), x.get("action"), get(rb, "limit"), get(rb, "evaluationWindowSec"),
+                        get(rb, "scopeDownStatement")))
     text = r.get("ruleJson")
     if isinstance(text, str):
         try:
@@ -506,33 +741,57 @@ def _rate_rules(r: Res) -> list[tuple[str, Any, Any, Any]] | None:
             rb = get(x, "Statement", "RateBasedStatement") if isinstance(x, dict) else None
             if rb:
                 action = {k.lower(): v for k, v in x["Action"].items()} if isinstance(x.get("Action"), dict) else None
-                out.append((x.get("Name"), action, get(rb, "Limit"), get(rb, "EvaluationWindowSec")))
+                out.append((x.get("Name"), action, get(rb, "Limit"), get(rb, "EvaluationWindowSec"),
+                            get(rb, "ScopeDownStatement")))
     return out
 
 
+def _scope(statement: Any) -> str:
+    """A short description of a scope-down statement (what part of the traffic the rate limit still sees)."""
+    if not isinstance(statement, dict) or not statement:
+        return "a scope-down statement"
+    kind = next(iter(statement))
+    inner = statement[kind]
+    search = inner.get("searchString") if isinstance(inner, dict) else None
+    return f"{kind}" + (f" '{search}'" if isinstance(search, str) else "")
+
+
 def _waf_rate(r: Res, cfg: dict, report) -> None:
-    if r.get("rules") is UNKNOWN or r.get("ruleJson") is UNKNOWN:
-        return
+    for key in ("rules", "ruleJson"):
+        if r.get(key) is UNKNOWN:
+            report.unjudged(f"web ACL '{r.name}'", key)
+            return
     maximum = num(cfg.get("maxRequestsPer5Min", 10000))
     rules = _rate_rules(r)
     if rules is None:
         return
+    unknown_rules = [i for i, x in enumerate(rules) if UNKNOWN in x[1:4]]
     if not rules:
         report(f"web ACL '{r.name}' has no rate-based rule; one client can flood the GPUs")
         return
     problems = []
-    for name, action, limit, window in rules:
+    for name, action, limit, window, scope_down in rules:
         if UNKNOWN in (action, limit, window):
-            return
+            continue
         issues = []
         if not (isinstance(action, dict) and "block" in action):
             issues.append(f"action {', '.join(action) if isinstance(action, dict) and action else '(none)'} instead of block")
         per5 = None if num(limit) is None else num(limit) * 300 / (num(window) or 300)
         if per5 is None or per5 > maximum:
             issues.append(f"limit {fmt(per5) if per5 is not None else '(none)'} requests per 5 minutes above {fmt(maximum)}")
+        if scope_down is UNKNOWN:
+            issues.append("scope-down statement unknown")
+        elif scope_down:
+            # A scoped-down rate rule counts only the matching requests (AWS WAF developer guide,
+            # "Rate-based rule statement": ScopeDownStatement), e.g. one path: the rest is unlimited.
+            issues.append(f"scoped down to {_scope(scope_down)}, so other requests are not counted")
         if not issues:
-            return  # one blocking rule within the limit is enough
+            return  # one blocking rule within the limit, over all requests, is enough
         problems.append(f"'{name}': {', '.join(issues)}")
+    if unknown_rules or any("scope-down statement unknown" in p for p in problems):
+        report.unjudged(f"web ACL '{r.name}'", f"rules[{unknown_rules[0]}]" if unknown_rules
+                        else "rules[].statement.rateBasedStatement.scopeDownStatement")
+        return
     report(f"web ACL '{r.name}' has no blocking rate-based rule within {fmt(maximum)} requests per client per 5 minutes "
            f"({'; '.join(problems)}); one client can flood the GPUs")
 
@@ -547,30 +806,37 @@ waf_rate_limit = resource_policy(
 
 # --- containers ------------------------------------------------------------------------
 
-def _k8s_and_ecs_containers(r: Res, *, servers_only: bool = False) -> list[tuple[str, dict, bool]]:
-    """(label, container, is_ecs); servers_only leaves out LeaderWorkerSet workers (Ray members, no HTTP)
-    and init containers that run to completion (a weights download in the vLLM image serves nothing)."""
+def containers_to_judge(r: Res, report, *, servers_only: bool = False) -> list[tuple[str, dict, bool, str]]:
+    """(label, container, is_ecs, path) of a workload or task; reports unjudged when the containers are unknown.
+    servers_only: the vLLM server containers only (by image, command line or serving label; never LeaderWorkerSet
+    workers, which are Ray members with no HTTP, nor init containers that run to completion)."""
     if r.type == ECS_TASK:
-        return [(f"ECS task '{r.name}'", c, True) for c in ecs_containers(r)]
-    out = []
-    for role, spec, c in all_containers(r):
-        one_shot_init = any(c is i for i in as_list(spec.get("initContainers"))) and c.get("restartPolicy") != "Always"
-        if servers_only and (role == "worker" or one_shot_init):
-            continue
-        out.append((workload_label(r), c, False))
-    return out
+        defs = ecs_containers_or_unjudged(r, report)
+        return [(ecs_task_label(r), c, True, f"containerDefinitions[{i}]") for i, c in enumerate(defs)
+                if not servers_only or is_ecs_server(c)]
+    where = workload_unknown(r)
+    if where:
+        report.unjudged(workload_label(r), where)
+        return []
+    if servers_only:
+        return [(workload_label(r), c, False, path) for role, _, c, path in serving_containers(r) if role != "worker"]
+    return [(workload_label(r), c, False, path) for _, _, c, path in container_paths(r)]
 
 
 def _api_key(r: Res, cfg: dict, report) -> None:
-    for label, c, ecs in _k8s_and_ecs_containers(r, servers_only=True):
-        if not is_vllm(c):
-            continue
+    for label, c, ecs, path in containers_to_judge(r, report, servers_only=True):
         name = c.get("name")
         argv = container_args(c)
         if ecs:
+            if c.get("secrets") is UNKNOWN or c.get("environment") is UNKNOWN:
+                report.unjudged(f"{label} container '{name}'", f"{path}.{'secrets' if c.get('secrets') is UNKNOWN else 'environment'}")
+                continue
             secret = any(isinstance(s, dict) and s.get("name") == "VLLM_API_KEY" for s in as_list(c.get("secrets")))
             plain_env = any(isinstance(e, dict) and e.get("name") == "VLLM_API_KEY" for e in as_list(c.get("environment")))
         else:
+            if c.get("env") is UNKNOWN or UNKNOWN in as_list(c.get("env")):
+                report.unjudged(f"{label} container '{name}'", f"{path}.env")
+                continue
             env = env_names(c).get("VLLM_API_KEY")
             secret = bool(env and get(env, "valueFrom", "secretKeyRef"))
             plain_env = bool(env and "value" in env)
@@ -578,13 +844,24 @@ def _api_key(r: Res, cfg: dict, report) -> None:
         if plain_env or literal_flag:
             report(f"{label} container '{name}' puts the vLLM API key in plain text; take VLLM_API_KEY from a secret")
         elif not secret and not has_flag(argv, "--api-key"):
-            report(f"{label} container '{name}' runs vLLM without an API key; set VLLM_API_KEY from a secret")
+            for key in ("command", "args", "entryPoint"):
+                if c.get(key) is UNKNOWN:
+                    report.unjudged(f"{label} container '{name}'", f"{path}.{key}")
+                    break
+            else:
+                report(f"{label} container '{name}' runs vLLM without an API key; set VLLM_API_KEY from a secret")
 
 
 vllm_api_key = resource_policy(
     "vllm-api-key-required",
     "vLLM servers require an API key (VLLM_API_KEY from a Kubernetes Secret or ECS secret; no Checkov ID).",
     _api_key, types=[*WORKLOAD_TYPES, ECS_TASK])
+
+
+# Tags that move: a redeploy or a node replacement may pull a different image (FACTS.md: pin image
+# tags; never :latest). Channel names used by vLLM and common registries for rolling builds.
+FLOATING_TAGS = ("latest", "nightly", "main", "master", "dev", "develop", "edge", "head", "stable", "rolling",
+                 "canary", "unstable", "snapshot")
 
 
 def _unpinned(image: Any) -> str | None:
@@ -595,13 +872,19 @@ def _unpinned(image: Any) -> str | None:
     last = image.rsplit("/", 1)[-1]
     if ":" not in last:
         return "has no tag (means latest)"
-    if last.rsplit(":", 1)[1] == "latest":
+    tag = last.rsplit(":", 1)[1]
+    if tag == "latest":
         return "uses the latest tag"
+    if tag.lower() in FLOATING_TAGS:
+        return f"uses the floating tag {tag}"
     return None
 
 
 def _images_pinned(r: Res, cfg: dict, report) -> None:
-    for label, c, _ in _k8s_and_ecs_containers(r):
+    for label, c, _, path in containers_to_judge(r, report):
+        if c.get("image") is UNKNOWN:
+            report.unjudged(f"{label} container '{c.get('name')}'", f"{path}.image")
+            continue
         why = _unpinned(c.get("image"))
         if why:
             report(f"{label} container '{c.get('name')}' image {c.get('image')} {why}; pin a version tag or digest (CKV_K8S_14)")
@@ -614,7 +897,11 @@ images_pinned = resource_policy(
 
 
 def _privileged(r: Res, cfg: dict, report) -> None:
-    for label, c, ecs in _k8s_and_ecs_containers(r):
+    for label, c, ecs, path in containers_to_judge(r, report):
+        where = unknown_in(c, ("privileged",) if ecs else ("securityContext", "privileged"), path)
+        if where:
+            report.unjudged(f"{label} container '{c.get('name')}'", where)
+            continue
         priv = c.get("privileged") if ecs else get(c, "securityContext", "privileged")
         if priv is True:
             report(f"{label} container '{c.get('name')}' runs privileged (CKV_K8S_16)")
@@ -627,8 +914,14 @@ no_privileged = resource_policy(
 
 
 def _sqs_encrypted(r: Res, cfg: dict, report) -> None:
-    if r.get("sqsManagedSseEnabled") is not True and not r.get("kmsMasterKeyId"):
-        report(f"SQS queue '{r.name}' is not encrypted at rest; set sqsManagedSseEnabled or kmsMasterKeyId (CKV_AWS_27)")
+    sse, key = r.get("sqsManagedSseEnabled"), r.get("kmsMasterKeyId")
+    # A key id that is unknown (a KMS key created in the same stack) is still a key: encrypted.
+    if sse is True or key is UNKNOWN or key:
+        return
+    if sse is UNKNOWN:
+        report.unjudged(f"SQS queue '{r.name}'", "sqsManagedSseEnabled")
+        return
+    report(f"SQS queue '{r.name}' is not encrypted at rest; set sqsManagedSseEnabled or kmsMasterKeyId (CKV_AWS_27)")
 
 
 sqs_encrypted = resource_policy(
@@ -637,7 +930,15 @@ sqs_encrypted = resource_policy(
 
 
 def _kms_rotation(r: Res, cfg: dict, report) -> None:
-    if r.get("customerMasterKeySpec", default="SYMMETRIC_DEFAULT") == "SYMMETRIC_DEFAULT" and r.get("enableKeyRotation") is not True:
+    spec = r.get("customerMasterKeySpec", default="SYMMETRIC_DEFAULT")
+    if spec is UNKNOWN:
+        report.unjudged(f"KMS key '{r.name}'", "customerMasterKeySpec")
+        return
+    if spec != "SYMMETRIC_DEFAULT":
+        return
+    if r.get("enableKeyRotation") is UNKNOWN:
+        report.unjudged(f"KMS key '{r.name}'", "enableKeyRotation")
+    elif r.get("enableKeyRotation") is not True:
         report(f"KMS key '{r.name}' does not rotate; set enableKeyRotation (CKV_AWS_7)")
 
 
@@ -647,6 +948,6 @@ kms_rotation = resource_policy(
 
 POLICIES = [no_public_ip_on_launch, vpc_flow_logs, log_retention, s3_sse_kms, s3_versioning, s3_bpa, s3_tls_only,
             s3_no_wildcard_principal, s3_access_logging, eks_endpoint, eks_logs, eks_secrets, lt_imdsv2, lt_hop_limit,
-            lt_ebs_encrypted, alb_https_only, alb_tls_policy, alb_access_logs, alb_drop_invalid_headers,
+            lt_ebs_encrypted, alb_https_only, alb_http_rules, alb_tls_policy, alb_access_logs, alb_drop_invalid_headers,
             alb_deletion_protection, waf_attached, waf_rate_limit, vllm_api_key, images_pinned, no_privileged,
             sqs_encrypted, kms_rotation]
