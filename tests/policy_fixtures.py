@@ -11,6 +11,7 @@ fixture mutates one field of it.
 from __future__ import annotations
 
 import copy
+import base64
 import json
 from pathlib import Path
 from typing import Any, Optional
@@ -258,8 +259,17 @@ def good_world() -> list[Registration]:
         "nodeRoleArn": "arn:aws:iam::123456789012:role/llmserving-prod-p5-node",
         "subnetIds": ["subnet-private-a", "subnet-private-b", "subnet-private-c"],
         "labels": {"llmserving.io/pool": "p5-ondemand"},
-        "taints": [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}], "tags": TAGS},
+        "taints": [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}],
+        "nodeRepairConfig": {"enabled": True}, "tags": TAGS},
         deps={"launchTemplate": [gpu_lt.urn], "subnetIds": private_deps}))
+    # Node repair acts on the conditions the node monitoring agent sets (gpu-node-repair).
+    add(reg("aws:eks/addon:Addon", "node-monitoring-agent", {
+        "clusterName": "llmserving-prod", "addonName": "eks-node-monitoring-agent",
+        "addonVersion": "v1.7.0-eksbuild.1", "tags": TAGS}))
+    add(reg("kubernetes:helm.sh/v3:Release", "karpenter", {
+        "chart": "karpenter", "version": "1.14.1", "namespace": "kube-system",
+        "repositoryOpts": {"repo": "oci://public.ecr.aws/karpenter"},
+        "values": {"settings": {"clusterName": "llmserving-prod", "featureGates": {"nodeRepair": True}}}}))
     add(reg("kubernetes:karpenter.sh/v1:NodePool", "g5-lora", _k8s("karpenter.sh/v1", "NodePool", "g5-lora", {
         "template": {
             "metadata": {"labels": {"llmserving.io/pool": "g5-lora"}},
@@ -288,7 +298,10 @@ def good_world() -> list[Registration]:
         "tags": TAGS}))
     ecs_lt = reg("aws:ec2/launchTemplate:LaunchTemplate", "ecs-gpu-lt", {
         "instanceType": "g5.12xlarge", "metadataOptions": {"httpTokens": "required", "httpPutResponseHopLimit": 1},
-        "imageId": "ami-0123456789abcdef0", "tags": TAGS})
+        "imageId": "ami-0123456789abcdef0", "tags": TAGS,
+        # The GPU health check that marks a failed instance Unhealthy (components/ecs_gpu_cluster.py).
+        "userData": base64.b64encode(b"#!/bin/bash\naws autoscaling set-instance-health --health-status Unhealthy\n"
+                                     ).decode()})
     add(ecs_lt)
     # As components/ecs_gpu_cluster.py declares it: instance types as mixed-instances overrides, on-demand.
     add(reg("aws:autoscaling/group:Group", "ecs-gpu", {
@@ -514,10 +527,10 @@ def pack_modules() -> list[tuple[str, object]]:
 
     if str(PACK) not in sys.path:
         sys.path.insert(0, str(PACK))
-    from rules import cost, gpu, iam, network, pod_security, reliability, security, vllm
+    from rules import capacity, cost, gpu, iam, network, pod_security, reliability, security, vllm
 
     return [("gpu", gpu), ("cost", cost), ("security", security), ("iam", iam), ("network", network),
-            ("pod-security", pod_security), ("vllm", vllm), ("reliability", reliability)]
+            ("pod-security", pod_security), ("vllm", vllm), ("reliability", reliability), ("capacity", capacity)]
 
 
 def stack_policy_names() -> set[str]:

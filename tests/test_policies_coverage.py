@@ -33,6 +33,7 @@ EKS_ONLY = (True, False)
 ECS_ONLY = (False, True)
 BOTH = (True, True)
 EXPECTED = {
+    "gpu-capacity-reservation": BOTH, "gpu-node-repair": BOTH,
     "gpu-allowed-instance-families": BOTH, "gpu-max-per-pool": BOTH, "gpu-max-total": BOTH,
     "gpu-nodepool-gpu-limit": EKS_ONLY, "gpu-parallelism-matches-request": BOTH, "gpu-pod-fits-node-type": EKS_ONLY,
     "gpu-pods-tolerate-taint": EKS_ONLY, "gpu-nodes-tainted": EKS_ONLY, "gpu-nodegroup-nvidia-ami": EKS_ONLY,

@@ -271,9 +271,9 @@ CASES = [
      ["launch template 'ecs-gpu-lt' resolves its AMI at launch from "
       "resolve:ssm:/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id; every instance may boot "
       "a different image: resolve the parameter once (at deploy) or pin the AMI id"]),
-    ("ecs-health-check-grace", "prod", "vllm-svc", ("healthCheckGracePeriodSeconds",), 300,
-     ["ECS service 'vllm-svc' ignores failed health checks for 300 s after a task starts "
-      "(healthCheckGracePeriodSeconds); model 'llama-3-1-8b' takes up to 600 s to load, so ECS would replace tasks "
+    ("ecs-health-check-grace", "prod", "vllm-svc", ("healthCheckGracePeriodSeconds",), 30,
+     ["ECS service 'vllm-svc' ignores failed health checks for 30 s after a task starts "
+      "(healthCheckGracePeriodSeconds); model 'llama-3-1-8b' takes up to 69 s to load, so ECS would replace tasks "
       "that are still loading"]),
     ("container-memory-limits", "prod", D, C0 + ("resources", "limits", "memory"), DELETE,
      ["Deployment llmserving/llama-3-1-8b container 'vllm' sets no memory limit; a leak or a large batch can take the "
@@ -350,7 +350,7 @@ CASES = [
     # Values, not presence.
     ("serving-probes", "prod", D, C0 + ("startupProbe", "failureThreshold"), 6,
      ["Deployment llmserving/llama-3-1-8b serving container 'vllm' gives model 'llama-3-1-8b' 60 s to start "
-      "(startupProbe failureThreshold x periodSeconds); loading it takes up to 600 s, so the kubelet would kill it "
+      "(startupProbe failureThreshold x periodSeconds); loading it takes up to 69 s, so the kubelet would kill it "
       "while loading"]),
     ("serving-pdb", "prod", "llama-3-1-8b-pdb", ("spec", "maxUnavailable"), "100%",
      ["Deployment llmserving/llama-3-1-8b: PodDisruptionBudget 'llama-3-1-8b' allows maxUnavailable 100%, so a node "

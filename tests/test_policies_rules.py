@@ -37,6 +37,15 @@ def _world(kind: str):
 
 # (policy, world, resource, path, new value, expected messages[, resource type])
 CASES = [
+    # --- capacity ---
+    ("gpu-node-repair", "prod", "p5-ondemand", ("nodeRepairConfig", "enabled"), False,
+     ["GPU node group 'p5-ondemand' has no node auto repair (nodeRepairConfig.enabled is False); a failed GPU node "
+      "stays in service"]),
+    ("gpu-capacity-reservation", "prod", "p5-ondemand", ("labels", "llmserving.io/pool"), "p5-other",
+     ["node group 'p5-ondemand' launches on-demand p5.48xlarge without a capacity reservation; on-demand capacity of "
+      "these types is often unobtainable: target an ODCR or Capacity Block (gpuPools[].capacityReservations) or "
+      "acknowledge running without one (gpuPools[].acknowledgeNoReservation, which lists the pool in this policy's "
+      "acknowledgedPools and puts a tag llmserving.io/no-reservation-ack on it)"]),
     # --- gpu ---
     ("gpu-allowed-instance-families", "prod", "p5-ondemand", ("instanceTypes",), ["p4d.24xlarge"],
      ["NodeGroup 'p5-ondemand' uses GPU instance type 'p4d.24xlarge' of family 'p4d'; this stack allows only: p5, g5, g6e"]),

@@ -40,6 +40,11 @@ def pack():
 
 # (policy, world, resource, path made unknown, expected advisories; [] = a correct verdict from the known parts)
 CASES = [
+    # --- capacity ---
+    ("gpu-capacity-reservation", "prod", "p5-ondemand", ("labels",),
+     [cj("node group 'p5-ondemand' (on-demand p5.48xlarge)", "its pool label")]),
+    ("gpu-node-repair", "prod", "p5-ondemand", ("nodeRepairConfig", "enabled"),
+     [cj("GPU node group 'p5-ondemand'", "nodeRepairConfig.enabled")]),
     # --- gpu ---
     ("gpu-allowed-instance-families", "prod", "p5-ondemand", ("instanceTypes",),
      [cj("NodeGroup 'p5-ondemand'", "instanceTypes")]),

@@ -76,11 +76,16 @@ def pool_name(r: Res) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _acknowledged(r: Res, cfg: dict) -> bool:
+def _acknowledged(r: Res, cfg: dict) -> bool | None:
+    """True/False, or None when the pool's name (its label) is unknown and no tag acknowledges it."""
     if pool_name(r) in set(cfg.get("acknowledgedPools") or []):
         return True
     ann = r.get("metadata", "annotations", default={}) if r.type == NODEPOOL else _tags(r)
-    return isinstance(ann, dict) and isinstance(ann.get(ACK), str) and bool(ann.get(ACK).strip())
+    if isinstance(ann, dict) and isinstance(ann.get(ACK), str) and bool(ann.get(ACK).strip()):
+        return True
+    label = (r.get("labels") if r.type == NODEGROUP
+             else r.get("spec", "template", "metadata", "labels") if r.type == NODEPOOL else None)
+    return None if label is UNKNOWN or (isinstance(label, dict) and label.get(POOL_LABEL) is UNKNOWN) else False
 
 
 def _nodeclass(pool: Res, resources: list[Res]) -> Res | None:
@@ -131,14 +136,16 @@ def _capacity_reservation(resources: list[Res], cfg: dict, report) -> None:
         scarce = sorted({t for t in types if is_gpu_type(t) and family(t) in families})
         if not on_demand or not scarce:
             continue
-        if _acknowledged(r, cfg):
+        acknowledged = _acknowledged(r, cfg)
+        if acknowledged:
             continue
         reserved = _reserved(r, resources)
-        if reserved is None:
-            report.unjudged(f"{p.label} (on-demand {', '.join(scarce)})",
-                            "its capacity type or capacity reservation target", r.urn)
-            continue
         if reserved:
+            continue
+        if reserved is None or acknowledged is None:
+            report.unjudged(f"{p.label} (on-demand {', '.join(scarce)})",
+                            "its pool label" if acknowledged is None else
+                            "its capacity type or capacity reservation target", r.urn)
             continue
         where = "an annotation" if r.type == NODEPOOL else "a tag"
         report(f"{p.label} launches on-demand {', '.join(scarce)} without a capacity reservation; on-demand capacity "
