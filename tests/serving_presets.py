@@ -36,7 +36,7 @@ LLAMA_70B_AWQ = ("prod", {
 LLAMA_405B = ("prod", {
     "llmserving:models": [{"name": "llama-3-1-405b", "source": "meta-llama/Llama-3.1-405B-Instruct-FP8",
                            "precision": "fp8", "pool": "p5-ondemand", "tensorParallel": 8, "pipelineParallel": 2,
-                           "maxModelLen": 16384, "kvCacheDtype": "fp8", "minReplicas": 1, "maxReplicas": 2,
+                           "maxModelLen": 16384, "kvCacheDtype": "fp8", "minReplicas": 2, "maxReplicas": 2,
                            "revision": TEST_REVISION}],
     "llmserving:gpuPools": [P5_POOL],
     "llmserving:gpuLimits": LIMITS,

@@ -206,7 +206,8 @@ def test_405b_leaderworkerset_tp8_pp2_with_efa():
     assert "Deployment" not in objs
     lws = objs["LeaderWorkerSet"]["spec"]
     t = lws["leaderWorkerTemplate"]
-    assert lws["replicas"] == 1 and t["size"] == 2 and t["restartPolicy"] == "RecreateGroupOnPodRestart"
+    # Two groups: a prod model keeps a second replica (policy serving-min-replicas).
+    assert lws["replicas"] == 2 and t["size"] == 2 and t["restartPolicy"] == "RecreateGroupOnPodRestart"
     leader, worker = t["leaderTemplate"], t["workerTemplate"]
     lc, wc = container(leader), container(worker, "ray-worker")
     script = lc["args"][0]

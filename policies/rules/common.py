@@ -493,11 +493,16 @@ def runs_vllm_server(c: dict) -> bool:
 
 
 def is_vllm(c: dict) -> bool:
-    """A vLLM server: the vllm-openai image, or a command line that runs `vllm serve` / the OpenAI server."""
-    image = c.get("image")
-    if isinstance(image, str) and "vllm" in image.split("/")[-1].split(":")[0]:
+    """A vLLM server: a command line that runs `vllm serve` / the OpenAI server, or the vllm-openai image
+    left to its own entrypoint (`vllm serve` at v0.11.1, docker/Dockerfile). The same image running
+    another program (a one-time model mirror copy with `python3 -c ...`) is not a server."""
+    if runs_vllm_server(c):
         return True
-    return runs_vllm_server(c)
+    image = c.get("image")
+    if not (isinstance(image, str) and "vllm" in image.split("/")[-1].split(":")[0]):
+        return False
+    own_program = c.get("command") if "command" in c else c.get("entryPoint")
+    return own_program is None or own_program is UNKNOWN or own_program == []
 
 
 def serving_pod(labels: dict) -> bool:
