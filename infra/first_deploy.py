@@ -210,11 +210,14 @@ def probe_reads(pack_dir: Path, registrations: Iterable[Any], effective: dict[st
         scope = getattr(policy, "scope_types", None)
         resources, reads = res_list()
         is_stack = type(policy).__name__ == "StackValidationPolicy"
+        # Rules get what the pack's policy constructors hand them: a Report (call it for a violation,
+        # `unjudged` for an unknown input), when the pack has one.
+        wrap = getattr(common, "Report", None) or (lambda f: f)
         if is_stack:
             def report(message: str, urn: Optional[str] = None) -> None:
                 reported.add(urn)
             try:
-                fn(resources, config, report)
+                fn(resources, config, wrap(report))
             except Exception:  # noqa: BLE001 - the pack run reports a crash; this probe only looks for silence
                 continue
             candidates = [r for r in resources if not scope or r.type in scope]
@@ -228,13 +231,11 @@ def probe_reads(pack_dir: Path, registrations: Iterable[Any], effective: dict[st
                 def report(message: str, urn: Optional[str] = None, _r: Any = r) -> None:
                     reported.add(urn or _r.urn)
                 try:
-                    fn(r, config, report)
+                    fn(r, config, wrap(report))
                 except Exception:  # noqa: BLE001
                     continue
         for r in candidates:
-            paths = sorted(reads[r.urn].unknown)
-            if is_stack:
-                paths = [p for p in paths if not _followable(p, r)]
+            paths = [p for p in sorted(reads[r.urn].unknown) if not _followable(p, r)]
             paths = [p for p in paths if p not in PRESENCE_ONLY.get(policy.name, {})]
             if paths and r.urn not in reported and None not in reported:
                 skips.append(Skip(policy.name, r.urn,
@@ -244,12 +245,15 @@ def probe_reads(pack_dir: Path, registrations: Iterable[Any], effective: dict[st
 
 
 def _followable(path: str, r: Any) -> bool:
-    """A top-level input that is a reference with property dependencies (not a document): a stack rule can
-    follow it through the dependencies the engine sends."""
+    """A reference (an id in an input, an item of an id list, an id nested in a block) under a top-level
+    input that has property dependencies: the engine sends the dependencies per top-level input, and a
+    rule follows the reference through them to the resource it names (pack rules/common.py prop_deps)."""
     top = path.split(".", 1)[0].split("[", 1)[0]
-    if top != path or not r.prop_deps.get(top):
+    leaf = path.rsplit(".", 1)[-1].split("[", 1)[0]
+    if not r.prop_deps.get(top):
         return False
-    return True
+    return path == top or leaf.lower().endswith(("id", "ids", "identifiers", "subnets", "arn", "arns")) \
+        or path.startswith(f"{top}[")
 
 
 def section(*, skipped: list[Skip], false: list[dict]) -> dict:
