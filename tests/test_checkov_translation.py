@@ -237,7 +237,7 @@ def test_shipped_stacks_translate_without_gaps(stack):
 def test_ecs_variant_translates_without_gaps(ecs_doc):
     tr = translate(ecs_doc)
     assert tr.gaps == []
-    td = planned(tr, address_of(tr, "aws:ecs/taskDefinition:TaskDefinition"))
+    td = planned(tr, address_of(tr, "aws:ecs/taskDefinition:TaskDefinition", "70b-task"))
     # Checkov parses container_definitions as JSON (plan_parser RESOURCE_TYPES_JSONIFY).
     assert json.loads(td["container_definitions"])[0]["name"]
 
