@@ -189,32 +189,42 @@ def _json(fn, *outputs: Any) -> pulumi.Output[str]:
     return pulumi.Output.all(*outputs).apply(lambda vals: json.dumps(fn(*vals), sort_keys=True))
 
 
+def kms_bucket(parent: pulumi.Resource, name: str, *, bucket_name: str, account_id: str, what: str,
+               kms_deletion_window_days: int, protect: bool, tags: dict[str, str]):
+    """A bucket with the stack's S3 safety defaults (FACTS.md): its own rotating KMS key (SSE-KMS with a
+    bucket key), owner-enforced objects, all four Block Public Access flags, versioning. Returns
+    (key, bucket, public access block, encryption) for the caller's policy, logging and lifecycle."""
+    child = pulumi.ResourceOptions(parent=parent)
+    keep = pulumi.ResourceOptions(parent=parent, protect=protect)
+    key = aws.kms.Key(f"{name}-key", description=f"SSE-KMS for {what} in {bucket_name}",
+                      enable_key_rotation=True, deletion_window_in_days=kms_deletion_window_days,
+                      policy=json.dumps(key_policy(account_id), sort_keys=True), tags=tags, opts=keep)
+    aws.kms.Alias(f"{name}-key", name=f"alias/{bucket_name}", target_key_id=key.key_id, opts=child)
+    bucket = aws.s3.Bucket(f"{name}-bucket", bucket=bucket_name, force_destroy=False, tags=tags, opts=keep)
+    aws.s3.BucketOwnershipControls(f"{name}-ownership", bucket=bucket.id,
+                                   rule={"object_ownership": "BucketOwnerEnforced"}, opts=child)
+    pab = aws.s3.BucketPublicAccessBlock(f"{name}-public-access", bucket=bucket.id, block_public_acls=True,
+                                         block_public_policy=True, ignore_public_acls=True,
+                                         restrict_public_buckets=True, opts=child)
+    aws.s3.BucketVersioning(f"{name}-versioning", bucket=bucket.id,
+                            versioning_configuration={"status": "Enabled"}, opts=keep)
+    sse = aws.s3.BucketServerSideEncryptionConfiguration(
+        f"{name}-sse", bucket=bucket.id,
+        rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "aws:kms", "kms_master_key_id": key.arn},
+                "bucket_key_enabled": True}], opts=child)
+    return key, bucket, pab, sse
+
+
 class AdapterStore(pulumi.ComponentResource):
     def __init__(self, name: str, args: AdapterStoreArgs, opts: pulumi.ResourceOptions | None = None):
         validate_adapter_store_args(args)
         super().__init__("llmserving:adapter_store:AdapterStore", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        keep = pulumi.ResourceOptions(parent=self, protect=args.protect)
         tags = dict(args.tags)
 
-        key = aws.kms.Key(f"{name}-key", description=f"SSE-KMS for LoRA adapters in {args.bucket_name}",
-                          enable_key_rotation=True, deletion_window_in_days=args.kms_deletion_window_days,
-                          policy=json.dumps(key_policy(args.account_id), sort_keys=True), tags=tags, opts=keep)
-        aws.kms.Alias(f"{name}-key", name=f"alias/{args.bucket_name}", target_key_id=key.key_id, opts=child)
-
-        bucket = aws.s3.Bucket(f"{name}-bucket", bucket=args.bucket_name, force_destroy=False, tags=tags, opts=keep)
-        aws.s3.BucketOwnershipControls(f"{name}-ownership", bucket=bucket.id,
-                                       rule={"object_ownership": "BucketOwnerEnforced"}, opts=child)
-        pab = aws.s3.BucketPublicAccessBlock(f"{name}-public-access", bucket=bucket.id, block_public_acls=True,
-                                             block_public_policy=True, ignore_public_acls=True,
-                                             restrict_public_buckets=True, opts=child)
-        aws.s3.BucketVersioning(f"{name}-versioning", bucket=bucket.id,
-                                versioning_configuration={"status": "Enabled"}, opts=keep)
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-sse", bucket=bucket.id,
-            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "aws:kms",
-                                                                 "kms_master_key_id": key.arn},
-                    "bucket_key_enabled": True}], opts=child)
+        key, bucket, pab, _ = kms_bucket(self, name, bucket_name=args.bucket_name, account_id=args.account_id,
+                                         what="LoRA adapters", kms_deletion_window_days=args.kms_deletion_window_days,
+                                         protect=args.protect, tags=tags)
         aws.s3.BucketLogging(f"{name}-logging", bucket=bucket.id, target_bucket=args.log_bucket_name,
                              target_prefix=f"s3/{args.bucket_name}/", opts=child)
         aws.s3.BucketLifecycleConfiguration(f"{name}-lifecycle", bucket=bucket.id, rules=[

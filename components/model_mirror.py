@@ -42,7 +42,7 @@ from typing import Mapping, Optional
 import pulumi
 import pulumi_aws as aws
 
-from components.adapter_store import bucket_policy, key_policy
+from components.adapter_store import bucket_policy, kms_bucket
 from components.errors import ArgsError, out_of_range
 from components.iam_trust import pod_identity_trust
 
@@ -194,25 +194,11 @@ class ModelMirror(pulumi.ComponentResource):
         validate_model_mirror_args(args)
         super().__init__("llmserving:model_mirror:ModelMirror", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        keep = pulumi.ResourceOptions(parent=self, protect=args.protect)
         tags = dict(args.tags)
 
-        key = aws.kms.Key(f"{name}-key", description=f"SSE-KMS for model weights in {args.bucket_name}",
-                          enable_key_rotation=True, deletion_window_in_days=args.kms_deletion_window_days,
-                          policy=json.dumps(key_policy(args.account_id), sort_keys=True), tags=tags, opts=keep)
-        aws.kms.Alias(f"{name}-key", name=f"alias/{args.bucket_name}", target_key_id=key.key_id, opts=child)
-        bucket = aws.s3.Bucket(f"{name}-bucket", bucket=args.bucket_name, force_destroy=False, tags=tags, opts=keep)
-        aws.s3.BucketOwnershipControls(f"{name}-ownership", bucket=bucket.id,
-                                       rule={"object_ownership": "BucketOwnerEnforced"}, opts=child)
-        pab = aws.s3.BucketPublicAccessBlock(f"{name}-public-access", bucket=bucket.id, block_public_acls=True,
-                                             block_public_policy=True, ignore_public_acls=True,
-                                             restrict_public_buckets=True, opts=child)
-        aws.s3.BucketVersioning(f"{name}-versioning", bucket=bucket.id,
-                                versioning_configuration={"status": "Enabled"}, opts=keep)
-        sse = aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-sse", bucket=bucket.id,
-            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "aws:kms", "kms_master_key_id": key.arn},
-                    "bucket_key_enabled": True}], opts=child)
+        key, bucket, pab, sse = kms_bucket(self, name, bucket_name=args.bucket_name, account_id=args.account_id,
+                                           what="model weights", kms_deletion_window_days=args.kms_deletion_window_days,
+                                           protect=args.protect, tags=tags)
         aws.s3.BucketLogging(f"{name}-logging", bucket=bucket.id, target_bucket=args.log_bucket_name,
                              target_prefix=f"s3/{args.bucket_name}/", opts=child)
         aws.s3.BucketLifecycleConfiguration(f"{name}-lifecycle", bucket=bucket.id, rules=[
