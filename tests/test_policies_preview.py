@@ -94,12 +94,16 @@ def test_public_adapter_bucket_exits_1_naming_the_rules(tmp_path, monkeypatch):
     real_aws, real_policy = adapter_store.aws, adapter_store.bucket_policy
 
     def open_block(name, **kwargs):
-        kwargs.update(block_public_acls=False, block_public_policy=False, ignore_public_acls=False,
-                      restrict_public_buckets=False)
+        # Only the adapter store's bucket (the model mirror builds its bucket with the same function).
+        if "-adapters-" in name:
+            kwargs.update(block_public_acls=False, block_public_policy=False, ignore_public_acls=False,
+                          restrict_public_buckets=False)
         return real_aws.s3.BucketPublicAccessBlock(name, **kwargs)
 
     def public_read(bucket_arn, account_id):
         doc = real_policy(bucket_arn, account_id)
+        if "-adapters-" not in bucket_arn:
+            return doc
         doc["Statement"].append({"Sid": "PublicRead", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
                                  "Resource": f"{bucket_arn}/*"})
         return doc
