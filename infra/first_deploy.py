@@ -21,9 +21,14 @@ Two checks find what a rule skipped silently:
   value is recorded. A rule that read an unknown input of a resource and
   reported neither a violation nor "could not judge" skipped it silently. A
   stack rule reading a top-level reference input (an ARN or id, not a JSON
-  document) that carries property dependencies is excused: the engine sends
-  those dependencies (AnalyzeStack `propertyDependencies`), so the rule can
-  follow the reference without its value.
+  document) that carries property dependencies, and that looked those
+  dependencies up, is excused: the engine sends them (AnalyzeStack
+  `propertyDependencies`), so the rule followed the reference without its
+  value. The probe proves it: run again with those dependencies withheld,
+  the rule must say something about the resource (a violation or "could not
+  judge"); if it is still silent, its silence never came from the reference.
+  Resource rules get no dependencies (pulumi_policy's ResourceValidationArgs
+  has none), so they are never excused.
 """
 
 from __future__ import annotations
@@ -97,6 +102,48 @@ def compare_verdicts(known: list[dict], first: list[dict], unjudged: list[dict])
 class _Reads:
     def __init__(self) -> None:
         self.unknown: set[str] = set()
+        # Top-level inputs whose property dependencies the rule looked up (None: it iterated all of them).
+        self.followed: set[Optional[str]] = set()
+
+
+class _Deps(dict):
+    """A resource's property dependencies (input -> URNs) that records which inputs a rule looked up: only
+    a rule that consulted the dependencies of an input can have followed a reference in it."""
+
+    def __init__(self, data: dict, reads: _Reads):
+        super().__init__(data)
+        self._reads = reads
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        self._reads.followed.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: Any) -> Any:
+        self._reads.followed.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: Any) -> bool:
+        self._reads.followed.add(key)
+        return super().__contains__(key)
+
+    def _all(self) -> None:
+        self._reads.followed.add(None)
+
+    def items(self):  # type: ignore[override]
+        self._all()
+        return super().items()
+
+    def keys(self):  # type: ignore[override]
+        self._all()
+        return super().keys()
+
+    def values(self):  # type: ignore[override]
+        self._all()
+        return super().values()
+
+    def __iter__(self):
+        self._all()
+        return super().__iter__()
 
 
 def _wrap(value: Any, path: str, reads: _Reads, unknown: Any) -> Any:
@@ -191,11 +238,55 @@ def probe_reads(pack_dir: Path, registrations: Iterable[Any], effective: dict[st
     regs = sorted(registrations, key=lambda r: r.urn)
     plain_props = {r.urn: common.plain(deserialize_properties(r.inputs)) for r in regs}
 
-    def res_list() -> tuple[list[Any], dict[str, _Reads]]:
+    def res_list(with_deps: bool, without: Optional[tuple[str, set[str]]] = None) -> tuple[list[Any], dict[str, _Reads]]:
+        # Only a stack policy sees property dependencies (pulumi_policy 1.x: PolicyResource has
+        # property_dependencies, ResourceValidationArgs has none; the pack's res_of passes none).
+        # `without`: (urn, inputs) whose dependencies are withheld from that resource.
         reads = {r.urn: _Reads() for r in regs}
+
+        def deps(r: Any) -> dict:
+            if not with_deps:
+                return {}
+            if without and r.urn == without[0]:
+                return {k: v for k, v in r.property_dependencies.items() if k not in without[1]}
+            return dict(r.property_dependencies)
         out = [common.Res(r.type, r.name, r.urn, _Dict(plain_props[r.urn], "", reads[r.urn], unknown), r.protect,
-                          dict(r.property_dependencies)) for r in regs]
+                          _Deps(deps(r), reads[r.urn])) for r in regs]
         return out, reads
+
+    # Rules get what the pack's policy constructors hand them: a Report (call it for a violation,
+    # `unjudged` for an unknown input), when the pack has one.
+    wrap = getattr(common, "Report", None) or (lambda f: f)
+
+    def run(policy: Any, fn: Callable, config: dict,
+            without: Optional[tuple[str, set[str]]] = None) -> Optional[tuple[list, dict, set]]:
+        """(candidates, reads, reported URNs) of one rule run; None when the rule crashed (the pack run
+        reports a crash; this probe only looks for silence)."""
+        reported: set[Optional[str]] = set()
+        scope = getattr(policy, "scope_types", None)
+        is_stack = type(policy).__name__ == "StackValidationPolicy"
+        resources, reads = res_list(is_stack, without)
+        if is_stack:
+            def report(message: str, urn: Optional[str] = None) -> None:
+                reported.add(urn)
+            try:
+                fn(resources, config, wrap(report))
+            except Exception:  # noqa: BLE001
+                return None
+            return [r for r in resources if not scope or r.type in scope], reads, reported
+        candidates = []
+        for r in resources:
+            if scope is not None and r.type not in scope:
+                continue
+            candidates.append(r)
+
+            def report(message: str, urn: Optional[str] = None, _r: Any = r) -> None:
+                reported.add(urn or _r.urn)
+            try:
+                fn(r, config, wrap(report))
+            except Exception:  # noqa: BLE001
+                continue
+        return candidates, reads, reported
 
     skips: list[Skip] = []
     for policy in policies:
@@ -206,51 +297,48 @@ def probe_reads(pack_dir: Path, registrations: Iterable[Any], effective: dict[st
         if fn is None:
             continue
         config = {k: v for k, v in cfg.items() if k != "enforcementLevel"}
-        reported: set[Optional[str]] = set()
-        scope = getattr(policy, "scope_types", None)
-        resources, reads = res_list()
-        is_stack = type(policy).__name__ == "StackValidationPolicy"
-        # Rules get what the pack's policy constructors hand them: a Report (call it for a violation,
-        # `unjudged` for an unknown input), when the pack has one.
-        wrap = getattr(common, "Report", None) or (lambda f: f)
-        if is_stack:
-            def report(message: str, urn: Optional[str] = None) -> None:
-                reported.add(urn)
-            try:
-                fn(resources, config, wrap(report))
-            except Exception:  # noqa: BLE001 - the pack run reports a crash; this probe only looks for silence
-                continue
-            candidates = [r for r in resources if not scope or r.type in scope]
-        else:
-            candidates = []
-            for r in resources:
-                if scope is not None and r.type not in scope:
-                    continue
-                candidates.append(r)
-
-                def report(message: str, urn: Optional[str] = None, _r: Any = r) -> None:
-                    reported.add(urn or _r.urn)
-                try:
-                    fn(r, config, wrap(report))
-                except Exception:  # noqa: BLE001
-                    continue
+        ran = run(policy, fn, config)
+        if ran is None:
+            continue
+        candidates, reads, reported = ran
         for r in candidates:
-            paths = [p for p in sorted(reads[r.urn].unknown) if not _followable(p, r)]
-            paths = [p for p in paths if p not in PRESENCE_ONLY.get(policy.name, {})]
-            if paths and r.urn not in reported and None not in reported:
+            if r.urn in reported or None in reported:
+                continue
+            unknown_paths = [p for p in sorted(reads[r.urn].unknown) if p not in PRESENCE_ONLY.get(policy.name, {})]
+            followed = [p for p in unknown_paths if _followable(p, r, reads[r.urn].followed)]
+            silent = [p for p in unknown_paths if p not in followed]
+            if silent:
                 skips.append(Skip(policy.name, r.urn,
-                                  f"read unknown input(s) {', '.join(paths)} of {r.type} {r.name} and reported neither a "
+                                  f"read unknown input(s) {', '.join(silent)} of {r.type} {r.name} and reported neither a "
                                   f"violation nor \"{UNJUDGED_PREFIX}...\"", "read"))
+                continue
+            if not followed:
+                continue
+            # Proof that the verdict came from following the reference: withheld the dependencies of those
+            # inputs, the rule must say something about the resource (a violation or "could not judge").
+            again = run(policy, fn, config, without=(r.urn, {_top(p) for p in followed}))
+            if again is not None and r.urn not in again[2] and None not in again[2]:
+                skips.append(Skip(policy.name, r.urn,
+                                  f"read unknown input(s) {', '.join(followed)} of {r.type} {r.name} and looked up their "
+                                  f"property dependencies, but without those dependencies it still reports nothing: its "
+                                  f"silence does not come from following the reference", "read"))
     return skips
 
 
-def _followable(path: str, r: Any) -> bool:
+def _top(path: str) -> str:
+    return path.split(".", 1)[0].split("[", 1)[0]
+
+
+def _followable(path: str, r: Any, followed: set[Optional[str]]) -> bool:
     """A reference (an id in an input, an item of an id list, an id nested in a block) under a top-level
-    input that has property dependencies: the engine sends the dependencies per top-level input, and a
-    rule follows the reference through them to the resource it names (pack rules/common.py prop_deps)."""
-    top = path.split(".", 1)[0].split("[", 1)[0]
+    input that has property dependencies, which the rule looked up: the engine sends the dependencies per
+    top-level input (AnalyzeStack `propertyDependencies`), and a rule follows the reference through them to
+    the resource it names (pack rules/common.py prop_deps). A rule that never consulted them only skipped."""
+    top = _top(path)
     leaf = path.rsplit(".", 1)[-1].split("[", 1)[0]
-    if not r.prop_deps.get(top):
+    if top not in followed and None not in followed:
+        return False
+    if not dict.get(r.prop_deps, top):
         return False
     return path == top or leaf.lower().endswith(("id", "ids", "identifiers", "subnets", "arn", "arns")) \
         or path.startswith(f"{top}[")
