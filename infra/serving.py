@@ -174,14 +174,17 @@ def adapter_cache_gib(settings: Settings) -> int:
 
 
 def adapter_cache_problems(settings: Settings) -> list[str]:
-    """The adapters a LoRA pod holds must fit its adapter cache (an emptyDir whose sizeLimit evicts the pod).
+    """The adapters a LoRA pod or task holds must fit its adapter cache (on EKS an emptyDir whose sizeLimit
+    evicts the pod; on ECS a task volume on the instance's root volume, which the image and other tasks share).
 
-    Static loading preloads every mapped adapter (O(tenants)); runtime loading fetches on first request
-    and keeps at most adapter_slots() (O(active adapters), components/lora_s3_resolver.py).
+    Static loading preloads every mapped adapter (O(tenants); the only mode on ECS, capped at 64 named
+    adapters); runtime loading fetches on first request and keeps at most adapter_slots() (O(active
+    adapters), components/lora_s3_resolver.py).
     """
     lora = settings.config.lora
-    if not lora.enabled or settings.config.orchestrator != "eks":
+    if not lora.enabled:
         return []
+    ecs = settings.config.orchestrator == "ecs"
     model = next((m for m in settings.config.models if m.name == lora.base_model), None)
     size = adapter_bytes(settings, model.source, lora.max_lora_rank) if model else None
     if size is None:
@@ -191,10 +194,16 @@ def adapter_cache_problems(settings: Settings) -> list[str]:
     if held * size <= cache:
         return []
     how = (f"keeps up to {held:,} adapters (--max-cpu-loras x adapterDiskSlotsPerCpuLora)" if lora.runtime_loading
-           else f"preloads all {held:,} mapped adapters (static loading)")
-    fix = ("lower lora.maxCpuLoras or raise serving.figures.adapterCacheGib" if lora.runtime_loading
-           else "set lora.runtimeLoading: true (adapters are fetched on first request, least recently used evicted) "
-                "or raise serving.figures.adapterCacheGib")
+           else f"preloads all {held:,} mapped adapters (static loading{', the only mode on ECS' if ecs else ''})")
+    if ecs:
+        fix = ("name fewer adapters, lower lora.maxLoraRank, raise serving.figures.adapterCacheGib (the task's "
+               "adapter volume lives on the instance's root volume), or serve it on orchestrator 'eks' with "
+               "lora.runtimeLoading: true")
+    elif lora.runtime_loading:
+        fix = "lower lora.maxCpuLoras or raise serving.figures.adapterCacheGib"
+    else:
+        fix = ("set lora.runtimeLoading: true (adapters are fetched on first request, least recently used evicted) "
+               "or raise serving.figures.adapterCacheGib")
     return [f"{settings.project}:lora.tenants: model {model.name} {how} of rank {lora.max_lora_rank}, "
             f"{size / 1e6:,.0f} MB each ({model.source}, all linear layers, "
             f"{figure(settings, 'adapter_bytes_per_parameter'):g} bytes per parameter): {held * size / 1e9:,.1f} GB, "

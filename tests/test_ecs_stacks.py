@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from infra import capacity
+from infra import capacity, serving
 from tests.aws_models import instance_types
 from infra.config import ConfigError
 from tests.harness import inputs, of_type, one, run_stack, settings_for, stack_value
@@ -271,6 +271,27 @@ def test_too_many_named_adapters_on_ecs_is_a_config_error():
     assert ("llmserving:lora.tenants: got 65 adapters; on ECS at most 64 are named at start (--lora-modules; an ECS "
             "task definition is at most 64 KiB); serve this many adapters on orchestrator 'eks' with "
             "llmserving:lora.runtimeLoading: true") in str(e.value)
+
+
+def test_ecs_adapters_that_do_not_fit_the_task_volume_are_refused_naming_the_sizes():
+    """ECS preloads every named adapter (static loading only) into a task volume on the instance's root
+    volume: 64 rank-256 adapters of the 8B (1,342 MB each) are 85.9 GB, more than the 48.3 GB budget."""
+    tenants = [{"id": f"tenant-{i:04d}", "adapters": [f"adapter-{i:04d}"]} for i in range(64)]
+    changes = _lora_ecs(tenants)
+    changes["llmserving:lora"]["maxLoraRank"] = 256
+    (problem,) = serving.adapter_cache_problems(settings_for("prod", changes))
+    assert problem == (
+        "llmserving:lora.tenants: model llama-3-1-8b preloads all 64 mapped adapters (static loading, the only mode "
+        "on ECS) of rank 256, 1,342 MB each (meta-llama/Llama-3.1-8B-Instruct, all linear layers, 2 bytes per "
+        "parameter): 85.9 GB, but its adapter cache holds 48.3 GB (adapterCacheGib 50 GiB x adapterCacheFillRatio "
+        "0.9); name fewer adapters, lower lora.maxLoraRank, raise serving.figures.adapterCacheGib (the task's "
+        "adapter volume lives on the instance's root volume), or serve it on orchestrator 'eks' with "
+        "lora.runtimeLoading: true")
+    with pytest.raises(Exception) as e:  # before any resource exists
+        run_stack("prod", changes)
+    assert "85.9 GB" in str(e.value)
+    # The same 64 adapters at rank 64 (336 MB each, 21.5 GB) fit.
+    assert serving.adapter_cache_problems(settings_for("prod", _lora_ecs(tenants))) == []
 
 
 def test_ecs_stack_registers_only_components_at_top_level():
