@@ -32,8 +32,14 @@ AWS_REGION (Pod Identity gives no region, IMDS is out of reach at hop limit
 1). HF_HUB_OFFLINE=1 keeps vLLM off the Hub. Where streaming does not apply
 (`load_format` safetensors or pt, e.g. a checkpoint the Run:ai loader cannot
 read: it reads safetensors only), an init container copies the prefix from
-the mirror (aws-cli, same role) into the pod's `model-cache` emptyDir and vLLM
+the mirror (aws-cli, same role) into the node-level cache (NodeCache:
+`<model>/weights/<revision>/`, skipped when a complete copy is there) and vLLM
 loads from there: still never the Hub.
+
+Node-level cache (NodeCache): a hostPath (type Directory) the node creates at
+boot for the serving uid; each model's compile caches (vLLM, Triton,
+TorchInductor, FlashInfer JIT) and fallback weights live in its own
+subdirectory, so a restart on the same node skips the compile and the copy.
 
 Start-up timeline and awaits: node launch + image pull + what the init
 containers write (fallback copy, static adapters) + the startup probe budget
@@ -43,8 +49,10 @@ and the Ray join window derive from it. Rollouts step by the pool's headroom
 (`Rollout`, chosen by infra/serving.py).
 
 Identity: every container runs as a non-root uid with RuntimeDefault seccomp,
-HOME and caches on emptyDirs, except the engines of an EFA group (uid 0 with
-only IPC_LOCK: Kubernetes grants added capabilities to root only).
+HOME and pod-scoped caches on emptyDirs (compile caches in the node cache),
+except the engines of an EFA group (uid 0 with only IPC_LOCK: Kubernetes
+grants added capabilities to root only; the serving gid, which the node
+cache's setgid 2775 root lets write).
 
 LoRA: static adapters start through STATIC_LORA_LAUNCHER (only adapters that
 can load); runtime adapters are fetched on their first request by the
