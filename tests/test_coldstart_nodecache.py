@@ -403,3 +403,16 @@ def test_without_the_configured_path_the_node_cache_is_an_ordinary_hostpath(pack
     config = shipped_config(stack)
     config["pss-host-path"] = {"servingNodeCachePath": ""}
     assert _host_path(pack, regs, config) == [f"{MSG}{CACHE} (volume 'node-cache'): node files in a pod {BASE}"]
+
+
+def test_the_estimate_states_a_restart_on_the_node_without_the_fallback_copy():
+    from infra import startup
+
+    args = _fallback_args("llama-3-1-8b")
+    models = [dict(m, loadFormat="safetensors") if m["name"] == "llama-3-1-8b" else m
+              for m in stack_value("prod", "llmserving:models")]
+    s = settings_for("prod", {"llmserving:models": models})
+    e = startup.estimate(s, capacity.plan(s), next(m for m in s.config.models if m.name == "llama-3-1-8b"))
+    assert e.copy_seconds > 0 and args.ops.download_seconds == e.copy_seconds  # a first start on a node copies
+    assert e.ready_after_restart_on_node_seconds == e.adapter_sync_seconds + e.load_seconds
+    assert e.as_dict()["ready_after_restart_on_node_seconds"] < e.ready_after_node_cached_image_seconds
