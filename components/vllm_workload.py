@@ -440,7 +440,9 @@ def copy_script(uri: str, dest: str) -> str:
     Idempotent: a destination that holds the mirror's marker is a complete copy of that revision (a pinned
     revision never changes) and the container exits without a request, so a pod restarted on the same node,
     or a second pod of the model there, copies nothing. An interrupted copy resumes: `aws s3 sync` skips the
-    files already there with the same size and time (aws-cli `s3 sync`), and the marker comes last.
+    files already there with the same size and time (aws/aws-cli 2.31.18 awscli/customizations/s3/syncstrategy/
+    base.py SizeAndLastModifiedSync; a download gets the object's LastModified as its mtime, subscribers.py),
+    and the marker comes last.
     umask 0002: the node cache root is group-writable (setgid, the serving gid), so what this uid creates stays
     writable for the model's other containers of the same gid (an EFA engine runs as uid 0 with that gid)."""
     d, marker = shlex.quote(dest), shlex.quote(f"{dest}/{COPY_MARKER}")
