@@ -205,8 +205,9 @@ HEALTH_UNIT = "llmserving-gpu-health"
 
 def nvme_setup_script(mount: str, cache: str, owner_uid: int, attribute: str) -> list[str]:
     """Shell lines: the instance-store disks (by-id names `*NVMe_Instance_Storage_*`, as EC2 exposes them)
-    as one RAID0 array, xfs, mounted at `mount`; the cache directory in it; the container instance
-    attribute that says so. Without instance store nothing happens and the cache lives on the root volume."""
+    as one RAID0 array, xfs, mounted at `mount`; the container instance attribute that says so. Without
+    instance store nothing happens and the cache lives on the root volume. The cache directory itself comes
+    after (cache_dir_script), so it is created inside the array, never hidden under its mount."""
     return [
         "setup_local_nvme() {",
         "  mapfile -t disks < <(find -L /dev/disk/by-id/ -xtype l -name '*NVMe_Instance_Storage_*' "
@@ -225,8 +226,16 @@ def nvme_setup_script(mount: str, cache: str, owner_uid: int, attribute: str) ->
         "if setup_local_nvme; then",
         "  echo 'ECS_INSTANCE_ATTRIBUTES=" + json.dumps({attribute: "raid0"}) + "' >> /etc/ecs/ecs.config",
         "fi",
-        f"install -d -m 0755 -o {owner_uid} -g {owner_uid} {cache}",
     ]
+
+
+def cache_dir_script(cache: str, owner_uid: int) -> list[str]:
+    """The node-level cache directory, owned by the uid the tasks run as: the task bind-mounts it (host volume,
+    components/vllm_ecs_service.py node_cache_path), and Docker would create a missing host path as root 0755
+    (ECS developer guide, "Use bind mounts"). The user data runs in cloud-init's final stage, before the ECS
+    agent starts (aws/amazon-ecs-agent packaging/amazon-linux-ami-integrated/ecs.service: After=cloud-final.service), and after the array is mounted
+    above; every instance gets it, on the array or on the root volume."""
+    return [f"install -d -m 0755 -o {owner_uid} -g {owner_uid} {cache}"]
 
 
 def gpu_health_script(expected_gpus: int, fatal_xids: tuple[int, ...]) -> str:
@@ -255,8 +264,10 @@ def gpu_health_script(expected_gpus: int, fatal_xids: tuple[int, ...]) -> str:
 
 
 def user_data(cluster_name: str, stop_timeout_seconds: int, *, nvme: tuple[str, str, int, str] | None = None,
-              health: GpuHealthCheck | None = None, expected_gpus: int = 1) -> str:
-    """`nvme`: (mount, cache path, cache owner uid, attribute name) to assemble the instance store."""
+              health: GpuHealthCheck | None = None, expected_gpus: int = 1,
+              cache: tuple[str, int] | None = None) -> str:
+    """`nvme`: (mount, cache path, cache owner uid, attribute name) to assemble the instance store; `cache`:
+    (path, owner uid) of the node-level cache directory (created after the array)."""
     lines = [
         "#!/bin/bash",
         "cat >> /etc/ecs/ecs.config <<'EOF'",
@@ -269,6 +280,10 @@ def user_data(cluster_name: str, stop_timeout_seconds: int, *, nvme: tuple[str, 
     ]
     if nvme is not None:
         lines += nvme_setup_script(*nvme)
+    if cache is None and nvme is not None:
+        cache = (nvme[1], nvme[2])
+    if cache is not None:
+        lines += cache_dir_script(*cache)
     if health is not None:
         # AL2023 minimal (the ECS AMI's base) has no AWS CLI.
         lines += [
@@ -343,7 +358,8 @@ class EcsGpuCluster(pulumi.ComponentResource):
                 block_device_mappings=[{"device_name": ROOT_DEVICE, "ebs": ebs}],
                 monitoring={"enabled": True},
                 user_data=user_data(args.cluster_name, args.stop_timeout_seconds, nvme=nvme, health=args.gpu_health,
-                                    expected_gpus=pool.gpus_per_instance),
+                                    expected_gpus=pool.gpus_per_instance,
+                                    cache=(args.cache_path, args.cache_owner_uid)),
                 update_default_version=True,
                 tag_specifications=[{"resource_type": kind, "tags": {**pool_tags, "Name": f"{args.cluster_name}-{pool.name}"}}
                                     for kind in ("instance", "volume")],

@@ -54,6 +54,16 @@ ROOT_DEVICE = "/dev/xvda"
 
 
 @dataclass(frozen=True)
+class NodeCacheDir:
+    """The node-level cache directory every GPU node creates at boot for the serving pods (hostPath type
+    Directory, components/vllm_workload.py NodeCache)."""
+
+    path: str
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True)
 class GpuNodeGroupArgs:
     cluster_name: pulumi.Input[str]
     pool_name: str
@@ -91,6 +101,8 @@ class GpuNodeGroupArgs:
     capacity_reservation_id: Optional[str] = None
     # AL2023: assemble the instance store into RAID0 (kubelet, containerd and the caches on NVMe).
     local_storage_raid0: bool = False
+    # The node-level cache directory the serving pods mount (created at boot, owned by the serving uid).
+    node_cache: Optional[NodeCacheDir] = None
 
 
 def validate_gpu_node_group_args(args: GpuNodeGroupArgs) -> None:
@@ -146,6 +158,11 @@ def validate_gpu_node_group_args(args: GpuNodeGroupArgs) -> None:
             p.append("capacity_type: got 'SPOT'; reservations are on-demand capacity (ON_DEMAND or CAPACITY_BLOCK)")
     if args.local_storage_raid0 and args.ami_type != "AL2023_x86_64_NVIDIA":
         p.append(f"local_storage_raid0: set with ami_type {args.ami_type!r}; the nodeadm NodeConfig is AL2023's")
+    if args.node_cache is not None:
+        p += node_cache_problems(args.node_cache)
+        if args.ami_type != "AL2023_x86_64_NVIDIA":
+            p.append(f"node_cache: set with ami_type {args.ami_type!r}; its boot script is an AL2023 (cloud-init) "
+                     f"shell part")
     if p:
         raise ArgsError("GpuNodeGroup", p)
 
@@ -156,25 +173,89 @@ NODECONFIG_API = "node.eks.aws/v1alpha1"
 MIME_BOUNDARY = "==LLMSERVING=="
 
 
-def nodeadm_user_data(node_config_spec: dict) -> str:
-    """AL2023 user data for a managed node group launch template: a MIME multi-part archive whose
-    `application/node.eks.aws` part is a NodeConfig; EKS merges it with the NodeConfig it generates
-    (cluster endpoint, CA, labels), so it names no cluster details (launch-templates.adoc)."""
-    doc = {"apiVersion": NODECONFIG_API, "kind": "NodeConfig", "spec": node_config_spec}
-    text = "\n".join([
-        "MIME-Version: 1.0",
-        f'Content-Type: multipart/mixed; boundary="{MIME_BOUNDARY}"',
-        "",
-        f"--{MIME_BOUNDARY}",
-        "Content-Type: application/node.eks.aws",
-        "",
-        "---",
-        json.dumps(doc, sort_keys=True),  # JSON is YAML: nodeadm reads either
-        "",
-        f"--{MIME_BOUNDARY}--",
+SHELL_PART = 'text/x-shellscript; charset="us-ascii"'
+NODE_CACHE_UNIT = "llmserving-node-cache.service"
+
+
+def node_cache_problems(c: NodeCacheDir) -> list[str]:
+    p = []
+    if not c.path.startswith("/") or c.path.rstrip("/") in ("", "/") or not all(
+            ch.isalnum() or ch in "._/-" for ch in c.path) or "/../" in c.path + "/":
+        p.append(f"node_cache.path: got {c.path!r}; an absolute path of letters, digits and . _ - / (not /)")
+    if c.uid < 1 or c.gid < 1:
+        p.append(f"node_cache.uid/gid: got {c.uid}/{c.gid}; the serving pods' non-root ids (>= 1)")
+    return p
+
+
+def node_cache_boot_script(c: NodeCacheDir) -> str:
+    """A shell script (a `text/x-shellscript` user-data part, run by cloud-init's final stage) that installs a
+    systemd oneshot creating the cache directory owned by the serving uid:gid, mode 2775 (setgid: what any
+    container of that gid creates stays in the group, so an EFA engine, uid 0 with the serving gid and every
+    capability dropped, can write too).
+
+    Ordering on the AL2023 EKS AMI (awslabs/amazon-eks-ami v20251103): nodeadm-config runs before cloud-init,
+    nodeadm-run after cloud-final (templates/al2023/runtime/rootfs/etc/systemd/system/nodeadm-run.service:
+    After=nodeadm-config.service cloud-final.service), and nodeadm-run first sets up the local disks
+    (run aspect `local-disk` calls setup-local-disks, which mounts the RAID0 array at /mnt/k8s-disks/0) and only
+    then starts kubelet through systemd (nodeadm/cmd/nodeadm/init/init.go: run phase NewLocalDiskAspect, then
+    runDaemons -> kubelet EnsureRunning -> StartUnit kubelet.service; kubelet.service is not enabled in the AMI,
+    templates/al2023/provisioners/install-nodeadm.sh enables only the nodeadm units). So this script, running in
+    cloud-final, would create the directory BEFORE the array exists (and the mount would hide it); instead it
+    only enables a unit that kubelet wants and precedes (WantedBy/Before=kubelet.service): systemd runs it when
+    nodeadm-run starts kubelet, after the array is mounted. Never `--now` here: an already-active oneshot
+    (RemainAfterExit) would not run again at kubelet's start. RequiresMountsFor also orders it after the
+    array's mount unit (setup-local-disks writes mnt-k8s\\x2ddisks-0.mount) on reboots. A node without instance
+    store gets the directory on the root volume (same path). After=nodeadm-run would deadlock: nodeadm-run waits
+    for kubelet to be active (nodeadm/internal/daemon/systemd.go StartDaemon -> waitForStatus)."""
+    unit = "\n".join([
+        "[Unit]",
+        "Description=llmserving node-level model/compile cache (owned by the serving uid)",
+        "Before=kubelet.service",
+        f"RequiresMountsFor={c.path}",
+        "[Service]",
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+        f"ExecStart=/usr/bin/mkdir -p {c.path}",
+        f"ExecStart=/usr/bin/chown {c.uid}:{c.gid} {c.path}",
+        f"ExecStart=/usr/bin/chmod 2775 {c.path}",
+        "[Install]",
+        "WantedBy=kubelet.service",
+    ])
+    return "\n".join([
+        "#!/bin/bash",
+        "set -euo pipefail",
+        f"cat > /etc/systemd/system/{NODE_CACHE_UNIT} <<'EOF'",
+        unit,
+        "EOF",
+        "systemctl daemon-reload",
+        f"systemctl enable {NODE_CACHE_UNIT}",
         "",
     ])
-    return base64.b64encode(text.encode()).decode()
+
+
+def mime_archive(parts: list[tuple[str, str]]) -> str:
+    """A MIME multi-part archive of (content type, body) parts, as AL2023 user data."""
+    lines = ["MIME-Version: 1.0", f'Content-Type: multipart/mixed; boundary="{MIME_BOUNDARY}"', ""]
+    for content_type, body in parts:
+        lines += [f"--{MIME_BOUNDARY}", f"Content-Type: {content_type}", "", body.rstrip("\n"), ""]
+    lines += [f"--{MIME_BOUNDARY}--", ""]
+    return "\n".join(lines)
+
+
+def nodeadm_user_data(node_config_spec: Optional[dict], node_cache: Optional[NodeCacheDir] = None) -> str:
+    """AL2023 user data for a managed node group launch template (base64): a MIME multi-part archive whose
+    `application/node.eks.aws` part is a NodeConfig; EKS merges it with the NodeConfig it generates
+    (cluster endpoint, CA, labels), so it names no cluster details (launch-templates.adoc). The node cache's
+    boot script rides along as a shell part: nodeadm reads only the NodeConfig parts of the archive
+    (amazon-eks-ami v20251103 nodeadm/internal/configprovider/mime.go ParseMultipart) and cloud-init runs the
+    shell part (node_cache_boot_script)."""
+    parts = []
+    if node_config_spec is not None:
+        doc = {"apiVersion": NODECONFIG_API, "kind": "NodeConfig", "spec": node_config_spec}
+        parts.append(("application/node.eks.aws", "---\n" + json.dumps(doc, sort_keys=True)))  # JSON is YAML
+    if node_cache is not None:
+        parts.append((SHELL_PART, node_cache_boot_script(node_cache)))
+    return base64.b64encode(mime_archive(parts).encode()).decode()
 
 
 def autoscaler_template_tags(labels: dict[str, str], taints: list[dict], resources: dict[str, str]) -> dict[str, str]:
@@ -243,8 +324,9 @@ class GpuNodeGroup(pulumi.ComponentResource):
             # capacity-blocks-mng.adoc: the template of a Capacity Block group names the market type and the type.
             instance_market_options={"market_type": "capacity-block"} if block else None,
             instance_type=args.instance_types[0] if block else None,
-            user_data=(nodeadm_user_data({"instance": {"localStorage": {"strategy": "RAID0"}}})
-                       if args.local_storage_raid0 else None),
+            user_data=(nodeadm_user_data({"instance": {"localStorage": {"strategy": "RAID0"}}}
+                                         if args.local_storage_raid0 else None, args.node_cache)
+                       if args.local_storage_raid0 or args.node_cache is not None else None),
             tag_specifications=[{"resource_type": t, "tags": {**args.tags, "Name": f"{name}-gpu"}}
                                 for t in ("instance", "volume", "network-interface")],
             tags=args.tags,

@@ -19,6 +19,13 @@ Instance-store NVMe: `instanceStorePolicy: RAID0` makes Karpenter's AL2023
 NodeConfig assemble the disks into one array at /mnt/k8s-disks/0 holding
 kubelet and containerd, and sets the node's ephemeral storage to its size
 (concepts/nodeclasses.md, spec.instanceStorePolicy).
+Node cache: `spec.userData` carries a MIME archive with one shell part that
+installs the unit creating the node-level cache directory for the serving
+uid after the array is mounted and before kubelet starts
+(components/gpu_node_group.py node_cache_boot_script). On an AL2023 alias
+Karpenter keeps the user's MIME parts and appends its own NodeConfig (the one
+that asks for RAID0): aws/karpenter-provider-aws v1.14.1
+pkg/providers/amifamily/bootstrap/nodeadm.go Script/parseUserData.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.errors import ArgsError
+from components.gpu_node_group import SHELL_PART, NodeCacheDir, mime_archive, node_cache_boot_script, node_cache_problems
 
 CAPACITY_TYPES = ("reserved", "spot", "on-demand")
 CONSOLIDATION_POLICIES = ("WhenEmpty", "WhenEmptyOrUnderutilized")
@@ -72,6 +80,8 @@ class KarpenterGpuPoolArgs:
     root_volume_iops: Optional[int] = None
     # NodePool annotations (e.g. the acknowledgement of running without a capacity reservation).
     annotations: dict[str, str] = field(default_factory=dict)
+    # The node-level cache directory the serving pods mount (created at boot, owned by the serving uid).
+    node_cache: Optional[NodeCacheDir] = None
 
 
 def validate_karpenter_gpu_pool_args(args: KarpenterGpuPoolArgs) -> None:
@@ -114,6 +124,8 @@ def validate_karpenter_gpu_pool_args(args: KarpenterGpuPoolArgs) -> None:
         p.append(f"root_volume_throughput_mibs: got {args.root_volume_throughput_mibs}; gp3 allows 125-2000")
     if args.root_volume_iops is not None and not 3000 <= args.root_volume_iops <= 80000:
         p.append(f"root_volume_iops: got {args.root_volume_iops}; gp3 allows 3000-80000")
+    if args.node_cache is not None:
+        p += node_cache_problems(args.node_cache)
     if p:
         raise ArgsError("KarpenterGpuPool", p)
 
@@ -140,6 +152,9 @@ def node_class_spec(args: KarpenterGpuPoolArgs, role: str) -> dict:
         spec["capacityReservationSelectorTerms"] = [dict(t) for t in args.capacity_reservation_terms]
     if args.instance_store_raid0:
         spec["instanceStorePolicy"] = "RAID0"
+    if args.node_cache is not None:
+        # Plain text (not base64): Karpenter parses it as a MIME archive when it starts with MIME-Version.
+        spec["userData"] = mime_archive([(SHELL_PART, node_cache_boot_script(args.node_cache))])
     return spec
 
 

@@ -69,6 +69,11 @@ SYNC_HOME = "/tmp"
 # /var/tmp is 1777 in amazon/aws-cli (Amazon Linux 2), so the non-root sync can write there;
 # vLLM mounts the same volume read-only at AdapterSync.mount_path.
 SYNC_STAGING = "/var/tmp"
+# The node cache inside the vLLM container and the variables that point the compile caches into the model's
+# directory there (the same layout as on EKS: components/vllm_workload.py node_cache_dirs).
+NODE_CACHE_VOLUME = "node-cache"
+NODE_CACHE_MOUNT = "/var/cache/llmserving"
+CACHE_ENV = ("VLLM_CACHE_ROOT", "TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "FLASHINFER_WORKSPACE_BASE")
 # No seccomp setting exists on ECS for the EC2 launch type: ContainerDefinition has no seccomp field
 # and dockerSecurityOptions accepts only no-new-privileges, apparmor:, label: and credentialspec:
 # (botocore 1.44.5 ecs model). Docker applies its default seccomp profile to every container it
@@ -154,6 +159,9 @@ class VllmEcsServiceArgs:
     mirror: Optional[MirrorTask] = None
     # uid:gid every container of the task runs as (never root; see USER above).
     user: str = "10001:10001"
+    # The instance's node-level cache directory (components/ecs_gpu_cluster.py cache_dir_script creates it at
+    # boot, owned by `user`): bind-mounted so the compile caches survive a task restart on the same instance.
+    node_cache_path: Optional[str] = None
     port: int = 8000
     resource_share: float = 0.85
     shared_memory_mib_per_gpu: int = 4096
@@ -278,7 +286,11 @@ def validate_vllm_ecs_service_args(args: VllmEcsServiceArgs) -> None:
         problems.append(f"environment: {KEEP_ALIVE_ENV} is set by http_keep_alive_seconds")
     if not USER.match(args.user):
         problems.append(f"user: got {args.user!r}; a non-root uid:gid such as 10001:10001 (uid 0 is root)")
-    for name in ("HOME", "USER", "LOGNAME"):
+    if args.node_cache_path is not None and (not re.match(r"^/[A-Za-z0-9._/-]+$", args.node_cache_path)
+                                             or args.node_cache_path.rstrip("/") in ("", "/")):
+        problems.append(f"node_cache_path: got {args.node_cache_path!r}; an absolute path of letters, digits and "
+                        f". _ - / (not /)")
+    for name in ("HOME", "USER", "LOGNAME", *(CACHE_ENV if args.node_cache_path else ())):
         if name in args.environment:
             problems.append(f"environment: {name} is set by the component (non-root user with a writable home)")
     if args.requests_per_target_per_minute < 1:
@@ -359,9 +371,19 @@ def container_definition(args: VllmEcsServiceArgs, log_group: str, secrets: Mapp
         environment[KEEP_ALIVE_ENV] = str(args.http_keep_alive_seconds)
     sync = args.adapter_sync
     extra: dict = {}
+    mounts = []
     if sync is not None:
-        extra = {"dependsOn": [{"containerName": SYNC_CONTAINER, "condition": "SUCCESS"}],
-                 "mountPoints": [{"sourceVolume": ADAPTER_VOLUME, "containerPath": sync.mount_path, "readOnly": True}]}
+        extra = {"dependsOn": [{"containerName": SYNC_CONTAINER, "condition": "SUCCESS"}]}
+        mounts.append({"sourceVolume": ADAPTER_VOLUME, "containerPath": sync.mount_path, "readOnly": True})
+    if args.node_cache_path is not None:
+        from components.vllm_workload import node_cache_dirs
+
+        # Streaming only on ECS (weights never on disk): the model's compile caches, per model, on the instance.
+        dirs = node_cache_dirs(NODE_CACHE_MOUNT, args.service_name, "")
+        environment.update(zip(CACHE_ENV, (dirs["vllm"], dirs["triton"], dirs["torchinductor"], dirs["flashinfer"])))
+        mounts.append({"sourceVolume": NODE_CACHE_VOLUME, "containerPath": NODE_CACHE_MOUNT, "readOnly": False})
+    if mounts:
+        extra["mountPoints"] = mounts
     # Static LoRA: vLLM v0.11.1 refuses to start when any --lora-modules entry cannot load (an
     # adapter not uploaded yet: a first deploy has an empty bucket); the launcher drops those
     # (components/vllm_workload.py STATIC_LORA_LAUNCHER, shared with EKS).
@@ -476,11 +498,15 @@ class VllmEcsService(pulumi.ComponentResource):
             lambda vals: json.dumps(container_definitions(args, vals[0], dict(zip(secret_names, vals[1:]))),
                                     sort_keys=True))
         # Task-scoped scratch volume (Docker picks the host path; gone with the task).
-        volumes = [{"name": ADAPTER_VOLUME}] if args.adapter_sync is not None else None
+        volumes = [{"name": ADAPTER_VOLUME}] if args.adapter_sync is not None else []
+        if args.node_cache_path is not None:
+            # A host bind mount: the instance's directory, kept across tasks (pulumi-aws TaskDefinition volume
+            # host_path; ECS developer guide, "Use bind mounts").
+            volumes.append({"name": NODE_CACHE_VOLUME, "host_path": args.node_cache_path})
         task = aws.ecs.TaskDefinition(
             f"{name}-task", family=full, network_mode="awsvpc", requires_compatibilities=["EC2"],
             execution_role_arn=execution.arn, task_role_arn=task_role_arn, container_definitions=definitions,
-            volumes=volumes, tags=tags, opts=child)
+            volumes=volumes or None, tags=tags, opts=child)
 
         service = aws.ecs.Service(
             f"{name}-service", name=args.service_name, cluster=args.cluster_arn, task_definition=task.arn,

@@ -32,8 +32,14 @@ AWS_REGION (Pod Identity gives no region, IMDS is out of reach at hop limit
 1). HF_HUB_OFFLINE=1 keeps vLLM off the Hub. Where streaming does not apply
 (`load_format` safetensors or pt, e.g. a checkpoint the Run:ai loader cannot
 read: it reads safetensors only), an init container copies the prefix from
-the mirror (aws-cli, same role) into the pod's `model-cache` emptyDir and vLLM
+the mirror (aws-cli, same role) into the node-level cache (NodeCache:
+`<model>/weights/<revision>/`, skipped when a complete copy is there) and vLLM
 loads from there: still never the Hub.
+
+Node-level cache (NodeCache): a hostPath (type Directory) the node creates at
+boot for the serving uid; each model's compile caches (vLLM, Triton,
+TorchInductor, FlashInfer JIT) and fallback weights live in its own
+subdirectory, so a restart on the same node skips the compile and the copy.
 
 Start-up timeline and awaits: node launch + image pull + what the init
 containers write (fallback copy, static adapters) + the startup probe budget
@@ -43,8 +49,10 @@ and the Ray join window derive from it. Rollouts step by the pool's headroom
 (`Rollout`, chosen by infra/serving.py).
 
 Identity: every container runs as a non-root uid with RuntimeDefault seccomp,
-HOME and caches on emptyDirs, except the engines of an EFA group (uid 0 with
-only IPC_LOCK: Kubernetes grants added capabilities to root only).
+HOME and pod-scoped caches on emptyDirs (compile caches in the node cache),
+except the engines of an EFA group (uid 0 with only IPC_LOCK: Kubernetes
+grants added capabilities to root only; the serving gid, which the node
+cache's setgid 2775 root lets write).
 
 LoRA: static adapters start through STATIC_LORA_LAUNCHER (only adapters that
 can load); runtime adapters are fetched on their first request by the
@@ -204,6 +212,11 @@ class Weights:
     def streams(self) -> bool:
         return self.load_format == "runai_streamer"
 
+    @property
+    def revision(self) -> str:
+        """The revision segment of `<source>/<revision>/`."""
+        return self.prefix.rstrip("/").rsplit("/", 1)[-1]
+
 
 @dataclass(frozen=True)
 class Rollout:
@@ -211,6 +224,23 @@ class Rollout:
 
     max_surge: int = 0
     max_unavailable: int = 1
+
+
+@dataclass(frozen=True)
+class NodeCache:
+    """The node-level cache: a hostPath directory on the node (infra/eks_catalog.py NODE_CACHE_HOST_PATH, on
+    the NVMe array where the node has one) that outlives pods, so a replica restarted on the same node finds
+    its compile caches and (fallback) weights.
+
+    The node creates `host_path` at boot owned by the serving uid/gid, after the array is mounted and before
+    kubelet starts (components/gpu_node_group.py node_cache_boot_script). kubelet would otherwise create a
+    DirectoryOrCreate hostPath as root 0755 (kubernetes pkg/volume/hostpath/host_path.go makeDir, v1.33) and
+    fsGroup never applies to a hostPath (its volume attributes say Managed: false, same file), so the pod
+    mounts it with type Directory: a node without it fails the mount visibly instead of writing as root.
+    vLLM creates the per-model subdirectories itself (os.makedirs, as the serving uid)."""
+
+    host_path: str
+    mount_path: str = "/var/cache/llmserving"
 
 
 @dataclass(frozen=True)
@@ -239,6 +269,8 @@ class VllmWorkloadArgs:
     pod_monitor: bool = True
     labels: dict[str, str] = field(default_factory=dict)
     rollout: Rollout = field(default_factory=Rollout)
+    # The node-level cache for compile caches and fallback weights (None: both on pod-scoped emptyDirs).
+    node_cache: Optional[NodeCache] = None
     # What every object waits for: the namespace, Secrets, CRDs, the Pod Identity
     # association, and a node source for the pods (system nodes, the GPU pool).
     depends_on: tuple[pulumi.Resource, ...] = ()
@@ -254,6 +286,35 @@ TRAFFIC_SERVICE_SUFFIX = "-http"
 
 def traffic_service_name(model: str) -> str:
     return f"{model}{TRAFFIC_SERVICE_SUFFIX}"
+
+
+# What may appear in a node cache path segment (a model name is a DNS label; a revision a SHA or a branch).
+_PATH_SEGMENT = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def node_cache_dirs(mount_path: str, model: str, revision: str) -> dict[str, str]:
+    """The model's directories inside the node cache (as the container sees it): one subdirectory per model,
+    the same on every pod of that model on that node (so a restart or a second pod reuses it) and never
+    shared between models. Compile caches: vLLM's VLLM_CACHE_ROOT (torch.compile artefacts under
+    torch_compile_cache/<hash>/, where vLLM also points Inductor and Triton while it compiles:
+    vllm/compilation/compiler_interface.py InductorAdaptor.initialize_cache at v0.11.1), Triton and
+    TorchInductor for kernels built outside torch.compile, FlashInfer's JIT (FLASHINFER_WORKSPACE_BASE,
+    flashinfer-python 0.5.2 flashinfer/jit/env.py, the version vLLM v0.11.1 requirements/cuda.txt pins).
+    Weights (fallback only) under weights/<revision>/."""
+    base = f"{mount_path.rstrip('/')}/{_PATH_SEGMENT.sub('_', model)}"
+    return {"model": base, "weights": f"{base}/weights/{_PATH_SEGMENT.sub('_', revision) or 'rev'}",
+            "vllm": f"{base}/vllm", "triton": f"{base}/triton", "torchinductor": f"{base}/torchinductor",
+            "flashinfer": f"{base}/flashinfer"}
+
+
+def fallback_model_path(args: VllmWorkloadArgs) -> str:
+    """Where vLLM loads a copied (not streamed) checkpoint: the node cache's weights/<revision>, else the pod's
+    model-cache emptyDir."""
+    w = args.weights
+    assert w is not None
+    if args.node_cache is not None:
+        return node_cache_dirs(args.node_cache.mount_path, args.server.served_model_name, w.revision)["weights"]
+    return f"{MODEL_DIR}/{args.server.served_model_name}"
 
 
 def validate_vllm_workload_args(args: VllmWorkloadArgs) -> None:
@@ -298,6 +359,9 @@ def validate_vllm_workload_args(args: VllmWorkloadArgs) -> None:
             p.append("weights.copy_image: got ''; the fallback copies the mirror into the pod's cache with it")
         if w.service_account is None and (s.lora is None or args.adapters is None):
             p.append("weights.service_account: none; the pods need a Pod Identity role to read the mirror")
+        if not w.streams and s.model != fallback_model_path(args):
+            p.append(f"server.model: got {s.model!r}; load format {w.load_format!r} loads the copy at "
+                     f"{fallback_model_path(args)}")
         if w.mirror is not None and w.mirror.deadline_seconds < 60:
             p.append(f"weights.mirror.deadline_seconds: got {w.mirror.deadline_seconds}; too short for any copy")
     if args.adapters is not None and not args.adapters.region:
@@ -318,6 +382,14 @@ def validate_vllm_workload_args(args: VllmWorkloadArgs) -> None:
     if len(traffic_service_name(s.served_model_name)) > 63:
         p.append(f"server.served_model_name: got {s.served_model_name!r}; its Service "
                  f"{traffic_service_name(s.served_model_name)!r} exceeds the 63 characters of a DNS label")
+    nc = args.node_cache
+    if nc is not None:
+        for key in ("host_path", "mount_path"):
+            v = getattr(nc, key)
+            if not re.match(r"^/[A-Za-z0-9._/-]+$", v) or "/../" in v + "/" or v.rstrip("/") in ("", "/"):
+                p.append(f"node_cache.{key}: got {v!r}; an absolute path of letters, digits and . _ - / (not /)")
+        if nc.mount_path.rstrip("/") in (SCRATCH_DIR, "/dev/shm", ADAPTER_DIR, PLUGIN_DIR):
+            p.append(f"node_cache.mount_path: got {nc.mount_path!r}; it would hide another volume of the pod")
     if not args.gateway_pod_labels:
         p.append("gateway_pod_labels: empty; the NetworkPolicy needs the gateway's pod labels (an empty selector would "
                  "admit every pod)")
@@ -357,10 +429,31 @@ def mirror_job_name(model: str, revision: str, spec: Optional[dict] = None) -> s
     return f"{model[:63 - len(rev) - len(digest) - 8]}-mirror-{rev}{digest}"
 
 
+# The copy's completion record in the destination: the mirror's own marker (components/mirror_script.py MARKER,
+# written last there too), copied only after every other file arrived.
+COPY_MARKER = ".llmserving-mirror"
+
+
 def copy_script(uri: str, dest: str) -> str:
-    """Fallback (no streaming): copy the model's mirror prefix into the pod's model cache, from S3 only."""
-    return (f"set -eu; aws s3 cp --recursive --only-show-errors --exclude '.llmserving-mirror' "
-            f"{shlex.quote(uri)} {shlex.quote(dest + '/')}")
+    """Fallback (no streaming): copy the model's mirror prefix into `dest`, from S3 only (never the Hub).
+
+    Idempotent: a destination that holds the mirror's marker is a complete copy of that revision (a pinned
+    revision never changes) and the container exits without a request, so a pod restarted on the same node,
+    or a second pod of the model there, copies nothing. An interrupted copy resumes: `aws s3 sync` skips the
+    files already there with the same size and time (aws/aws-cli 2.31.18 awscli/customizations/s3/syncstrategy/
+    base.py SizeAndLastModifiedSync; a download gets the object's LastModified as its mtime, subscribers.py),
+    and the marker comes last.
+    umask 0002: the node cache root is group-writable (setgid, the serving gid), so what this uid creates stays
+    writable for the model's other containers of the same gid (an EFA engine runs as uid 0 with that gid)."""
+    d, marker = shlex.quote(dest), shlex.quote(f"{dest}/{COPY_MARKER}")
+    return "\n".join([
+        "set -eu",
+        "umask 0002",
+        f"if [ -f {marker} ]; then echo \"weights already complete in {dest}; nothing to copy\"; exit 0; fi",
+        f"mkdir -p {d}",
+        f"aws s3 sync --only-show-errors --exclude {shlex.quote(COPY_MARKER)} {shlex.quote(uri)} {shlex.quote(dest + '/')}",
+        f"aws s3 cp --only-show-errors {shlex.quote(uri + COPY_MARKER)} {marker}",
+    ]) + "\n"
 
 
 # Files vLLM v0.11.1 loads a LoRA adapter from (vllm/lora/models.py from_local_checkpoint:
@@ -698,9 +791,14 @@ def render(args: VllmWorkloadArgs) -> list[dict]:
     gpu_res = {"nvidia.com/gpu": str(args.gpus_per_pod)}
     if multinode:
         gpu_res["vpc.amazonaws.com/efa"] = str(pl.efa_interfaces)
+    nc = args.node_cache
+    w = args.weights
+    assert w is not None  # validated
     # Every emptyDir the pod writes lives on the node's disk: the request covers them all, so the
-    # scheduler never places a pod whose caches the node cannot hold.
-    ephemeral_gib = ops.cache_gib + ops.scratch_gib + (ad.cache_gib + math.ceil(ad.sync_scratch_mib / 1024) if ad else 0)
+    # scheduler never places a pod whose caches the node cannot hold. The node cache (hostPath) is not
+    # ephemeral storage: the fallback weights there are counted only when they go to the pod's model-cache.
+    pod_weights_gib = 0 if w.streams or nc is not None else ops.cache_gib
+    ephemeral_gib = pod_weights_gib + ops.scratch_gib + (ad.cache_gib + math.ceil(ad.sync_scratch_mib / 1024) if ad else 0)
     resources = {
         "requests": {"cpu": str(ops.cpu), "memory": f"{ops.memory_gib}Gi",
                      "ephemeral-storage": f"{ephemeral_gib}Gi", **gpu_res},
@@ -711,12 +809,21 @@ def render(args: VllmWorkloadArgs) -> list[dict]:
     # ~/.cache/vllm (torch.compile cache), Triton's ~/.triton, TorchInductor's /tmp/torchinductor_<user>
     # (getpass.getuser() needs USER when the uid has no passwd entry), FlashInfer's JIT cache, numba's
     # cache, Ray's /tmp/ray. HF_HOME is the model cache.
+    # The compile caches (vLLM's torch.compile artefacts, Triton, TorchInductor, FlashInfer's JIT) go to the
+    # model's directory of the node cache when there is one, so a restart on the same node skips the compile
+    # (node_cache_dirs); HOME, XDG caches, numba, HF_HOME and Ray's /tmp stay pod-scoped on scratch.
+    compile_dirs = (node_cache_dirs(nc.mount_path, name, w.revision) if nc is not None else
+                    {"vllm": f"{SCRATCH_DIR}/.cache/vllm", "triton": f"{SCRATCH_DIR}/.cache/triton",
+                     "torchinductor": f"{SCRATCH_DIR}/.cache/torchinductor",
+                     "flashinfer": SCRATCH_DIR})  # FlashInfer's default base is HOME (= scratch)
     runtime_env: list[dict] = [
         {"name": "HOME", "value": SCRATCH_DIR}, {"name": "USER", "value": "vllm"},
         {"name": "XDG_CACHE_HOME", "value": f"{SCRATCH_DIR}/.cache"},
-        {"name": "VLLM_CACHE_ROOT", "value": f"{SCRATCH_DIR}/.cache/vllm"},
-        {"name": "TRITON_CACHE_DIR", "value": f"{SCRATCH_DIR}/.cache/triton"},
-        {"name": "TORCHINDUCTOR_CACHE_DIR", "value": f"{SCRATCH_DIR}/.cache/torchinductor"},
+        {"name": "VLLM_CACHE_ROOT", "value": compile_dirs["vllm"]},
+        {"name": "TRITON_CACHE_DIR", "value": compile_dirs["triton"]},
+        {"name": "TORCHINDUCTOR_CACHE_DIR", "value": compile_dirs["torchinductor"]},
+        # flashinfer-python 0.5.2 flashinfer/jit/env.py: JIT cache at $FLASHINFER_WORKSPACE_BASE/.cache/flashinfer.
+        {"name": "FLASHINFER_WORKSPACE_BASE", "value": compile_dirs["flashinfer"]},
         # numba caches next to its sources (site-packages, root's) unless told otherwise.
         {"name": "NUMBA_CACHE_DIR", "value": f"{SCRATCH_DIR}/.cache/numba"},
     ]
@@ -750,8 +857,6 @@ def render(args: VllmWorkloadArgs) -> list[dict]:
                 {"name": "LLMSERVING_ADAPTER_BUCKET_FILE", "value": "/etc/llmserving/bucket"},
                 {"name": "LLMSERVING_ADAPTER_SLOTS", "value": str(ad.slots)}]
 
-    w = args.weights
-    assert w is not None  # validated
     # Pod Identity gives credentials but no region (boto3 in the Run:ai streamer reads AWS_REGION).
     env.append({"name": "AWS_REGION", "value": w.region})
     vllm_args = vllm_server_args(s)
@@ -762,15 +867,27 @@ def render(args: VllmWorkloadArgs) -> list[dict]:
         {"name": "scratch", "emptyDir": {"sizeLimit": f"{ops.scratch_gib}Gi"}},
     ]
     init_containers: list[dict] = []
+    if nc is not None:
+        # The node cache: the directory the node created for the serving uid (NodeCache); type Directory, never
+        # DirectoryOrCreate (kubelet would create it as root 0755, unwritable for the serving uid).
+        node_mount = {"name": "node-cache", "mountPath": nc.mount_path}
+        mounts.insert(1, node_mount)
+        volumes.insert(1, {"name": "node-cache", "hostPath": {"path": nc.host_path, "type": "Directory"}})
     if not w.streams:
-        # Fallback: the pod's model cache, filled from the mirror (never the Hub) before vLLM starts.
-        mounts.insert(1, {"name": "model-cache", "mountPath": MODEL_DIR})
-        volumes.insert(1, {"name": "model-cache", "emptyDir": {"sizeLimit": f"{ops.cache_gib}Gi"}})
+        # Fallback: the weights copied from the mirror (never the Hub) before vLLM starts, into the node cache's
+        # weights/<revision>/ (kept across restarts on the node; copy_script skips a complete copy), else into
+        # the pod's model-cache.
+        if nc is not None:
+            copy_mount = node_mount
+        else:
+            copy_mount = {"name": "model-cache", "mountPath": MODEL_DIR}
+            mounts.insert(1, copy_mount)
+            volumes.insert(1, {"name": "model-cache", "emptyDir": {"sizeLimit": f"{ops.cache_gib}Gi"}})
         init_containers.append({
             "name": "model-copy", "image": w.copy_image, "command": ["/bin/bash", "-c"],
             "args": [copy_script(w.uri, s.model)],
             "env": [{"name": "HOME", "value": SCRATCH_DIR}, {"name": "AWS_REGION", "value": w.region}],
-            "volumeMounts": [{"name": "model-cache", "mountPath": MODEL_DIR}, scratch_mount],
+            "volumeMounts": [dict(copy_mount), scratch_mount],
             "resources": {"requests": {"cpu": "2", "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
             "securityContext": {**non_root, "readOnlyRootFilesystem": True}})
     if ad is not None:

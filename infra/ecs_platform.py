@@ -29,7 +29,7 @@ from components.load_balancer import ModelLoadBalancer
 from components.serving_secrets import ServingSecrets, ServingSecretsArgs
 from components.vllm_ecs_service import AdapterSync, VllmEcsService, VllmEcsServiceArgs
 from components.vllm_server_args import LoraSpec, VllmServerSpec
-from infra import capacity
+from infra import capacity, ecs_capacity, eks_catalog
 from infra import edge_catalog as ec
 from infra import serving_catalog as sc
 from infra.config import ModelConfig, Settings
@@ -128,7 +128,15 @@ def _pool(settings: Settings, plan: capacity.Plan, name: str) -> EcsCapacityPool
         min_size=cfg.min_nodes, max_size=cfg.max_nodes, desired_size=pool_plan.nodes,
         root_volume_gib=cfg.root_volume_gib,
         on_demand_base_capacity=min(settings.config.ecs.on_demand_base_capacity, cfg.max_nodes),
-        spot_allocation_strategy=settings.config.ecs.spot_allocation_strategy)
+        spot_allocation_strategy=settings.config.ecs.spot_allocation_strategy,
+        # Instance store RAID0, gp3 performance, reservations, acknowledgement tag (issue 12.3; infra/ecs_capacity.py).
+        **ecs_capacity.pool_args(settings, name))
+
+
+def task_uid() -> int:
+    """The uid every container of a serving task runs as (components/vllm_ecs_service.py VllmEcsServiceArgs.user)."""
+    default = VllmEcsServiceArgs.__dataclass_fields__["user"].default
+    return int(str(default).split(":", 1)[0])
 
 
 def build(settings: Settings, plan: capacity.Plan, network, tags: dict[str, str], *,
@@ -144,7 +152,9 @@ def build(settings: Settings, plan: capacity.Plan, network, tags: dict[str, str]
         target_capacity_percent=int(d["target_capacity_percent"].value),  # type: ignore[arg-type]
         stop_timeout_seconds=int(d["stop_timeout_seconds"].value),  # type: ignore[arg-type]
         protect=True, tags=tags,
-        spot_prerequisites=(spot_service_linked_role,) if spot_service_linked_role is not None else ()))
+        spot_prerequisites=(spot_service_linked_role,) if spot_service_linked_role is not None else (),
+        # The node-level cache, created at boot for the uid the tasks run as (VllmEcsServiceArgs.user).
+        **ecs_capacity.cluster_args(settings, cache_owner_uid=task_uid())))
 
     config = pulumi.Config(settings.project)
     values = {env: config.require_secret(key) for key, env in SECRET_ENV.items() if key in settings.secrets_set}
@@ -223,7 +233,7 @@ def build(settings: Settings, plan: capacity.Plan, network, tags: dict[str, str]
             scale_out_cooldown_seconds=int(d["scale_out_cooldown_seconds"].value),  # type: ignore[arg-type]
             http_keep_alive_seconds=ec.keep_alive_seconds(c.ingress.idle_timeout_seconds),
             load_balancer_idle_timeout_seconds=c.ingress.idle_timeout_seconds,
-            log_retention_days=c.observability.log_retention_days,
+            log_retention_days=c.observability.log_retention_days, node_cache_path=eks_catalog.NODE_CACHE_HOST_PATH,
             tags={**tags, "model": model.name},
             # The capacity provider must be on the cluster, and the model's target group attached to
             # the ALB by its listener rule, before the service is created (components/load_balancer.py).

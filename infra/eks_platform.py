@@ -71,7 +71,7 @@ import pulumi_kubernetes as k8s
 
 from components.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
 from components.eks_cluster import ADDONS_BEFORE_NODES, NODE_MONITORING_AGENT, EksCluster, EksClusterArgs
-from components.gpu_node_group import GpuNodeGroup, GpuNodeGroupArgs
+from components.gpu_node_group import GpuNodeGroup, GpuNodeGroupArgs, NodeCacheDir
 from components.karpenter import Karpenter, KarpenterArgs
 from components.karpenter_gpu_pool import KarpenterGpuPool, KarpenterGpuPoolArgs
 from components.network import Network
@@ -163,6 +163,15 @@ def node_labels(settings: Settings, pool: GpuPoolConfig, provisioner: str) -> di
 def root_volume_performance() -> tuple[int, int]:
     v = ec.GPU_ROOT_VOLUME
     return int(v["throughput_mibs"].value), int(v["iops"].value)
+
+
+def node_cache_dir(settings: Settings) -> NodeCacheDir:
+    """The node-level cache every GPU node creates at boot, owned by the uid/gid the serving pods run as
+    (infra/serving.py workload_args mounts it as hostPath type Directory)."""
+    from infra.serving import figure
+
+    return NodeCacheDir(path=ec.NODE_CACHE_HOST_PATH, uid=int(figure(settings, "run_as_user")),
+                        gid=int(figure(settings, "fs_group")))
 
 
 def validate(settings: Settings, plan: capacity.Plan) -> None:
@@ -323,7 +332,7 @@ def build(settings: Settings, plan: capacity.Plan, network: Network, tags: dict[
             autoscaled=True, template_resources={"vpc.amazonaws.com/efa": str(efa_ifs)} if efa else {},
             node_repair_max_parallel=int(ec.NODE_REPAIR["max_parallel_nodes_repaired_count"].value),
             capacity_reservation_id=reservation.id if reservation is not None else None,
-            local_storage_raid0=has_instance_store(settings, pool)))
+            local_storage_raid0=has_instance_store(settings, pool), node_cache=node_cache_dir(settings)))
         node_role_arn = node_role_arn or group.node_role_arn
         node_sources[pool.name] = [group, *([autoscaler.release] if autoscaler is not None else [])]
         scheduling[pool.name] = PoolScheduling({POOL_LABEL: pool.name}, [dict(GPU_TOLERATION)], efa)
@@ -363,7 +372,8 @@ def build(settings: Settings, plan: capacity.Plan, network: Network, tags: dict[
                 capacity_reservation_terms=terms, instance_store_raid0=has_instance_store(settings, pool),
                 root_volume_throughput_mibs=throughput, root_volume_iops=iops,
                 annotations=({NO_RESERVATION_ACK: pool.acknowledge_no_reservation}
-                             if pool.acknowledge_no_reservation else {})),
+                             if pool.acknowledge_no_reservation else {}),
+                node_cache=node_cache_dir(settings)),
                 opts=pulumi.ResourceOptions(providers=[cluster.provider], depends_on=[karpenter.release]))
             node_sources[pool.name] = [gpu_pool, karpenter.release]
             scheduling[pool.name] = PoolScheduling({POOL_LABEL: pool.name}, [dict(GPU_TOLERATION)], False)

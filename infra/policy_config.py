@@ -88,6 +88,11 @@ def policy_config(settings: Settings) -> dict[str, Any]:
     from components.nvidia_runtime import DCGM_NAMESPACE
 
     privileged_ok = [DCGM_NAMESPACE] if c.orchestrator == "eks" and c.observability.dcgm_exporter else []
+    # The serving pods' one hostPath: the node-level cache the GPU nodes create at boot (issue 12.3;
+    # components/vllm_workload.py NodeCache). EKS only; no exception where nothing mounts it.
+    from infra import eks_catalog as ec
+
+    host_path = {"servingNodeCachePath": ec.NODE_CACHE_HOST_PATH if c.orchestrator == "eks" else ""}
     cfg: dict[str, Any] = {
         "gpu-allowed-instance-families": {"allowedFamilies": list(c.gpu_limits.allowed_families)},
         "gpu-max-per-pool": {"maxGpusPerPool": c.gpu_limits.max_gpus_per_pool, "instanceTypes": table},
@@ -110,6 +115,7 @@ def policy_config(settings: Settings) -> dict[str, Any]:
         "serving-min-replicas": {"minReplicas": 2 if prod else 1},
         "gpu-pool-on-demand-fallback": {"required": prod},
         "pss-namespace-not-privileged": {"allowedPrivileged": privileged_ok},
+        "pss-host-path": host_path,
         # No model opts in to --trust-remote-code (the stack config has no such switch yet).
         "vllm-trust-remote-code": {"allowedModels": []},
     }

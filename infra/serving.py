@@ -43,8 +43,8 @@ from components.nvidia_runtime import DCGM_METRICS_PORT, DCGM_NAMESPACE, DCGM_PO
 from components.observability import AlertThresholds, DcgmScrape, Observability, ObservabilityArgs
 from components.serving_foundation import ServingFoundation, ServingFoundationArgs, TenantAdapterAccess
 from components.vllm_server_args import LoraSpec, VllmServerSpec
-from components.vllm_workload import (ADAPTER_DIR, MODEL_DIR, AdapterStore, Autoscaling, MirrorJob, Operations,
-                                      Placement, Rollout, VllmWorkload, VllmWorkloadArgs, Weights)
+from components.vllm_workload import (ADAPTER_DIR, AdapterStore, Autoscaling, MirrorJob, NodeCache, Operations,
+                                      Placement, Rollout, VllmWorkload, VllmWorkloadArgs, Weights, node_cache_dirs)
 from infra import capacity
 from infra import serving_catalog as sc
 from infra.config import ConfigError, ModelConfig, Settings
@@ -388,8 +388,14 @@ def workload_args(settings: Settings, plan: capacity.Plan, model: ModelConfig, p
                          part_mib=int(figure(settings, "mirror_part_mib")),
                          keep_revisions=int(figure(settings, "mirror_keep_revisions")),
                          deadline_seconds=est.mirror_deadline_seconds))
+    # The node-level cache (compile caches, fallback weights): the directory every EKS GPU node creates at boot,
+    # owned by the serving uid (infra/eks_catalog.py NODE_CACHE_HOST_PATH; components/gpu_node_group.py).
+    from infra import eks_catalog as ec
+
+    node_cache = NodeCache(host_path=ec.NODE_CACHE_HOST_PATH)
     server = VllmServerSpec(
-        served_model_name=model.name, model=weights.uri if streams else f"{MODEL_DIR}/{model.name}",
+        served_model_name=model.name,
+        model=weights.uri if streams else node_cache_dirs(node_cache.mount_path, model.name, weights.revision)["weights"],
         precision=model.precision,
         checkpoint_precision=ckpt, tensor_parallel=model.tensor_parallel, pipeline_parallel=model.pipeline_parallel,
         max_model_len=model.max_model_len, gpu_memory_utilization=util, gpu_compute_capability=gpu.compute_capability,
@@ -428,7 +434,7 @@ def workload_args(settings: Settings, plan: capacity.Plan, model: ModelConfig, p
                                 cooldown_seconds=int(figure(settings, "keda_cooldown_seconds"))),
         gateway_pod_labels=dict(ROUTER_LABELS), prometheus_namespace=settings.config.serving.prometheus_namespace,
         load_balancer_cidrs=tuple(load_balancer_cidrs), api_key_secret=api_key_secret, adapters=adapters,
-        weights=weights,
+        weights=weights, node_cache=node_cache,
         labels={"llmserving.io/stack": settings.stack}, rollout=rollout(settings, plan, model.name),
         depends_on=tuple(depends_on))
 

@@ -122,8 +122,10 @@ SERVING_FIGURES: dict[str, Assumption] = {
     # Kubernetes Hardening Guidance, non-root containers).
     "run_as_user": Assumption(value=10001, source="Kubernetes docs 'Configure a Security Context'; Checkov CKV_K8S_40 (uid >= 10000)", as_of="2026-12"),
     "fs_group": Assumption(value=10001, source="Kubernetes docs 'Configure a Security Context' (fsGroup); same id as run_as_user", as_of="2026-12"),
-    # HOME, /tmp and the compile caches of a vLLM pod (torch.compile/inductor, Triton, FlashInfer JIT, Ray sessions).
-    "scratch_gib": Assumption(value=10, source=_OPS + "; vLLM v0.11 caches under ~/.cache/vllm and /tmp", as_of="2025-10"),
+    # HOME, /tmp, the Hugging Face and numba caches and Ray sessions of a vLLM pod; on EKS the compile caches
+    # (torch.compile/inductor, Triton, FlashInfer JIT) live in the node-level cache instead (vllm_workload NodeCache).
+    "scratch_gib": Assumption(value=10, source=_OPS + "; vLLM v0.11 writes HOME (~/.config/vllm) and /tmp (Ray)",
+                              as_of="2026-12"),
     "sync_scratch_mib": Assumption(value=256, source=_OPS + "; aws-cli HOME and /tmp", as_of="2025-10"),
     "router_scratch_mib": Assumption(value=256, source=_OPS + "; the router writes only /tmp (vllm-stack-0.1.11)", as_of="2025-10"),
     # The adapter sync stops adding adapters above this share of the adapter cache: past the emptyDir's

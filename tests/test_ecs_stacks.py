@@ -205,7 +205,8 @@ def _task(run, model: str) -> tuple[dict, list[dict]]:
 def test_lora_task_copies_the_mapped_adapters_before_vllm_starts():
     run = _lora_run()
     td, (sync, vllm) = _task(run, "llama-3-1-8b")
-    assert td["volumes"] == [{"name": "adapters"}]
+    # The adapters (task-scoped) and the instance's node cache (issue 12.3, host bind mount).
+    assert td["volumes"] == [{"name": "adapters"}, {"name": "node-cache", "hostPath": "/mnt/k8s-disks/0/llmserving-cache"}]
     assert sync["name"] == "adapter-sync" and sync["essential"] is False and sync["image"] == "amazon/aws-cli:2.31.18"
     assert vllm["dependsOn"] == [{"containerName": "adapter-sync", "condition": "SUCCESS"}]
     assert sync["mountPoints"][0]["sourceVolume"] == vllm["mountPoints"][0]["sourceVolume"] == "adapters"

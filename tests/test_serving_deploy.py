@@ -354,9 +354,14 @@ def pod_templates(run) -> list[tuple[str, dict]]:
 
 
 def writable_paths(pod_spec: dict, c: dict) -> list[str]:
+    """emptyDirs, and the node-level cache: a hostPath of type Directory that the node creates for the serving
+    uid/gid at boot (issue 12.3; components/gpu_node_group.py node_cache_boot_script)."""
+    from infra.eks_catalog import NODE_CACHE_HOST_PATH
+
     vols = {v["name"]: v for v in pod_spec.get("volumes", [])}
     return [m["mountPath"] for m in c.get("volumeMounts", []) if not m.get("readOnly")
-            and "emptyDir" in vols.get(m["name"], {})]
+            and ("emptyDir" in vols.get(m["name"], {})
+                 or vols.get(m["name"], {}).get("hostPath") == {"path": NODE_CACHE_HOST_PATH, "type": "Directory"})]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -8,6 +8,14 @@ One narrow exception, keyed on EFA: the engine of a multi-node group requests
 capabilities only to uid 0 (no ambient capabilities: kubernetes/kubernetes#56374), so that container
 runs as uid 0 with every other capability dropped and no privilege escalation
 (components/vllm_workload.py engine_security). Nothing else may add capabilities or run as root.
+
+One narrow hostPath exception, keyed on configuration: a serving workload (one that runs `vllm serve`) may
+mount the node-level model/compile cache, exactly the directory the policy config names
+(`pss-host-path.servingNodeCachePath`, generated from infra/eks_catalog.py NODE_CACHE_HOST_PATH by
+infra/policy_config.py), with hostPath type `Directory`: the node creates that directory at boot for the
+serving uid, and type Directory makes a node without it fail the mount instead of kubelet creating a
+root-owned directory (DirectoryOrCreate: kubernetes pkg/volume/hostpath/host_path.go makeDir, v1.33). Any
+other path (a parent, a child, a sibling), any other type, or any other workload still fails.
 """
 
 from __future__ import annotations
@@ -57,9 +65,14 @@ host_namespaces = resource_policy(
     _host_namespaces, types=WORKLOAD_TYPES)
 
 
+NODE_CACHE_KEY = "servingNodeCachePath"
+NODE_CACHE_TYPE = "Directory"
+
+
 def _host_path(r: Res, cfg: dict, report) -> None:
     if not _guard(r, report):
         return
+    cache = cfg.get(NODE_CACHE_KEY) or ""
     for role, spec, _, path in pod_templates(r):
         volumes = spec.get("volumes")
         if volumes is UNKNOWN:
@@ -68,15 +81,34 @@ def _host_path(r: Res, cfg: dict, report) -> None:
         for i, v in enumerate(as_list(volumes)):
             if v is UNKNOWN:
                 report.unjudged(workload_label(r), ".".join(path) + f".volumes[{i}]")
-            elif isinstance(v, dict) and v.get("hostPath") is not None:
-                report(f"{workload_label(r)} mounts hostPath {get(v, 'hostPath', 'path')} (volume '{v.get('name')}'): "
-                       f"node files in a pod (PSS baseline; AVD-KSV-0023)")
+                continue
+            if not isinstance(v, dict) or v.get("hostPath") is None:
+                continue
+            hp = v.get("hostPath")
+            where = first_unknown(hp, ".".join(path) + f".volumes[{i}].hostPath") if isinstance(hp, dict) else None
+            if hp is UNKNOWN or where:
+                report.unjudged(workload_label(r), where or ".".join(path) + f".volumes[{i}].hostPath")
+                continue
+            host, kind = get(v, "hostPath", "path"), get(v, "hostPath", "type")
+            label = f"{workload_label(r)} mounts hostPath {host} (volume '{v.get('name')}')"
+            if not cache or host != cache:
+                report(f"{label}: node files in a pod (PSS baseline; AVD-KSV-0023)")
+            elif not is_serving_workload(r):
+                report(f"{label}: only serving workloads (vllm serve) may mount the node cache (PSS baseline; "
+                       f"AVD-KSV-0023)")
+            elif kind != NODE_CACHE_TYPE:
+                report(f"{label} with type {kind or 'unset'}: the node cache is mounted with type Directory only "
+                       f"(the node creates it for the serving uid; a missing one must fail the mount, not be created "
+                       f"as root) (PSS baseline; AVD-KSV-0023)")
 
 
 host_path = resource_policy(
     "pss-host-path",
+    # The node-cache exception (module docstring) is configured (servingNodeCachePath); the description stays the
+    # README's row (policies/README.md is the lead's).
     "Pods mount no hostPath volumes (PSS:baseline/host-path-volumes; Trivy AVD-KSV-0023).",
-    _host_path, types=WORKLOAD_TYPES)
+    _host_path, types=WORKLOAD_TYPES,
+    schema={NODE_CACHE_KEY: {"type": "string", "default": ""}})
 
 
 def _efa_engine(c: dict) -> bool:
