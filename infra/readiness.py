@@ -68,7 +68,7 @@ import json
 import math
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
@@ -450,6 +450,9 @@ def node_sources(resources: list[dict], gpus_of: Callable[[str], int]) -> list[N
 class Estimate:
     seconds: float
     parts: list[tuple[str, float]]
+    # Init containers that write into a hostPath (e.g. the node-level cache): the pod spec does not bound
+    # what they fetch, so their time is not in `seconds` ("init name -> volume").
+    unbounded: list[str] = field(default_factory=list)
 
     def explain(self) -> str:
         return " + ".join(f"{what} {fmt_duration(s)}" for what, s in self.parts if s > 0) or "0s"
@@ -477,13 +480,17 @@ def pod_startup(t: PodTemplate, *, fresh_node: bool, image_pull: bool = False) -
         parts.append(("image pull", f["image_pull_seconds"].value))
     sizes = {v.get("name"): quantity_bytes((v.get("emptyDir") or {}).get("sizeLimit", 0))
              for v in t.spec.get("volumes") or [] if "emptyDir" in v and (v.get("emptyDir") or {}).get("medium") != "Memory"}
+    host_paths = {v.get("name") for v in t.spec.get("volumes") or [] if "hostPath" in v}
     rate = f["download_mib_per_second"].value * 2 ** 20
+    unbounded: list[str] = []
     for c in t.spec.get("initContainers") or []:
         if c.get("restartPolicy") == "Always":  # native sidecar: runs alongside, does not delay start
             continue
-        written = sum(sizes.get(m.get("name"), 0) for m in c.get("volumeMounts") or [] if not m.get("readOnly"))
+        writes = [m.get("name") for m in c.get("volumeMounts") or [] if not m.get("readOnly")]
+        written = sum(sizes.get(n, 0) for n in writes)
         if written:
             parts.append((f"init {c.get('name')} (<= {written / 2 ** 30:,.0f} GiB)", written / rate))
+        unbounded += [f"init {c.get('name')} -> hostPath volume '{n}'" for n in writes if n in host_paths]
     probe = 0.0
     for c in t.spec.get("containers") or []:
         if c.get("startupProbe"):
@@ -492,7 +499,7 @@ def pod_startup(t: PodTemplate, *, fresh_node: bool, image_pull: bool = False) -
             rp = c["readinessProbe"]
             probe = max(probe, _int(rp.get("initialDelaySeconds"), 0) + _int(rp.get("periodSeconds"), 10))
     parts.append(("startupProbe", probe))
-    return Estimate(sum(s for _, s in parts), parts)
+    return Estimate(sum(s for _, s in parts), parts, unbounded)
 
 
 # --- the checks ----------------------------------------------------------------------------------------------------
@@ -637,6 +644,12 @@ def check_await(ctx: Context) -> list[Finding]:
             parts.append((f"{steps - 1} more step(s) x ({rest.explain()})", (steps - 1) * rest.seconds))
         update = Estimate(sum(p for _, p in parts), parts)
         budgets[w.r["urn"]] = (create, update)
+        for what in sorted(set(create.unbounded)):
+            findings.append(Finding(
+                "download-unbounded", ADVISORY, w.r["urn"],
+                f"{display(w.r)}: {what} writes into a directory on the node whose size the pod spec does not bound "
+                f"(no emptyDir sizeLimit): its first start on a node may take longer than the estimate "
+                f"({create.explain()}), which leaves that copy out"))
 
     for r in ctx.resources:
         group, _, kind = k8s_kind(r["type"])

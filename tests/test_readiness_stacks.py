@@ -296,3 +296,23 @@ def test_pr_diff_names_a_dropped_edge_and_the_new_finding():
     md = D.render_markdown(head, d)
     assert "#### Ordering changes (what each resource waits for)" in md
     assert "**Deploy readiness:** ❌" in md and "| crd-order |" in md and "| new |" in md
+
+
+def test_a_copy_into_the_node_cache_is_named_as_not_bounded_by_the_pod_spec():
+    """The fallback copy (load format safetensors) writes into the node-level cache, a hostPath: the pod spec
+    bounds nothing there (an emptyDir's sizeLimit did), so the estimate cannot include the copy and says so
+    instead of judging the await as if the copy took no time."""
+    from tests.harness import stack_value
+
+    models = [dict(m, loadFormat="safetensors") if m["name"] == "llama-3-1-8b" else m
+              for m in stack_value("prod", "llmserving:models")]
+    run = run_stack("prod", {"llmserving:models": models})
+    res = [resource_entry(r) for r in sorted(run.registrations, key=lambda r: r.urn)]
+    deploy = find(res, "kubernetes:apps/v1:Deployment", "llama-3-1-8b-deployment")
+    [finding] = [f for f in R.check(res) if f.check == "download-unbounded"]
+    assert (finding.level, finding.urn) == ("advisory", deploy["urn"])
+    assert finding.message.startswith(
+        "Deployment llmserving/llama-3-1-8b: init model-copy -> hostPath volume 'node-cache' writes into a directory "
+        "on the node whose size the pod spec does not bound (no emptyDir sizeLimit)")
+    # Streaming models write nothing there before they start: no such finding on the shipped stack.
+    assert [f for f in R.check(recorded("prod")) if f.check == "download-unbounded"] == []

@@ -104,9 +104,9 @@ def _host_path(r: Res, cfg: dict, report) -> None:
 
 host_path = resource_policy(
     "pss-host-path",
-    # The node-cache exception (module docstring) is configured (servingNodeCachePath); the description stays the
-    # README's row (policies/README.md is the lead's).
-    "Pods mount no hostPath volumes (PSS:baseline/host-path-volumes; Trivy AVD-KSV-0023).",
+    "Pods mount no hostPath volumes; the one exception is a serving workload mounting the node-level cache "
+    "directory the config names (servingNodeCachePath) with type Directory (PSS:baseline/host-path-volumes; "
+    "Trivy AVD-KSV-0023).",
     _host_path, types=WORKLOAD_TYPES,
     schema={NODE_CACHE_KEY: {"type": "string", "default": ""}})
 
