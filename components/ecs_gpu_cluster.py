@@ -30,7 +30,13 @@ Capacity and health (docs/capacity.md):
   not carry it: aws/amazon-ecs-ami release-al2023.auto.pkrvars.hcl
   source_ami_al2023) mounted at the same path as on EKS nodes, holding the
   node-level model cache, and tags the container instance with the
-  `llmserving.io/local-nvme` attribute. Docker's data root stays on the root
+  `llmserving.io/local-nvme` attribute. User data runs on the first boot only:
+  a systemd oneshot (NODE_CACHE_UNIT, before docker and ecs) re-does the mount
+  check, the cache directory and the attributes at every boot (the array is
+  in /etc/fstab by UUID; a stop/start wipes the instance store and the unit
+  builds it again), and every instance carries the node-cache attribute the
+  tasks that bind-mount the cache are constrained to, so instances launched
+  from an older template never receive them. Docker's data root stays on the root
   volume: moving it means restarting Docker under the GPU AMI's NVIDIA runtime
   configuration at boot, before the agent starts; the cache is what must be
   fast, and the image is pulled once per instance;
@@ -64,6 +70,13 @@ CAPACITY_TYPES = ("on-demand", "spot", "spot-with-on-demand-fallback")
 SPOT_STRATEGIES = ("price-capacity-optimized", "capacity-optimized", "capacity-optimized-prioritized", "lowest-price")
 INSIGHTS = ("enabled", "enhanced")
 ROOT_DEVICE = "/dev/xvda"  # root device of the Amazon Linux 2023 ECS AMIs
+# The container instance attribute every instance with the boot unit carries, and what the tasks that bind-mount the
+# node cache are constrained to (components/vllm_ecs_service.py node_cache_constraint). A dotted name, as the built-in
+# attributes (ecs.instance-type) the cluster query language documents (ECS developer guide, "Create expressions to
+# define container instances"); attribute names allow letters, digits, - _ / \ . up to 128 characters (botocore ecs
+# model, Attribute.name). Bump the value when the boot layout changes, so tasks land only on instances that have it.
+NODE_CACHE_ATTRIBUTE = ("llmserving.node-cache", "v1")
+ATTRIBUTE_NAME = re.compile(r"^[A-Za-z0-9_./\\-]{1,128}$")
 
 
 @dataclass(frozen=True)
@@ -122,6 +135,8 @@ class EcsGpuClusterArgs:
     cache_path: str = "/mnt/k8s-disks/0/llmserving-cache"
     cache_owner_uid: int = 0
     nvme_attribute: str = "llmserving.io/local-nvme"
+    # (name, value) of the attribute every instance with the node cache carries (tasks are constrained to it).
+    node_cache_attribute: tuple[str, str] = NODE_CACHE_ATTRIBUTE
     # None: no GPU health check (instances stay in service until EC2 status checks fail).
     gpu_health: GpuHealthCheck | None = field(default_factory=lambda: GpuHealthCheck(fatal_xids=FATAL_XIDS))
 
@@ -180,6 +195,12 @@ def validate_ecs_gpu_cluster_args(args: EcsGpuClusterArgs) -> None:
             problems.append(f"{key}: got {getattr(args, key)!r}; an absolute path of letters, digits and . _ - /")
     if not args.cache_path.startswith(args.local_storage_mount + "/"):
         problems.append(f"cache_path: got {args.cache_path!r}; must lie inside local_storage_mount {args.local_storage_mount!r}")
+    for key in ("nvme_attribute", "node_cache_attribute"):
+        name = getattr(args, key) if key == "nvme_attribute" else args.node_cache_attribute[0]
+        if not ATTRIBUTE_NAME.match(name):
+            problems.append(f"{key}: got {name!r}; ECS attribute names are 1-128 letters, digits and - _ . / \\")
+    if not re.match(r"^[A-Za-z0-9_.-]{1,128}$", args.node_cache_attribute[1]):
+        problems.append(f"node_cache_attribute: value {args.node_cache_attribute[1]!r}; letters, digits and - _ .")
     if args.gpu_health is not None:
         if not args.gpu_health.fatal_xids:
             problems.append("gpu_health.fatal_xids: got none; name the XID codes that take an instance out of service")
@@ -203,39 +224,107 @@ HEALTH_SCRIPT = "/usr/local/bin/llmserving-gpu-health"
 HEALTH_UNIT = "llmserving-gpu-health"
 
 
-def nvme_setup_script(mount: str, cache: str, owner_uid: int, attribute: str) -> list[str]:
-    """Shell lines: the instance-store disks (by-id names `*NVMe_Instance_Storage_*`, as EC2 exposes them)
-    as one RAID0 array, xfs, mounted at `mount`; the container instance attribute that says so. Without
-    instance store nothing happens and the cache lives on the root volume. The cache directory itself comes
-    after (cache_dir_script), so it is created inside the array, never hidden under its mount."""
-    return [
-        "setup_local_nvme() {",
-        "  mapfile -t disks < <(find -L /dev/disk/by-id/ -xtype l -name '*NVMe_Instance_Storage_*' "
-        "-exec readlink -f {} \\; | sort -u)",
-        '  [ "${#disks[@]}" -gt 0 ] || return 1',
-        '  if [ "${#disks[@]}" -gt 1 ]; then',
-        "    command -v mdadm >/dev/null || dnf install -y mdadm || return 1",
-        '    mdadm --create /dev/md/llmserving --run --force --level=0 --raid-devices="${#disks[@]}" "${disks[@]}" '
-        "|| return 1",
-        "    dev=/dev/md/llmserving",
-        "  else",
-        '    dev="${disks[0]}"',
-        "  fi",
-        f'  mkfs.xfs -f "$dev" && mkdir -p {mount} && mount -o defaults,noatime "$dev" {mount}',
-        "}",
-        "if setup_local_nvme; then",
-        "  echo 'ECS_INSTANCE_ATTRIBUTES=" + json.dumps({attribute: "raid0"}) + "' >> /etc/ecs/ecs.config",
-        "fi",
+NODE_CACHE_UNIT = "llmserving-node-cache.service"
+NODE_CACHE_SCRIPT = "/usr/local/bin/llmserving-node-cache"
+
+
+def mount_unit_name(path: str) -> str:
+    """systemd's unit name of the mount at `path` (systemd-escape --path --suffix=mount)."""
+    parts = [x for x in path.split("/") if x]
+    out = []
+    for part in parts:
+        esc = "".join(c if (c.isascii() and (c.isalnum() or c in ":_.")) else "".join(f"\\x{b:02x}" for b in c.encode())
+                      for c in part)
+        out.append("\\x2e" + esc[1:] if esc.startswith(".") else esc)
+    return ("-".join(out) or "-") + ".mount"
+
+
+def node_cache_boot_script(cache: str, owner_uid: int, *, nvme: tuple[str, str] | None = None,
+                           cache_attribute: tuple[str, str] = NODE_CACHE_ATTRIBUTE) -> str:
+    """The script the boot unit (node_cache_unit) runs at EVERY boot, before Docker and the ECS agent.
+
+    `nvme` = (mount point, attribute name): the instance-store disks (by-id names `*NVMe_Instance_Storage_*`, as
+    EC2 exposes them) as one RAID0 array (mdadm; the ECS AMI is built from AL2023 minimal, which lacks it), xfs,
+    mounted at the mount point and persisted in /etc/fstab by filesystem UUID with `nofail` (mdadm writes a
+    superblock and udev re-assembles the array after a reboot, possibly as /dev/md127: only the UUID is stable;
+    awslabs/amazon-eks-ami v20251103 templates/shared/runtime/bin/setup-local-disks mounts by UUID too). After a
+    reboot the fstab mount is already there; after a stop/start the instance store is new and blank, the UUID
+    mount is skipped (nofail) and the array is built again. The cache directory comes after the mount (created in
+    the array, never hidden under it), owned by the uid the tasks run as: Docker would create a missing bind-mount
+    source as root 0755 (ECS developer guide, "Use bind mounts"). Last, ONE ECS_INSTANCE_ATTRIBUTES line from what
+    is mounted now: ecs-init reads /etc/ecs/ecs.config line by line into a map, the last assignment of a key wins
+    (aws/amazon-ecs-agent ecs-init/docker/docker.go loadEnvVariables), so two lines would drop one attribute."""
+    lines = [
+        "#!/bin/bash",
+        "# llmserving: node-level cache, at every boot before Docker and the ECS agent (" + NODE_CACHE_UNIT + ").",
+        "set -u",
+        "attrs='" + json.dumps({cache_attribute[0]: cache_attribute[1]}, sort_keys=True) + "'",
     ]
+    if nvme is not None:
+        mount, attribute = nvme
+        lines += [
+            "setup_local_nvme() {",
+            "  mapfile -t disks < <(find -L /dev/disk/by-id/ -xtype l -name '*NVMe_Instance_Storage_*' "
+            "-exec readlink -f {} \\; | sort -u)",
+            '  [ "${#disks[@]}" -gt 0 ] || return 1',
+            '  if [ "${#disks[@]}" -gt 1 ]; then',
+            "    command -v mdadm >/dev/null || dnf install -y mdadm || return 1",
+            '    mdadm --create /dev/md/llmserving --run --force --level=0 --raid-devices="${#disks[@]}" "${disks[@]}" '
+            "|| return 1",
+            "    dev=/dev/md/llmserving",
+            "  else",
+            '    dev="${disks[0]}"',
+            "  fi",
+            f'  mkfs.xfs -f "$dev" && mkdir -p {mount} && mount -o defaults,noatime "$dev" {mount} || return 1',
+            "  # Persist by filesystem UUID (the md device name changes across boots); nofail: a blank instance store",
+            "  # after a stop/start does not hold the boot, this script builds it again.",
+            '  uuid=$(blkid -s UUID -o value "$dev")',
+            '  [ -n "$uuid" ] || return 0',
+            f"  sed -i '\\# {mount} #d' /etc/fstab",
+            f'  echo "UUID=$uuid {mount} xfs defaults,noatime,nofail 0 0" >> /etc/fstab',
+            "  systemctl daemon-reload",
+            "}",
+            f"if mountpoint -q {mount} || mount {mount} 2>/dev/null || setup_local_nvme; then",
+            "  attrs='" + json.dumps({attribute: "raid0", cache_attribute[0]: cache_attribute[1]}, sort_keys=True) + "'",
+            "fi",
+        ]
+    lines += [
+        f"install -d -m 0755 -o {owner_uid} -g {owner_uid} {cache}",
+        "sed -i '/^ECS_INSTANCE_ATTRIBUTES=/d' /etc/ecs/ecs.config",
+        'echo "ECS_INSTANCE_ATTRIBUTES=$attrs" >> /etc/ecs/ecs.config',
+        "",
+    ]
+    return "\n".join(lines)
 
 
-def cache_dir_script(cache: str, owner_uid: int) -> list[str]:
-    """The node-level cache directory, owned by the uid the tasks run as: the task bind-mounts it (host volume,
-    components/vllm_ecs_service.py node_cache_path), and Docker would create a missing host path as root 0755
-    (ECS developer guide, "Use bind mounts"). The user data runs in cloud-init's final stage, before the ECS
-    agent starts (aws/amazon-ecs-agent packaging/amazon-linux-ami-integrated/ecs.service: After=cloud-final.service), and after the array is mounted
-    above; every instance gets it, on the array or on the root volume."""
-    return [f"install -d -m 0755 -o {owner_uid} -g {owner_uid} {cache}"]
+def node_cache_unit(mount: str | None) -> str:
+    """The oneshot that runs node_cache_boot_script at every boot. User data runs on the first boot only, and an
+    instance-store mount made from it alone is gone after a reboot (the directory it leaves on the root volume is
+    empty); so the unit is enabled (multi-user.target) and ordered before docker.service and ecs.service (the ECS
+    AMI's units: aws/amazon-ecs-ami scripts/enable-services.sh enables `ecs`; aws/amazon-ecs-agent
+    packaging/amazon-linux-ami-integrated/ecs.service After=docker.service cloud-final.service). It is ordered
+    after the array's mount unit with Wants=, not RequiresMountsFor=: after a stop/start that `nofail` mount fails
+    (blank disks) and a Requires= would skip this unit, which is exactly when it must rebuild the array."""
+    after = ["local-fs.target"]
+    wants = []
+    if mount is not None:
+        after.append(mount_unit_name(mount))
+        wants.append(mount_unit_name(mount))
+    return "\n".join([
+        "[Unit]",
+        "Description=llmserving node-level cache (instance-store array, cache directory, ECS attributes)",
+        *([f"Wants={' '.join(wants)}"] if wants else []),
+        f"After={' '.join(after)}",
+        "Before=docker.service ecs.service",
+        "[Service]",
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+        # mdadm, mkfs.xfs (discards the disks first) and, on the first boot, dnf may outlast the 90 s default.
+        "TimeoutStartSec=infinity",
+        f"ExecStart={NODE_CACHE_SCRIPT}",
+        "[Install]",
+        "WantedBy=multi-user.target",
+    ])
 
 
 def gpu_health_script(expected_gpus: int, fatal_xids: tuple[int, ...]) -> str:
@@ -265,9 +354,11 @@ def gpu_health_script(expected_gpus: int, fatal_xids: tuple[int, ...]) -> str:
 
 def user_data(cluster_name: str, stop_timeout_seconds: int, *, nvme: tuple[str, str, int, str] | None = None,
               health: GpuHealthCheck | None = None, expected_gpus: int = 1,
-              cache: tuple[str, int] | None = None) -> str:
+              cache: tuple[str, int] | None = None,
+              cache_attribute: tuple[str, str] = NODE_CACHE_ATTRIBUTE) -> str:
     """`nvme`: (mount, cache path, cache owner uid, attribute name) to assemble the instance store; `cache`:
-    (path, owner uid) of the node-level cache directory (created after the array)."""
+    (path, owner uid) of the node-level cache directory (created after the array, at every boot, by
+    NODE_CACHE_UNIT); `cache_attribute`: (name, value) of the container instance attribute that says it exists."""
     lines = [
         "#!/bin/bash",
         "cat >> /etc/ecs/ecs.config <<'EOF'",
@@ -278,12 +369,22 @@ def user_data(cluster_name: str, stop_timeout_seconds: int, *, nvme: tuple[str, 
         f"ECS_CONTAINER_STOP_TIMEOUT={stop_timeout_seconds}s",
         "EOF",
     ]
-    if nvme is not None:
-        lines += nvme_setup_script(*nvme)
     if cache is None and nvme is not None:
         cache = (nvme[1], nvme[2])
     if cache is not None:
-        lines += cache_dir_script(*cache)
+        script = node_cache_boot_script(*cache, nvme=(nvme[0], nvme[3]) if nvme is not None else None,
+                                        cache_attribute=cache_attribute)
+        lines += [
+            f"cat > {NODE_CACHE_SCRIPT} <<'EOF'", script.rstrip("\n"), "EOF",
+            f"chmod 0755 {NODE_CACHE_SCRIPT}",
+            f"cat > /etc/systemd/system/{NODE_CACHE_UNIT} <<'EOF'", node_cache_unit(nvme[0] if nvme else None), "EOF",
+            "systemctl daemon-reload",
+            # Enabled for every later boot, and started now: this boot's multi-user.target transaction is already
+            # running, and the user data runs in cloud-final, before ecs.service starts (ecs.service
+            # After=cloud-final.service), so the cache and the attributes exist before the agent registers.
+            f"systemctl enable {NODE_CACHE_UNIT}",
+            f"systemctl start {NODE_CACHE_UNIT}",
+        ]
     if health is not None:
         # AL2023 minimal (the ECS AMI's base) has no AWS CLI.
         lines += [
@@ -359,7 +460,8 @@ class EcsGpuCluster(pulumi.ComponentResource):
                 monitoring={"enabled": True},
                 user_data=user_data(args.cluster_name, args.stop_timeout_seconds, nvme=nvme, health=args.gpu_health,
                                     expected_gpus=pool.gpus_per_instance,
-                                    cache=(args.cache_path, args.cache_owner_uid)),
+                                    cache=(args.cache_path, args.cache_owner_uid),
+                                    cache_attribute=args.node_cache_attribute),
                 update_default_version=True,
                 tag_specifications=[{"resource_type": kind, "tags": {**pool_tags, "Name": f"{args.cluster_name}-{pool.name}"}}
                                     for kind in ("instance", "volume")],

@@ -40,6 +40,7 @@ from typing import Mapping, Optional, Sequence
 import pulumi
 import pulumi_aws as aws
 
+from components.ecs_gpu_cluster import ATTRIBUTE_NAME, NODE_CACHE_ATTRIBUTE
 from components.errors import ArgsError, out_of_range
 from components.vllm_server_args import VllmServerSpec, spec_problems, vllm_server_args
 from components.vllm_workload import STATIC_LORA_LAUNCHER
@@ -159,9 +160,12 @@ class VllmEcsServiceArgs:
     mirror: Optional[MirrorTask] = None
     # uid:gid every container of the task runs as (never root; see USER above).
     user: str = "10001:10001"
-    # The instance's node-level cache directory (components/ecs_gpu_cluster.py cache_dir_script creates it at
-    # boot, owned by `user`): bind-mounted so the compile caches survive a task restart on the same instance.
+    # The instance's node-level cache directory (components/ecs_gpu_cluster.py NODE_CACHE_UNIT creates it at
+    # every boot, owned by `user`): bind-mounted so the compile caches survive a task restart on the same instance.
     node_cache_path: Optional[str] = None
+    # (name, value) of the container instance attribute of instances whose boot unit creates node_cache_path
+    # (components/ecs_gpu_cluster.py NODE_CACHE_ATTRIBUTE): the task is constrained to them (node_cache_constraint).
+    node_cache_attribute: tuple[str, str] = NODE_CACHE_ATTRIBUTE
     port: int = 8000
     resource_share: float = 0.85
     shared_memory_mib_per_gpu: int = 4096
@@ -198,8 +202,24 @@ def task_resources(args: VllmEcsServiceArgs) -> tuple[int, int, int]:
     return cpu, memory, shm
 
 
+def node_cache_constraint(attribute: tuple[str, str]) -> dict:
+    """The task's placement constraint: only instances whose boot unit creates the node cache for the task uid.
+    A new launch template does not replace running instances (the group has no instance refresh, and ECS
+    managed termination protection keeps instances with tasks), and on an older instance Docker would create
+    the bind-mount source as root 0755 (ECS developer guide, "Use bind mounts") and vLLM, uid 10001, could not
+    write it. memberOf with a cluster query language expression `attribute:<name> == <value>` (botocore ecs
+    model TaskDefinitionPlacementConstraint: type memberOf, expression; ECS developer guide, "Create
+    expressions to define container instances"). Tasks that fit no instance stay PROVISIONING, and managed
+    scaling launches instances from the current template."""
+    return {"type": "memberOf", "expression": f"attribute:{attribute[0]} == {attribute[1]}"}
+
+
 def validate_vllm_ecs_service_args(args: VllmEcsServiceArgs) -> None:
     problems = []
+    if args.node_cache_path is not None and (not ATTRIBUTE_NAME.match(args.node_cache_attribute[0]) or not re.match(
+            r"^[A-Za-z0-9_.-]{1,128}$", args.node_cache_attribute[1])):
+        problems.append(f"node_cache_attribute: got {args.node_cache_attribute!r}; an ECS attribute name (letters, "
+                        f"digits, - _ . / \\, at most 128) and a value of letters, digits, - _ .")
     if not DNS_LABEL.match(args.service_name):
         problems.append(f"service_name: got {args.service_name!r}; must be a DNS label")
     if not re.match(r"^[a-z0-9][a-z0-9-]{0,38}$", args.name_prefix):
@@ -506,7 +526,10 @@ class VllmEcsService(pulumi.ComponentResource):
         task = aws.ecs.TaskDefinition(
             f"{name}-task", family=full, network_mode="awsvpc", requires_compatibilities=["EC2"],
             execution_role_arn=execution.arn, task_role_arn=task_role_arn, container_definitions=definitions,
-            volumes=volumes or None, tags=tags, opts=child)
+            volumes=volumes or None,
+            placement_constraints=([node_cache_constraint(args.node_cache_attribute)]
+                                   if args.node_cache_path is not None else None),
+            tags=tags, opts=child)
 
         service = aws.ecs.Service(
             f"{name}-service", name=args.service_name, cluster=args.cluster_arn, task_definition=task.arn,

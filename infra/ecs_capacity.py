@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.ecs_gpu_cluster import GpuHealthCheck
+from components.ecs_gpu_cluster import NODE_CACHE_ATTRIBUTE, GpuHealthCheck
 from components.gpu_health import FATAL_XIDS
 from infra import eks_catalog as ec
 from infra.config import Settings
@@ -46,5 +46,7 @@ def cluster_args(settings: Settings, *, cache_owner_uid: int = 0) -> dict[str, A
         "cache_path": ec.NODE_CACHE_HOST_PATH,
         "cache_owner_uid": cache_owner_uid,
         "nvme_attribute": ec.LOCAL_NVME_LABEL,
+        # Every instance says it has the node cache; the services' tasks are constrained to it (infra/ecs_platform.py).
+        "node_cache_attribute": NODE_CACHE_ATTRIBUTE,
         "gpu_health": GpuHealthCheck(fatal_xids=FATAL_XIDS),
     }

@@ -234,6 +234,8 @@ def build(settings: Settings, plan: capacity.Plan, network, tags: dict[str, str]
             http_keep_alive_seconds=ec.keep_alive_seconds(c.ingress.idle_timeout_seconds),
             load_balancer_idle_timeout_seconds=c.ingress.idle_timeout_seconds,
             log_retention_days=c.observability.log_retention_days, node_cache_path=eks_catalog.NODE_CACHE_HOST_PATH,
+            # Only instances whose user data sets up the cache (older ones are not replaced by a template update).
+            node_cache_attribute=ecs_capacity.NODE_CACHE_ATTRIBUTE,
             tags={**tags, "model": model.name},
             # The capacity provider must be on the cluster, and the model's target group attached to
             # the ALB by its listener rule, before the service is created (components/load_balancer.py).
