@@ -147,7 +147,7 @@ def test_ecs_pool_assembles_its_instance_store_and_fast_root():
     assert "-name '*NVMe_Instance_Storage_*'" in script and "mdadm --create /dev/md/llmserving --run --force --level=0" in script
     assert f"mount -o defaults,noatime \"$dev\" {ec.NODE_LOCAL_STORAGE_MOUNT}" in script
     assert f"install -d -m 0755 -o 1000 -g 1000 {ec.NODE_CACHE_HOST_PATH}" in script
-    assert 'ECS_INSTANCE_ATTRIBUTES={"llmserving.io/local-nvme": "raid0"}' in script
+    assert '"llmserving.io/local-nvme": "raid0"' in script  # one ECS_INSTANCE_ATTRIBUTES JSON (test_nodecache_ecs_boot.py)
     # The acknowledgement reaches the group as a tag the policy reads.
     tags = {t["key"]: t["value"] for t in inputs(one(run, "aws:autoscaling/group:Group"))["tags"]}
     assert tags["llmserving.io/no-reservation-ack"].startswith("no reservation purchased yet")
