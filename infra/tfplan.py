@@ -82,6 +82,8 @@ PLAIN_BLOCK_LISTS: dict[str, set[str]] = {
     "aws:ec2/launchTemplate:LaunchTemplate": {"blockDeviceMappings", "tagSpecifications", "networkInterfaces"},
     "aws:ec2/securityGroup:SecurityGroup": {"ingress", "egress"},
     "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": {"ingress", "egress"},
+    # Terraform block `placement_constraints` (terraform-provider-aws internal/service/ecs/task_definition.go).
+    "aws:ecs/taskDefinition:TaskDefinition": {"placementConstraints"},
     # Terraform block `redacted_fields` (already plural; the bridge keeps it).
     "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration": {"redactedFields"},
 }
