@@ -315,6 +315,8 @@ class GpuNodeGroup(pulumi.ComponentResource):
                 for i in range(args.efa_interfaces)
             ]
 
+        # The node cache's label: EKS puts the group's labels on its nodes (UpdateNodegroupConfig applies a change
+        # to the running ones too; the user data that creates the directory rolls them with the launch template).
         labels = {**args.labels, **node_cache_labels(args.node_cache), POOL_LABEL: args.pool_name,
                   "nvidia.com/gpu.present": "true"}
         ebs = {"volume_size": args.root_volume_gib, "volume_type": "gp3", "encrypted": "true",
