@@ -37,6 +37,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -61,6 +62,14 @@ class NodeCacheDir:
     path: str
     uid: int
     gid: int
+    # A node label (key, value) the node carries from its first start, so pods that mount the directory select
+    # only nodes that create it (components/vllm_workload.py NodeCache.node_label; infra/eks_catalog.py).
+    node_label: Optional[tuple[str, str]] = None
+
+
+def node_cache_labels(c: Optional[NodeCacheDir]) -> dict[str, str]:
+    """The node labels a node source sets because its nodes create the node cache."""
+    return dict([c.node_label]) if c is not None and c.node_label is not None else {}
 
 
 @dataclass(frozen=True)
@@ -184,6 +193,13 @@ def node_cache_problems(c: NodeCacheDir) -> list[str]:
         p.append(f"node_cache.path: got {c.path!r}; an absolute path of letters, digits and . _ - / (not /)")
     if c.uid < 1 or c.gid < 1:
         p.append(f"node_cache.uid/gid: got {c.uid}/{c.gid}; the serving pods' non-root ids (>= 1)")
+    # Kubernetes label syntax (apimachinery validation IsQualifiedName / IsValidLabelValue).
+    if c.node_label is not None and (
+            len(c.node_label) != 2
+            or not re.match(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$",
+                            c.node_label[0])
+            or not re.match(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$", c.node_label[1])):
+        p.append(f"node_cache.node_label: got {c.node_label!r}; a (key, value) Kubernetes label")
     return p
 
 
@@ -299,7 +315,10 @@ class GpuNodeGroup(pulumi.ComponentResource):
                 for i in range(args.efa_interfaces)
             ]
 
-        labels = {**args.labels, POOL_LABEL: args.pool_name, "nvidia.com/gpu.present": "true"}
+        # The node cache's label: EKS puts the group's labels on its nodes (UpdateNodegroupConfig applies a change
+        # to the running ones too; the user data that creates the directory rolls them with the launch template).
+        labels = {**args.labels, **node_cache_labels(args.node_cache), POOL_LABEL: args.pool_name,
+                  "nvidia.com/gpu.present": "true"}
         ebs = {"volume_size": args.root_volume_gib, "volume_type": "gp3", "encrypted": "true",
                "delete_on_termination": "true"}
         if args.root_volume_throughput_mibs is not None:

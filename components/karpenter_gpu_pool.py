@@ -38,7 +38,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.errors import ArgsError
-from components.gpu_node_group import SHELL_PART, NodeCacheDir, mime_archive, node_cache_boot_script, node_cache_problems
+from components.gpu_node_group import (SHELL_PART, NodeCacheDir, mime_archive, node_cache_boot_script,
+                                       node_cache_labels, node_cache_problems)
 
 CAPACITY_TYPES = ("reserved", "spot", "on-demand")
 CONSOLIDATION_POLICIES = ("WhenEmpty", "WhenEmptyOrUnderutilized")
@@ -169,7 +170,11 @@ def node_pool_spec(args: KarpenterGpuPoolArgs) -> dict:
         requirements.append({"key": "topology.kubernetes.io/zone", "operator": "In", "values": list(args.zones)})
     return {
         "template": {
-            "metadata": {"labels": {**args.labels, POOL_LABEL: args.pool_name, "nvidia.com/gpu.present": "true"}},
+            # The node cache's label too: Karpenter sets template labels on a node at launch and never adds them
+            # to a running one (a template change drifts the node instead), so only nodes launched with the
+            # boot script that creates the directory carry it.
+            "metadata": {"labels": {**args.labels, **node_cache_labels(args.node_cache), POOL_LABEL: args.pool_name,
+                                    "nvidia.com/gpu.present": "true"}},
             "spec": {
                 "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": args.pool_name},
                 "requirements": requirements,

@@ -40,6 +40,9 @@ Node-level cache (NodeCache): a hostPath (type Directory) the node creates at
 boot for the serving uid; each model's compile caches (vLLM, Triton,
 TorchInductor, FlashInfer JIT) and fallback weights live in its own
 subdirectory, so a restart on the same node skips the compile and the copy.
+The engine starts behind NODE_CACHE_LAUNCHER (drops compile caches a killed
+replica left unparseable, umask 002), and the pods select the node label of
+nodes that create the directory (NodeCache.node_label).
 
 Start-up timeline and awaits: node launch + image pull + what the init
 containers write (fallback copy, static adapters) + the startup probe budget
@@ -241,6 +244,10 @@ class NodeCache:
 
     host_path: str
     mount_path: str = "/var/cache/llmserving"
+    # The node label (key, value) every node that creates `host_path` carries (infra/eks_catalog.py
+    # NODE_CACHE_LABEL): the pods select it, so they never land on a node that predates the directory (a
+    # Karpenter node drifting after a userData change keeps running until replaced). None: no selector.
+    node_label: Optional[tuple[str, str]] = None
 
 
 @dataclass(frozen=True)
@@ -390,6 +397,10 @@ def validate_vllm_workload_args(args: VllmWorkloadArgs) -> None:
                 p.append(f"node_cache.{key}: got {v!r}; an absolute path of letters, digits and . _ - / (not /)")
         if nc.mount_path.rstrip("/") in (SCRATCH_DIR, "/dev/shm", ADAPTER_DIR, PLUGIN_DIR):
             p.append(f"node_cache.mount_path: got {nc.mount_path!r}; it would hide another volume of the pod")
+        if nc.node_label is not None and (len(nc.node_label) != 2 or not all(nc.node_label)
+                                          or nc.node_label[0] in pl.node_selector):
+            p.append(f"node_cache.node_label: got {nc.node_label!r}; a (key, value) pair the placement's "
+                     f"nodeSelector does not already set")
     if not args.gateway_pod_labels:
         p.append("gateway_pod_labels: empty; the NetworkPolicy needs the gateway's pod labels (an empty selector would "
                  "admit every pod)")
@@ -503,6 +514,46 @@ if "--lora-modules" in argv:
 sys.stdout.flush()
 os.execvp(argv[0], argv)
 """
+
+
+# Runs before every engine process of a pod that keeps its compile caches in the node cache (NodeCache), then
+# execs its arguments. vLLM v0.11.1 writes <VLLM_CACHE_ROOT>/torch_compile_cache/<hash>/rank_<i>_<j>/<prefix>/
+# vllm_compile_cache.py in place (open "w" + write, no temp file and rename) and reads it back at start with
+# `ast.literal_eval(f.read())` and no error handling (vllm/compilation/backends.py CompilerManager.save_to_file,
+# initialize_cache); vllm-project/vllm#24601, the atomic write (#35174) came after 0.11.1. A replica killed
+# mid-write leaves a file every later start of that model on that node fails to parse (crash loop), where a pod's
+# emptyDir used to clear it. So: read each such file as vLLM does and remove the directory of any that does not
+# parse (vLLM compiles into it again). A directory removed while another replica on the node writes it costs that
+# replica only its cache file (its graphs are in memory); a removal that fails is left to the next start.
+# umask 002: vLLM creates the cache subdirectories with the process umask (os.makedirs); under the default 022
+# a model's pods that switch between uid 0 (EFA engine) and the serving uid, same gid, could not write each
+# other's directories. The root is setgid 2775 (components/gpu_node_group.py node_cache_boot_script), so the gid
+# is inherited and group write keeps them shared. Inherited by everything the exec'd program starts (Ray's raylet
+# and its workers).
+NODE_CACHE_LAUNCHER = """\
+import ast, os, shutil, sys
+os.umask(0o002)
+root = os.path.join(os.environ.get("VLLM_CACHE_ROOT") or "/nonexistent", "torch_compile_cache")
+bad = []
+for d, _, files in os.walk(root):
+    if "vllm_compile_cache.py" in files:
+        path = os.path.join(d, "vllm_compile_cache.py")
+        try:
+            with open(path) as f:
+                ast.literal_eval(f.read())
+        except Exception as e:
+            bad.append((d, path, "%s: %s" % (type(e).__name__, e)))
+for d, path, why in bad:
+    print("llmserving: removing compile cache %s: %s does not parse (%s)" % (d, path, why), file=sys.stderr)
+    shutil.rmtree(d, ignore_errors=True)
+sys.stderr.flush()
+os.execvp(sys.argv[1], sys.argv[1:])
+"""
+
+
+def node_cache_launch(argv: list[str]) -> list[str]:
+    """`argv` started through NODE_CACHE_LAUNCHER (python3: in the vLLM image, infra/image_catalog.py)."""
+    return ["python3", "-c", NODE_CACHE_LAUNCHER, *argv]
 
 
 def adapter_sync_script(*, adapter_dir: str, mapping_dir: str, runtime: bool, interval_seconds: int,
@@ -923,6 +974,10 @@ def render(args: VllmWorkloadArgs) -> list[dict]:
     # Static LoRA: serve only the --lora-modules entries that can load (STATIC_LORA_LAUNCHER).
     static_lora = s.lora is not None and bool(s.lora.modules)
     serve = (["python3", "-c", STATIC_LORA_LAUNCHER, "vllm", "serve"] if static_lora else ["vllm", "serve"])
+    # With the node cache, every engine process starts behind NODE_CACHE_LAUNCHER (first: the image checks follow
+    # a launcher chain to `vllm serve`). Multi-node: the whole shell line, so Ray's processes, which run the
+    # engine's workers and write the compile cache, inherit its umask.
+    launch = node_cache_launch if nc is not None else (lambda argv: argv)
 
     probe = {"httpGet": {"path": "/health", "port": "http"}}
     failure_threshold = -(-ops.startup_budget_seconds // ops.startup_period_seconds)
@@ -939,12 +994,12 @@ def render(args: VllmWorkloadArgs) -> list[dict]:
     if multinode:
         wait_py = ("import os, ray; ray.init(address='auto', logging_level='ERROR'); "
                    "raise SystemExit(0 if sum(n['Alive'] for n in ray.nodes()) >= int(os.environ['LWS_GROUP_SIZE']) else 1)")
-        server["command"] = ["/bin/bash", "-c"]
+        server["command"] = launch(["/bin/bash", "-c"])
         server["args"] = [f"ray start --head --port={ops.ray_port} && "
                           f"until python3 -c {shlex.quote(wait_py)}; do sleep {ops.ray_join_retry_seconds}; done && "
                           f"exec {shlex.join(serve)} {shlex.join(vllm_args)}"]
     else:
-        server["command"] = serve
+        server["command"] = launch(serve)
         server["args"] = vllm_args
 
     grace = ops.prestop_sleep_seconds + ops.drain_seconds
@@ -955,9 +1010,12 @@ def render(args: VllmWorkloadArgs) -> list[dict]:
     pod_security = {"runAsNonRoot": True, "runAsUser": ops.run_as_user, "runAsGroup": ops.fs_group,
                     "fsGroup": ops.fs_group, "seccompProfile": {"type": "RuntimeDefault"}}
 
+    # Pods that mount the node cache run only on nodes that create it (NodeCache.node_label).
+    node_cache_selector = dict([nc.node_label]) if nc is not None and nc.node_label is not None else {}
+
     def pod_spec(containers: list[dict], inits: list[dict]) -> dict:
         spec = {"containers": containers, "initContainers": inits, "volumes": volumes,
-                "nodeSelector": dict(pl.node_selector), "tolerations": list(pl.tolerations),
+                "nodeSelector": {**pl.node_selector, **node_cache_selector}, "tolerations": list(pl.tolerations),
                 "topologySpreadConstraints": spread, "terminationGracePeriodSeconds": grace,
                 "automountServiceAccountToken": False, "enableServiceLinks": False,
                 "securityContext": dict(pod_security)}
@@ -986,7 +1044,7 @@ def render(args: VllmWorkloadArgs) -> list[dict]:
     else:
         worker_cmd = ray_worker_script(ray_port=ops.ray_port, join_seconds=per_pod,
                                        retry_seconds=ops.ray_join_retry_seconds)
-        worker = {"name": "ray-worker", "image": args.image, "command": ["/bin/bash", "-c"], "args": [worker_cmd],
+        worker = {"name": "ray-worker", "image": args.image, "command": launch(["/bin/bash", "-c"]), "args": [worker_cmd],
                   "env": env, "resources": resources, "volumeMounts": mounts, "securityContext": engine_security}
         objs.append({"apiVersion": LWS_API, "kind": "LeaderWorkerSet",
                      "metadata": _meta(name, args.namespace, labels, LWS_WAIT_FOR),

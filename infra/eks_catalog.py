@@ -206,6 +206,14 @@ NODE_LOCAL_STORAGE_MOUNT = "/mnt/k8s-disks/0"
 # the same node finds its weights and torch.compile/CUDA graph caches. Nodes whose array exists carry
 # LOCAL_NVME_LABEL=raid0 (node label on EKS; ECS container instance attribute of the same name).
 NODE_CACHE_HOST_PATH = NODE_LOCAL_STORAGE_MOUNT + "/llmserving-cache"
+# The node label of GPU nodes whose boot script creates NODE_CACHE_HOST_PATH (set on the Karpenter NodePool
+# template and the managed node groups); the serving pods that mount the cache select it. On an existing
+# Karpenter cluster a userData change only drifts the running nodes (karpenter-provider-aws v1.14.1
+# pkg/apis/v1/ec2nodeclass.go hashes userData; they run until replaced) while Pulumi rolls the Deployment at
+# once: without the selector a new pod could land on an old node and hang on "hostPath type check failed".
+# Karpenter puts template labels on nodes at launch only (a template change drifts them), so old nodes never
+# carry it. Bump the value whenever the pods need something a new boot script adds to the directory.
+NODE_CACHE_LABEL = ("llmserving.io/node-cache", "v1")
 LOCAL_NVME_LABEL = "llmserving.io/local-nvme"
 
 # NVIDIA DCGM exporter counters: the exporter chart's default list at the pinned chart (NVIDIA/dcgm-exporter

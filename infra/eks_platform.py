@@ -171,7 +171,7 @@ def node_cache_dir(settings: Settings) -> NodeCacheDir:
     from infra.serving import figure
 
     return NodeCacheDir(path=ec.NODE_CACHE_HOST_PATH, uid=int(figure(settings, "run_as_user")),
-                        gid=int(figure(settings, "fs_group")))
+                        gid=int(figure(settings, "fs_group")), node_label=ec.NODE_CACHE_LABEL)
 
 
 def validate(settings: Settings, plan: capacity.Plan) -> None:

@@ -392,7 +392,8 @@ def workload_args(settings: Settings, plan: capacity.Plan, model: ModelConfig, p
     # owned by the serving uid (infra/eks_catalog.py NODE_CACHE_HOST_PATH; components/gpu_node_group.py).
     from infra import eks_catalog as ec
 
-    node_cache = NodeCache(host_path=ec.NODE_CACHE_HOST_PATH)
+    # The pods select the label of nodes that create it (a node that predates the directory never carries it).
+    node_cache = NodeCache(host_path=ec.NODE_CACHE_HOST_PATH, node_label=ec.NODE_CACHE_LABEL)
     server = VllmServerSpec(
         served_model_name=model.name,
         model=weights.uri if streams else node_cache_dirs(node_cache.mount_path, model.name, weights.revision)["weights"],

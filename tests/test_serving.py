@@ -107,7 +107,8 @@ def test_multi_model_8b_two_deployments_behind_one_router():
         assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"
         assert flag(c["args"], "--served-model-name") == name
         assert pod["metadata"]["labels"]["llmserving.io/serves"] == "true"
-        assert pod["spec"]["nodeSelector"] == {"llmserving.io/pool": "g5-spot"}
+        # The pool, and nodes that create the node cache (tests/test_nodecache_eks_label.py).
+        assert pod["spec"]["nodeSelector"] == {"llmserving.io/pool": "g5-spot", "llmserving.io/node-cache": "v1"}
         assert pod["spec"]["tolerations"] == TOLERATIONS
     router = container(deployments["llm-router-deployment"]["spec"]["template"], "router")
     assert router["image"] == "lmcache/lmstack-router:v0.1.11"
@@ -129,7 +130,8 @@ def test_8b_deployment_probes_volumes_drain_and_spread():
     dep = objs["Deployment"]
     pod = dep["spec"]["template"]["spec"]
     c = container(dep["spec"]["template"])
-    assert c["command"] == ["vllm", "serve"]
+    # Behind the node cache's launcher (tests/test_nodecache_eks_launcher.py).
+    assert c["command"][:2] == ["python3", "-c"] and c["command"][3:] == ["vllm", "serve"]
     assert_real_flags(c["args"])
     assert flag(c["args"], "--max-num-seqs") == "128" and flag(c["args"], "--dtype") == "bfloat16"
     assert c["startupProbe"]["httpGet"]["path"] == "/health"
@@ -196,7 +198,8 @@ def test_70b_awq_alternative_on_p4de_tp2():
     assert_real_flags(c["args"])
     assert c["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert flag(c["args"], "--quantization") == "awq_marlin" and flag(c["args"], "--tensor-parallel-size") == "2"
-    assert objs["Deployment"]["spec"]["template"]["spec"]["nodeSelector"] == {"llmserving.io/pool": "p4de-ondemand"}
+    assert objs["Deployment"]["spec"]["template"]["spec"]["nodeSelector"] == {"llmserving.io/pool": "p4de-ondemand",
+                                                                              "llmserving.io/node-cache": "v1"}
 
 
 # --- scenario: 405B across two p5 nodes ------------------------------------------------------
@@ -255,7 +258,8 @@ def test_lora_base_preloads_mapped_adapters_from_s3_via_pod_identity():
     c = container(dep["spec"]["template"])
     assert_real_flags(c["args"])
     # Started through the launcher that drops adapters not (yet) in the bucket: test_serving_deploy.
-    assert c["command"][:2] == ["python3", "-c"] and c["command"][3:] == ["vllm", "serve"]
+    # (after the node cache's launcher: tests/test_nodecache_eks_launcher.py).
+    assert c["command"][-5:-3] == ["python3", "-c"] and c["command"][-2:] == ["vllm", "serve"]
     assert flag(c["args"], "--max-loras") == "8" and flag(c["args"], "--max-lora-rank") == "64"
     assert flag(c["args"], "--max-cpu-loras") == "32"
     i = c["args"].index("--lora-modules")
