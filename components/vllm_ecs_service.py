@@ -43,7 +43,7 @@ import pulumi_aws as aws
 from components.ecs_gpu_cluster import ATTRIBUTE_NAME, NODE_CACHE_ATTRIBUTE
 from components.errors import ArgsError, out_of_range
 from components.vllm_server_args import VllmServerSpec, spec_problems, vllm_server_args
-from components.vllm_workload import STATIC_LORA_LAUNCHER
+from components.vllm_workload import STATIC_LORA_LAUNCHER, node_cache_launch
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 PINNED_IMAGE = re.compile(r"^[a-z0-9./_-]+(:[A-Za-z0-9._-]+|@sha256:[0-9a-f]{64})$")
@@ -408,11 +408,17 @@ def container_definition(args: VllmEcsServiceArgs, log_group: str, secrets: Mapp
     # adapter not uploaded yet: a first deploy has an empty bucket); the launcher drops those
     # (components/vllm_workload.py STATIC_LORA_LAUNCHER, shared with EKS).
     static_lora = args.server.lora is not None and bool(args.server.lora.modules)
+    serve = ["python3", "-c", STATIC_LORA_LAUNCHER, "vllm", "serve"] if static_lora else ["vllm", "serve"]
+    if args.node_cache_path is not None:
+        # The instance's compile cache outlives tasks: drop what a killed task left half-written (vLLM v0.11.1
+        # writes vllm_compile_cache.py in place) and keep new directories group-writable, as on EKS
+        # (components/vllm_workload.py NODE_CACHE_LAUNCHER).
+        serve = node_cache_launch(serve)
     return {
         "name": CONTAINER,
         "image": args.image,
         "essential": True,
-        "entryPoint": ["python3", "-c", STATIC_LORA_LAUNCHER, "vllm", "serve"] if static_lora else ["vllm", "serve"],
+        "entryPoint": serve,
         # Non-root. GPUs stay usable: the NVIDIA runtime exposes only the task's devices, as
         # world-accessible device nodes; /dev/shm (sharedMemorySize) is a 1777 tmpfs.
         "user": args.user,

@@ -216,3 +216,18 @@ def test_without_a_node_cache_the_engine_starts_as_before():
     dep = next(o for o in render(args) if o["kind"] == "Deployment")
     c = dep["spec"]["template"]["spec"]["containers"][0]
     assert c["command"] == ["vllm", "serve"]
+
+
+def test_the_ecs_task_cleans_the_instance_cache_then_serves(tmp_path):
+    """ECS tasks bind-mount the instance's node cache for the same compile caches: the same launcher runs first
+    (entryPoint), then vLLM with the task's command."""
+    from tests.test_ecs_stacks import _lora_run, _task
+
+    _, containers = _task(_lora_run(2), "llama-3-1-8b")
+    vllm = next(c for c in containers if c["name"] == "vllm")
+    assert vllm["entryPoint"][:3] == ["python3", "-c", NODE_CACHE_LAUNCHER]
+    env, out = _fake_image(tmp_path)
+    dirs = _cache_tree(tmp_path / "cache")
+    [rec] = _run_container({"command": vllm["entryPoint"], "args": vllm["command"]}, env, out, tmp_path / "cache")
+    assert rec["prog"] == "vllm" and rec["argv"][0] == "serve" and rec["umask"] == 0o002
+    assert not dirs["truncated"].exists() and dirs["good"].exists()
