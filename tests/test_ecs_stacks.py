@@ -246,9 +246,11 @@ def test_sixty_four_tenants_register_as_many_resources_as_two_and_start_through_
     td, (sync, vllm) = _task(large, "llama-3-1-8b")
     # vLLM v0.11.1 refuses to start when one --lora-modules entry cannot load (init_static_loras); a
     # first deploy has an empty bucket: the launcher drops adapters that are not there yet.
-    from components.vllm_workload import STATIC_LORA_LAUNCHER
+    from components.vllm_workload import NODE_CACHE_LAUNCHER, STATIC_LORA_LAUNCHER
 
-    assert vllm["entryPoint"] == ["python3", "-c", STATIC_LORA_LAUNCHER, "vllm", "serve"]
+    # The node cache's launcher first (components/vllm_workload.py NODE_CACHE_LAUNCHER), then the LoRA filter.
+    assert vllm["entryPoint"] == ["python3", "-c", NODE_CACHE_LAUNCHER, "python3", "-c", STATIC_LORA_LAUNCHER,
+                                  "vllm", "serve"]
     assert vllm["command"].count("--lora-modules") == 1 and "VLLM_PLUGINS" not in {e["name"] for e in vllm["environment"]}
     assert len(td["containerDefinitions"].encode()) < 64 * 1024
     manifest = inputs(one(large, "aws:s3/bucketObjectv2:BucketObjectv2"))["content"]
