@@ -8,9 +8,12 @@ mocks as the offline preview.
 from __future__ import annotations
 
 import copy
+import fcntl
 import functools
+import hashlib
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -58,9 +61,52 @@ def settings_for(stack: str, changes: Optional[dict[str, Any]] = None, remove: t
     return load_settings(config, stack=stack, secret_keys=set(secrets))
 
 
-def run_stack(stack: str, changes: Optional[dict[str, Any]] = None, remove: tuple[str, ...] = ()) -> ProgramRun:
-    """Runs the real program for a stack config under mocks, as the CLI would."""
-    config, secrets = stack_config(stack, changes, remove)
+# --- whole-stack runs, computed once per test session ------------------------------------------
+#
+# A stack run is a pure function of its config (test_preview.py proves two runs give identical
+# JSON), and the suite asks for the same few configs in many modules. Each result is kept as
+# bytes (pickle for a ProgramRun, JSON for a preview document) and every caller gets a fresh
+# copy, so a caller may mutate what it gets. Under pytest-xdist the workers also share the
+# results through a folder the controller creates for the session (tests/conftest.py calls
+# share_runs); a lock per key makes the second worker wait for the first one's result instead
+# of computing it again. The folder lives for one session only, so the program under test
+# cannot change underneath it.
+
+_RESULTS: dict[str, bytes] = {}
+_SHARED: Optional[Path] = None
+
+
+def share_runs(folder: Optional[Path]) -> None:
+    """Share computed runs through `folder` with the other test processes of this session (None: in-process only)."""
+    global _SHARED
+    _SHARED = folder
+
+
+def _once(kind: str, key: Any, compute: Callable[[], bytes]) -> bytes:
+    digest = hashlib.sha256(json.dumps([kind, key], sort_keys=True).encode()).hexdigest()[:32]
+    if digest in _RESULTS:
+        return _RESULTS[digest]
+    if _SHARED is None:
+        data = compute()
+    else:
+        path = _SHARED / f"{kind}-{digest}"
+        with open(f"{path}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if path.exists():
+                    data = path.read_bytes()
+                else:
+                    data = compute()
+                    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+                    tmp.write_bytes(data)
+                    os.replace(tmp, path)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    _RESULTS[digest] = data
+    return data
+
+
+def _run_config(config: dict[str, str], secrets: list[str], stack: str) -> ProgramRun:
     region = config.get("aws:region", "us-east-1")
     cwd = os.getcwd()
     os.chdir(ROOT)
@@ -71,21 +117,32 @@ def run_stack(stack: str, changes: Optional[dict[str, Any]] = None, remove: tupl
         os.chdir(cwd)
 
 
+def run_stack(stack: str, changes: Optional[dict[str, Any]] = None, remove: tuple[str, ...] = ()) -> ProgramRun:
+    """Runs the real program for a stack config under mocks, as the CLI would.
+
+    Computed once per session for each distinct config; every call returns its own copy.
+    A config the program rejects raises on every call (errors are not kept).
+    """
+    config, secrets = stack_config(stack, changes, remove)
+    data = _once("run", [stack, config, sorted(secrets)],
+                 lambda: pickle.dumps(_run_config(config, secrets, stack), protocol=pickle.HIGHEST_PROTOCOL))
+    return pickle.loads(data)
+
+
 @functools.lru_cache(maxsize=None)
 def shipped_run(stack: str) -> ProgramRun:
-    """`run_stack` of a shipped stack, once per test process; treat it as read-only."""
+    """`run_stack` of a shipped stack, one object per test process; treat it as read-only."""
     return run_stack(stack)
 
 
-@functools.lru_cache(maxsize=None)
 def _shipped_preview_json(stack: str) -> str:
     from infra.preview import preview
 
-    return json.dumps(preview(stack))
+    return _once("preview", [stack], lambda: json.dumps(preview(stack)).encode()).decode()
 
 
 def shipped_preview(stack: str) -> dict:
-    """The offline preview document of a shipped stack, computed once per test process (a fresh copy each call)."""
+    """The offline preview document of a shipped stack, computed once per session (a fresh copy each call)."""
     return json.loads(_shipped_preview_json(stack))
 
 
