@@ -106,26 +106,36 @@ def _once(kind: str, key: Any, compute: Callable[[], bytes]) -> bytes:
     return data
 
 
-def _run_config(config: dict[str, str], secrets: list[str], stack: str) -> ProgramRun:
+def once_per_session(key: str, compute: Callable[[], Any]) -> Any:
+    """`compute()` once per test session (shared by the xdist workers), for a fixture whose value
+    does not depend on which worker asks (no paths of its own tmp folder in it). The value must
+    pickle; every call returns its own copy. `key` names the fixture ("test_preview.dev_run")."""
+    return pickle.loads(_once("value", key, lambda: pickle.dumps(compute(), protocol=pickle.HIGHEST_PROTOCOL)))
+
+
+def _run_config(config: dict[str, str], secrets: list[str], stack: str, first_deploy: bool) -> ProgramRun:
     region = config.get("aws:region", "us-east-1")
     cwd = os.getcwd()
     os.chdir(ROOT)
     try:
         return run_program(str(ROOT / "infra"), project="llmserving", stack=stack, config=config,
-                           secret_keys=secrets, region=region)
+                           secret_keys=secrets, region=region, first_deploy=first_deploy)
     finally:
         os.chdir(cwd)
 
 
-def run_stack(stack: str, changes: Optional[dict[str, Any]] = None, remove: tuple[str, ...] = ()) -> ProgramRun:
+def run_stack(stack: str, changes: Optional[dict[str, Any]] = None, remove: tuple[str, ...] = (), *,
+              first_deploy: bool = False) -> ProgramRun:
     """Runs the real program for a stack config under mocks, as the CLI would.
 
+    `first_deploy`: computed outputs unknown, as in a first `pulumi preview` (infra/mockcloud.py).
     Computed once per session for each distinct config; every call returns its own copy.
     A config the program rejects raises on every call (errors are not kept).
     """
     config, secrets = stack_config(stack, changes, remove)
-    data = _once("run", [stack, config, sorted(secrets)],
-                 lambda: pickle.dumps(_run_config(config, secrets, stack), protocol=pickle.HIGHEST_PROTOCOL))
+    data = _once("run", [stack, config, sorted(secrets), first_deploy],
+                 lambda: pickle.dumps(_run_config(config, secrets, stack, first_deploy),
+                                      protocol=pickle.HIGHEST_PROTOCOL))
     return pickle.loads(data)
 
 
@@ -144,6 +154,14 @@ def _shipped_preview_json(stack: str) -> str:
 def shipped_preview(stack: str) -> dict:
     """The offline preview document of a shipped stack, computed once per session (a fresh copy each call)."""
     return json.loads(_shipped_preview_json(stack))
+
+
+def rendered_variant(label: str) -> dict:
+    """`infra.scan.render` of a tests/stacks/<label>.yaml variant (the preview without the policy pack),
+    computed once per session (a fresh copy each call)."""
+    from infra.scan import render, variant_files
+
+    return json.loads(_once("variant", [label], lambda: json.dumps(render(label, variant_files()[label])).encode()))
 
 
 def run_component(build: Callable[[], Any], *, region: str = "us-east-1") -> ProgramRun:
