@@ -40,6 +40,19 @@ def pytest_configure_node(node):
     node.workerinput[_RUN_CACHE_KEY] = config._llmserving_run_cache
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A test that uses `monkeypatch` (itself or through a fixture) may patch the code a stack run
+    executes: its runs are computed afresh and not kept (tests/harness.py)."""
+    from tests import harness
+
+    harness.patched_test("monkeypatch" in getattr(item, "fixturenames", ()))
+    try:
+        yield
+    finally:
+        harness.patched_test(False)
+
+
 def pytest_unconfigure(config):
     folder = getattr(config, "_llmserving_run_cache", None)
     if folder:

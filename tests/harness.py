@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import fcntl
-import functools
 import hashlib
 import json
 import os
@@ -63,17 +62,21 @@ def settings_for(stack: str, changes: Optional[dict[str, Any]] = None, remove: t
 
 # --- whole-stack runs, computed once per test session ------------------------------------------
 #
-# A stack run is a pure function of its config (test_preview.py proves two runs give identical
-# JSON), and the suite asks for the same few configs in many modules. Each result is kept as
-# bytes (pickle for a ProgramRun, JSON for a preview document) and every caller gets a fresh
-# copy, so a caller may mutate what it gets. Under pytest-xdist the workers also share the
+# A stack run is a pure function of its config and the code (test_preview.py proves two runs
+# give identical JSON), and the suite asks for the same few configs in many modules. Each result
+# is kept as bytes (pickle for a ProgramRun, JSON for a preview document) and every caller gets a
+# fresh copy, so a caller may mutate what it gets. Under pytest-xdist the workers also share the
 # results through a folder the controller creates for the session (tests/conftest.py calls
 # share_runs); a lock per key makes the second worker wait for the first one's result instead
-# of computing it again. The folder lives for one session only, so the program under test
-# cannot change underneath it.
+# of computing it again. The folder lives for one session only.
+#
+# A test that uses `monkeypatch` may have changed the code a run executes (a component, the
+# mocks, the engine's monitor): tests/conftest.py marks it (patched_test), and while it runs
+# `run_stack` computes afresh and nothing it computes is kept.
 
 _RESULTS: dict[str, bytes] = {}
 _SHARED: Optional[Path] = None
+_PATCHED = False
 
 
 def share_runs(folder: Optional[Path]) -> None:
@@ -82,14 +85,24 @@ def share_runs(folder: Optional[Path]) -> None:
     _SHARED = folder
 
 
+def patched_test(patched: bool) -> None:
+    """Whether the test now running may have patched the code under test (it uses `monkeypatch`)."""
+    global _PATCHED
+    _PATCHED = patched
+
+
 def _once(kind: str, key: Any, compute: Callable[[], bytes]) -> bytes:
     digest = hashlib.sha256(json.dumps([kind, key], sort_keys=True).encode()).hexdigest()[:32]
     if digest in _RESULTS:
         return _RESULTS[digest]
-    if _SHARED is None:
+    path = _SHARED / f"{kind}-{digest}" if _SHARED is not None else None
+    if _PATCHED:
+        # What an unpatched run kept is still good to read (written whole by os.replace); what a
+        # patched test computes is not kept.
+        return path.read_bytes() if path is not None and path.exists() else compute()
+    if path is None:
         data = compute()
     else:
-        path = _SHARED / f"{kind}-{digest}"
         with open(f"{path}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
@@ -124,25 +137,39 @@ def _run_config(config: dict[str, str], secrets: list[str], stack: str, first_de
         os.chdir(cwd)
 
 
+def _run_bytes(stack: str, config: dict[str, str], secrets: list[str], first_deploy: bool) -> bytes:
+    return _once("run", [stack, config, sorted(secrets), first_deploy],
+                 lambda: pickle.dumps(_run_config(config, secrets, stack, first_deploy),
+                                      protocol=pickle.HIGHEST_PROTOCOL))
+
+
 def run_stack(stack: str, changes: Optional[dict[str, Any]] = None, remove: tuple[str, ...] = (), *,
               first_deploy: bool = False) -> ProgramRun:
     """Runs the real program for a stack config under mocks, as the CLI would.
 
     `first_deploy`: computed outputs unknown, as in a first `pulumi preview` (infra/mockcloud.py).
     Computed once per session for each distinct config; every call returns its own copy.
-    A config the program rejects raises on every call (errors are not kept).
+    A config the program rejects raises on every call (errors are not kept). In a test that
+    uses `monkeypatch` it always runs afresh (the patch may change what the program does).
     """
     config, secrets = stack_config(stack, changes, remove)
-    data = _once("run", [stack, config, sorted(secrets), first_deploy],
-                 lambda: pickle.dumps(_run_config(config, secrets, stack, first_deploy),
-                                      protocol=pickle.HIGHEST_PROTOCOL))
-    return pickle.loads(data)
+    if _PATCHED:
+        return _run_config(config, secrets, stack, first_deploy)
+    return pickle.loads(_run_bytes(stack, config, secrets, first_deploy))
 
 
-@functools.lru_cache(maxsize=None)
+_SHIPPED_RUNS: dict[str, ProgramRun] = {}
+
+
 def shipped_run(stack: str) -> ProgramRun:
     """`run_stack` of a shipped stack, one object per test process; treat it as read-only."""
-    return run_stack(stack)
+    if stack not in _SHIPPED_RUNS:
+        config, secrets = stack_config(stack)
+        run = pickle.loads(_run_bytes(stack, config, secrets, False))
+        if _PATCHED:
+            return run
+        _SHIPPED_RUNS[stack] = run
+    return _SHIPPED_RUNS[stack]
 
 
 def _shipped_preview_json(stack: str) -> str:
