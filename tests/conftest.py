@@ -36,7 +36,10 @@ def pytest_configure_node(node):
     """xdist controller: hand every worker the session's shared run folder."""
     config = node.config
     if not hasattr(config, "_llmserving_run_cache"):
-        config._llmserving_run_cache = tempfile.mkdtemp(prefix="llmserving-test-runs-")
+        # Under the session's pytest tmp folder (pytest prunes old ones) when it is available.
+        factory = getattr(config, "_tmp_path_factory", None)
+        parent = str(factory.getbasetemp()) if factory is not None else None
+        config._llmserving_run_cache = tempfile.mkdtemp(prefix="llmserving-runs-", dir=parent)
     node.workerinput[_RUN_CACHE_KEY] = config._llmserving_run_cache
 
 
