@@ -58,3 +58,15 @@ def test_a_test_that_patches_runs_the_program_afresh(monkeypatch):
     assert entries(run) == entries(cached)
     # The program really ran under the patch (the stack resource is registered too).
     assert len(seen) == len(run.registrations) + 1
+
+
+def test_the_mock_engine_leaves_the_sdk_as_it_found_it():
+    # infra/mockcloud.py skips the SDK's per-resource stack capture during a run only.
+    import pulumi
+    from pulumi.runtime import resource as sdk_resource
+    from tests.harness import run_component
+
+    before = sdk_resource._get_stack_trace
+    run = run_component(lambda: pulumi.ComponentResource("test:index:Thing", "thing"))
+    assert [r.name for r in run.registrations] == ["thing"]
+    assert sdk_resource._get_stack_trace is before
