@@ -191,6 +191,23 @@ def rendered_variant(label: str) -> dict:
     return json.loads(_once("variant", [label], lambda: json.dumps(render(label, variant_files()[label])).encode()))
 
 
+def only_policy(policy_config: dict[str, Any], policy: str) -> Optional[dict[str, Any]]:
+    """A policy config that keeps `policy` exactly as `policy_config` sets it and disables every other
+    rule, for a test that reads one rule's verdicts: the SDK skips a disabled rule before it reads a
+    resource (pulumi_policy policy.py Analyze/AnalyzeStack), and rules do not see each other's verdicts.
+    None when the rule's level cannot be told from the config alone (no level of its own and no "all")."""
+    entry = policy_config.get(policy)
+    default = policy_config.get("all")
+    default = default.get("enforcementLevel") if isinstance(default, dict) else default
+    if isinstance(entry, str):
+        return {"all": "disabled", policy: entry}
+    entry = dict(entry or {})
+    level = entry.get("enforcementLevel", default)
+    if level is None:
+        return None
+    return {"all": "disabled", policy: {**entry, "enforcementLevel": level}}
+
+
 def run_component(build: Callable[[], Any], *, region: str = "us-east-1") -> ProgramRun:
     return run_callable(build, region=region)
 
