@@ -8,9 +8,11 @@ mocks as the offline preview.
 from __future__ import annotations
 
 import copy
-import functools
+import fcntl
+import hashlib
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -58,35 +60,152 @@ def settings_for(stack: str, changes: Optional[dict[str, Any]] = None, remove: t
     return load_settings(config, stack=stack, secret_keys=set(secrets))
 
 
-def run_stack(stack: str, changes: Optional[dict[str, Any]] = None, remove: tuple[str, ...] = ()) -> ProgramRun:
-    """Runs the real program for a stack config under mocks, as the CLI would."""
-    config, secrets = stack_config(stack, changes, remove)
+# --- whole-stack runs, computed once per test session ------------------------------------------
+#
+# A stack run is a pure function of its config and the code (test_preview.py proves two runs
+# give identical JSON), and the suite asks for the same few configs in many modules. Each result
+# is kept as bytes (pickle for a ProgramRun, JSON for a preview document) and every caller gets a
+# fresh copy, so a caller may mutate what it gets. Under pytest-xdist the workers also share the
+# results through a folder the controller creates for the session (tests/conftest.py calls
+# share_runs); a lock per key makes the second worker wait for the first one's result instead
+# of computing it again. The folder lives for one session only.
+#
+# A test that uses `monkeypatch` may have changed the code a run executes (a component, the
+# mocks, the engine's monitor): tests/conftest.py marks it (patched_test), and while it runs
+# `run_stack` computes afresh and nothing it computes is kept.
+
+_RESULTS: dict[str, bytes] = {}
+_SHARED: Optional[Path] = None
+_PATCHED = False
+
+
+def share_runs(folder: Optional[Path]) -> None:
+    """Share computed runs through `folder` with the other test processes of this session (None: in-process only)."""
+    global _SHARED
+    _SHARED = folder
+
+
+def patched_test(patched: bool) -> None:
+    """Whether the test now running may have patched the code under test (it uses `monkeypatch`)."""
+    global _PATCHED
+    _PATCHED = patched
+
+
+def _once(kind: str, key: Any, compute: Callable[[], bytes]) -> bytes:
+    digest = hashlib.sha256(json.dumps([kind, key], sort_keys=True).encode()).hexdigest()[:32]
+    if digest in _RESULTS:
+        return _RESULTS[digest]
+    path = _SHARED / f"{kind}-{digest}" if _SHARED is not None else None
+    if _PATCHED:
+        # What an unpatched run kept is still good to read (written whole by os.replace); what a
+        # patched test computes is not kept.
+        return path.read_bytes() if path is not None and path.exists() else compute()
+    if path is None:
+        data = compute()
+    else:
+        with open(f"{path}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if path.exists():
+                    data = path.read_bytes()
+                else:
+                    data = compute()
+                    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+                    tmp.write_bytes(data)
+                    os.replace(tmp, path)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    _RESULTS[digest] = data
+    return data
+
+
+def once_per_session(key: str, compute: Callable[[], Any]) -> Any:
+    """`compute()` once per test session (shared by the xdist workers), for a fixture whose value
+    does not depend on which worker asks (no paths of its own tmp folder in it). The value must
+    pickle; every call returns its own copy. `key` names the fixture ("test_preview.dev_run")."""
+    return pickle.loads(_once("value", key, lambda: pickle.dumps(compute(), protocol=pickle.HIGHEST_PROTOCOL)))
+
+
+def _run_config(config: dict[str, str], secrets: list[str], stack: str, first_deploy: bool) -> ProgramRun:
     region = config.get("aws:region", "us-east-1")
     cwd = os.getcwd()
     os.chdir(ROOT)
     try:
         return run_program(str(ROOT / "infra"), project="llmserving", stack=stack, config=config,
-                           secret_keys=secrets, region=region)
+                           secret_keys=secrets, region=region, first_deploy=first_deploy)
     finally:
         os.chdir(cwd)
 
 
-@functools.lru_cache(maxsize=None)
+def _run_bytes(stack: str, config: dict[str, str], secrets: list[str], first_deploy: bool) -> bytes:
+    return _once("run", [stack, config, sorted(secrets), first_deploy],
+                 lambda: pickle.dumps(_run_config(config, secrets, stack, first_deploy),
+                                      protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def run_stack(stack: str, changes: Optional[dict[str, Any]] = None, remove: tuple[str, ...] = (), *,
+              first_deploy: bool = False) -> ProgramRun:
+    """Runs the real program for a stack config under mocks, as the CLI would.
+
+    `first_deploy`: computed outputs unknown, as in a first `pulumi preview` (infra/mockcloud.py).
+    Computed once per session for each distinct config; every call returns its own copy.
+    A config the program rejects raises on every call (errors are not kept). In a test that
+    uses `monkeypatch` it always runs afresh (the patch may change what the program does).
+    """
+    config, secrets = stack_config(stack, changes, remove)
+    if _PATCHED:
+        return _run_config(config, secrets, stack, first_deploy)
+    return pickle.loads(_run_bytes(stack, config, secrets, first_deploy))
+
+
+_SHIPPED_RUNS: dict[str, ProgramRun] = {}
+
+
 def shipped_run(stack: str) -> ProgramRun:
-    """`run_stack` of a shipped stack, once per test process; treat it as read-only."""
-    return run_stack(stack)
+    """`run_stack` of a shipped stack, one object per test process; treat it as read-only."""
+    if stack not in _SHIPPED_RUNS:
+        config, secrets = stack_config(stack)
+        run = pickle.loads(_run_bytes(stack, config, secrets, False))
+        if _PATCHED:
+            return run
+        _SHIPPED_RUNS[stack] = run
+    return _SHIPPED_RUNS[stack]
 
 
-@functools.lru_cache(maxsize=None)
 def _shipped_preview_json(stack: str) -> str:
     from infra.preview import preview
 
-    return json.dumps(preview(stack))
+    return _once("preview", [stack], lambda: json.dumps(preview(stack)).encode()).decode()
 
 
 def shipped_preview(stack: str) -> dict:
-    """The offline preview document of a shipped stack, computed once per test process (a fresh copy each call)."""
+    """The offline preview document of a shipped stack, computed once per session (a fresh copy each call)."""
     return json.loads(_shipped_preview_json(stack))
+
+
+def rendered_variant(label: str) -> dict:
+    """`infra.scan.render` of a tests/stacks/<label>.yaml variant (the preview without the policy pack),
+    computed once per session (a fresh copy each call)."""
+    from infra.scan import render, variant_files
+
+    return json.loads(_once("variant", [label], lambda: json.dumps(render(label, variant_files()[label])).encode()))
+
+
+def only_policy(policy_config: dict[str, Any], policy: str) -> Optional[dict[str, Any]]:
+    """A policy config that keeps `policy` exactly as `policy_config` sets it and disables every other
+    rule, for a test that reads one rule's verdicts: the SDK skips a disabled rule before it reads a
+    resource (pulumi_policy policy.py Analyze/AnalyzeStack), and rules do not see each other's verdicts.
+    None when the rule's level cannot be told from the config alone (no level of its own and no "all")."""
+    entry = policy_config.get(policy)
+    default = policy_config.get("all")
+    default = default.get("enforcementLevel") if isinstance(default, dict) else default
+    if isinstance(entry, str):
+        return {"all": "disabled", policy: entry}
+    entry = dict(entry or {})
+    level = entry.get("enforcementLevel", default)
+    if level is None:
+        return None
+    return {"all": "disabled", policy: {**entry, "enforcementLevel": level}}
 
 
 def run_component(build: Callable[[], Any], *, region: str = "us-east-1") -> ProgramRun:

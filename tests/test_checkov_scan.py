@@ -115,10 +115,10 @@ def hardened(doc: dict) -> dict:
 
 
 def _compute() -> dict:
-    from infra.scan import render, variant_files
+    from tests.harness import rendered_variant
 
     docs = {"prod": snapshot("prod"), "regressed": regressed(snapshot("prod")), "hardened": hardened(snapshot("prod")),
-            "ecs": render("prod-ecs", variant_files()["prod-ecs"])}
+            "ecs": rendered_variant("prod-ecs")}
     # Meanwhile: Checkov WITHOUT the offline switches, over a tiny plan, must be caught by the guard.
     tiny = Path(tempfile.mkdtemp(prefix="checkov-online-"))
     (tiny / "t").mkdir()

@@ -141,9 +141,9 @@ def prod():
 
 @pytest.fixture(scope="module")
 def ecs_doc():
-    from infra.scan import render, variant_files
+    from tests.harness import rendered_variant
 
-    return render("prod-ecs", variant_files()["prod-ecs"])
+    return rendered_variant("prod-ecs")
 
 
 def test_objects_are_one_element_block_lists_and_maps_stay_maps(prod):

@@ -17,7 +17,7 @@ import textwrap
 
 import pytest
 
-from tests.harness import ROOT
+from tests.harness import ROOT, once_per_session
 
 SCRIPT = textwrap.dedent('''
     import asyncio, json, os, runpy, sys
@@ -69,17 +69,21 @@ SCRIPT = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def cli_like_run(tmp_path_factory):
-    script_dir = tmp_path_factory.mktemp("cli-host")
-    script = script_dir / "language_host.py"
-    script.write_text(SCRIPT)
-    assert ROOT not in script.resolve().parents
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
-    env.pop("PYTHONPATH", None)
-    proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    [line] = [ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT ")]
-    return json.loads(line[len("REPORT "):])
+    def run():
+        script_dir = tmp_path_factory.mktemp("cli-host")
+        script = script_dir / "language_host.py"
+        script.write_text(SCRIPT)
+        assert ROOT not in script.resolve().parents
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
+        env.pop("PYTHONPATH", None)
+        proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        [line] = [ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT ")]
+        return json.loads(line[len("REPORT "):])
+
+    # One language-host process per session, whichever xdist worker asks first.
+    return once_per_session("test_cli_run.cli_like_run", run)
 
 
 def test_repo_root_is_not_on_sys_path(cli_like_run):

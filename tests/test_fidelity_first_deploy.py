@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import os
 import sys
 
 import pulumi_aws as aws
@@ -18,9 +17,9 @@ from infra import first_deploy as F
 from infra import preview as P
 from infra import readiness as R
 from infra.analyzer import run_policy_pack
-from infra.mockcloud import UNKNOWN, plain, run_callable, run_program
+from infra.mockcloud import UNKNOWN, plain, run_callable
 from infra.preview import read_stack, resource_entry
-from tests.harness import ROOT, shipped_preview, stack_config
+from tests.harness import ROOT, once_per_session, run_stack, shipped_preview
 from tests.test_ecs_stacks import TIERS
 
 SHIPPED = ["dev", "prod", "large-use1-a"]
@@ -77,15 +76,9 @@ def test_shipped_stack_first_deploy_skips_no_mandatory_rule(stack):
 
 @functools.lru_cache(maxsize=None)
 def _ecs_runs() -> tuple:
+    """(known, first-deploy) runs of the ECS variant; the known one is the run other modules share."""
     stack, changes = TIERS[ECS_VARIANT]
-    config, secrets = stack_config(stack, changes)
-    cwd = os.getcwd()
-    os.chdir(ROOT)
-    try:
-        return tuple(run_program(str(ROOT / "infra"), project="llmserving", stack=stack, config=config,
-                                 secret_keys=secrets, region="us-east-1", first_deploy=fd) for fd in (False, True))
-    finally:
-        os.chdir(cwd)
+    return tuple(run_stack(stack, changes, first_deploy=fd) for fd in (False, True))
 
 
 def _pack(regs, stack="prod"):
@@ -97,9 +90,12 @@ def _pack(regs, stack="prod"):
 @functools.lru_cache(maxsize=None)
 def _ecs_judged(first: bool) -> tuple[str, dict]:
     """(violations as JSON, effective config) of the pack over the ECS variant's known or first-deploy run."""
-    run = _ecs_runs()[1 if first else 0]
-    violations, effective = _pack(run.registrations)
-    return json.dumps([v.as_dict() for v in violations]), effective
+    def judge() -> tuple[str, dict]:
+        run = _ecs_runs()[1 if first else 0]
+        violations, effective = _pack(run.registrations)
+        return json.dumps([v.as_dict() for v in violations]), effective
+
+    return once_per_session(f"test_fidelity_first_deploy._ecs_judged:{first}", judge)
 
 
 def test_ecs_variant_first_deploy_skips_no_mandatory_rule():

@@ -16,7 +16,7 @@ import yaml
 
 from infra import preview
 from infra.mockcloud import run_callable
-from tests.harness import ROOT, shipped_preview
+from tests.harness import ROOT, once_per_session, shipped_preview
 
 PLACEHOLDER_MARKERS = ("offline-placeholder", "REPLACE-WITH", "v1:REPLACE")
 
@@ -156,27 +156,33 @@ def write_stack(path: Path, base: str, changes: dict | None = None, remove: tupl
     return path
 
 
-# --- shared runs (each full preview costs ~1-2 s) -------------------------------------------
+# --- shared runs (each full preview costs ~1-2 s): once per session, whichever xdist worker asks first ---
 
 @pytest.fixture(scope="module")
 def dev_run(tmp_path_factory):
     """The dev preview run in-process through main(); (exit code, stdout, JSON bytes)."""
-    out = tmp_path_factory.mktemp("dev") / "dev.json"
-    mp = pytest.MonkeyPatch()
-    buf = io.StringIO()
-    mp.setattr(sys, "stdout", buf)
-    try:
-        code = preview.main(["--stack", "dev", "--json", str(out)])
-    finally:
-        mp.undo()
-    return code, buf.getvalue(), out.read_bytes()
+    def run():
+        out = tmp_path_factory.mktemp("dev") / "dev.json"
+        mp = pytest.MonkeyPatch()
+        buf = io.StringIO()
+        mp.setattr(sys, "stdout", buf)
+        try:
+            code = preview.main(["--stack", "dev", "--json", str(out)])
+        finally:
+            mp.undo()
+        return code, buf.getvalue(), out.read_bytes()
+
+    return once_per_session("test_preview.dev_run", run)
 
 
 @pytest.fixture(scope="module")
 def dev_run_subprocess(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dev-sub") / "dev.json"
-    proc = run_cli("--stack", "dev", "--json", str(out), "--quiet")
-    return proc, out.read_bytes() if out.exists() else b""
+    def run():
+        out = tmp_path_factory.mktemp("dev-sub") / "dev.json"
+        proc = run_cli("--stack", "dev", "--json", str(out), "--quiet")
+        return proc, out.read_bytes() if out.exists() else b""
+
+    return once_per_session("test_preview.dev_run_subprocess", run)
 
 
 @pytest.fixture(scope="module")
@@ -187,15 +193,18 @@ def prod_doc():
 @pytest.fixture(scope="module")
 def mandatory_run(tmp_path_factory):
     """Stack `prod` (its policy config wants 3 zones) with a 2-zone staging config: valid config, policy fails."""
-    tmp = tmp_path_factory.mktemp("mandatory")
-    net = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]["llmserving:network"]
-    stack_file = write_stack(tmp / "Pulumi.prod-2az.yaml", "prod", {
-        "llmserving:environment": "staging",
-        "llmserving:network": {**net, "zoneCount": 2},
-    })
-    out = tmp / "out.json"
-    code = preview.main(["--stack", "prod", "--stack-file", str(stack_file), "--json", str(out), "--quiet"])
-    return code, json.loads(out.read_text())
+    def run():
+        tmp = tmp_path_factory.mktemp("mandatory")
+        net = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]["llmserving:network"]
+        stack_file = write_stack(tmp / "Pulumi.prod-2az.yaml", "prod", {
+            "llmserving:environment": "staging",
+            "llmserving:network": {**net, "zoneCount": 2},
+        })
+        out = tmp / "out.json"
+        code = preview.main(["--stack", "prod", "--stack-file", str(stack_file), "--json", str(out), "--quiet"])
+        return code, json.loads(out.read_text())
+
+    return once_per_session("test_preview.mandatory_run", run)
 
 
 # --- the JSON contract ------------------------------------------------------------------------
