@@ -549,12 +549,19 @@ class PackClient:
         self._configured: Optional[tuple] = None
 
     def judge(self, regs: list[Registration], config: dict, stack: str = "prod",
-              only: Optional[set[str]] = None, stack_policies: bool = True) -> list[Violation]:
+              only: Optional[set[str]] = None, stack_policies: bool = True,
+              rule: Optional[str] = None) -> list[Violation]:
         """Configure, ConfigureStack, Analyze each resource (or only those named), AnalyzeStack.
 
         Resource policies judge one resource at a time, so after a one-field mutation only the
-        mutated resource needs Analyze again; the stack is always analysed whole.
+        mutated resource needs Analyze again; the stack is always analysed whole. `rule`: a test
+        that reads one rule's verdicts runs only that rule, at the level `config` gives it (else
+        the pack's default); every other rule is disabled, which the SDK skips before it reads a
+        resource (pulumi_policy policy.py Analyze/AnalyzeStack). Rules never see each other's
+        verdicts, so that rule's verdicts are the same.
         """
+        if rule is not None:
+            config = self._only(config, rule)
         key = (json.dumps(config, sort_keys=True), stack)
         if key != self._configured:
             self.proc.configure(self.info, config)
@@ -563,6 +570,21 @@ class PackClient:
         out: list[Violation] = self.proc.analyze_all([r for r in regs if only is None or r.name in only])
         if stack_policies:
             out += self.proc.analyze_stack(regs)
+        return out
+
+    def _only(self, config: dict, rule: str) -> dict:
+        from infra.analyzer import _LEVEL_NAMES, _level_of
+
+        default = {p.name: _LEVEL_NAMES[p.enforcementLevel] for p in self.info.policies}
+        assert rule in default, f"no rule {rule!r} in the pack"
+        out: dict = {}
+        for name in default:
+            entry = config.get(name)
+            if name == rule:
+                level = _level_of(entry) or _level_of(config.get("all")) or default[name]
+                out[name] = {**(entry if isinstance(entry, dict) else {}), "enforcementLevel": level}
+            else:
+                out[name] = {**entry, "enforcementLevel": "disabled"} if isinstance(entry, dict) else "disabled"
         return out
 
     def close(self) -> None:

@@ -100,7 +100,8 @@ class FakeHub:
         self.hub = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.cdn = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         for s in (self.hub, self.cdn):
-            threading.Thread(target=s.serve_forever, daemon=True).start()
+            # A short poll: shutdown() waits up to one interval (0.5 s by default) per server.
+            threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def _content(self, commit: str, name: str) -> bytes:
         data = self.commits[commit][name]
@@ -125,12 +126,19 @@ class FakeHub:
             s.server_close()
 
 
-@pytest.fixture
-def cloud():
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """One moto S3 server for the module (stopping one waits for its 0.5 s poll); each test resets it."""
     s3_server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     s3_server.start()
     host, port = s3_server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
+    yield f"http://{host}:{port}"
+    s3_server.stop()
+
+
+@pytest.fixture
+def cloud(s3_endpoint):
+    endpoint = s3_endpoint
     # moto keeps its backends per process: start every test from an empty account.
     import urllib.request
     urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).read()
@@ -142,7 +150,6 @@ def cloud():
     hub = FakeHub()
     yield hub, s3, env
     hub.close()
-    s3_server.stop()
 
 
 def job_command() -> list[str]:

@@ -413,7 +413,7 @@ def judge_mutation(pack, kind, name, path, value, policy):
     for rule in SHIPPED_ADVISORY + SHIPPED_DISABLED:
         config.pop(rule, None) if isinstance(config.get(rule), str) else config.get(rule, {}).pop("enforcementLevel", None)
     return pack.judge(mutate(regs, name, path, value), config, stack,
-                      only=set() if stackwide else {name}, stack_policies=stackwide)
+                      only=set() if stackwide else {name}, stack_policies=stackwide, rule=policy)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])

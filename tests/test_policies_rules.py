@@ -260,7 +260,7 @@ def test_rule_passes_then_fails_on_one_mutation(pack, case):
     # policies need AnalyzeStack over the whole (mutated) stack.
     stackwide = policy in STACK_POLICIES
     violations = pack.judge(mutate(regs, name, path, value), shipped_config(stack), stack,
-                            only=set() if stackwide else {name}, stack_policies=stackwide)
+                            only=set() if stackwide else {name}, stack_policies=stackwide, rule=policy)
     assert _reported(violations, policy) == sorted(expected)
 
 

@@ -231,7 +231,7 @@ def _judge(pack, kind, name, path, policy):
     for rule in SHIPPED_ADVISORY + SHIPPED_DISABLED:
         config.pop(rule, None) if isinstance(config.get(rule), str) else config.get(rule, {}).pop("enforcementLevel", None)
     return pack.judge(mutate(regs, name, path, UNKNOWN), config, stack,
-                      only=set() if stackwide else {name}, stack_policies=stackwide)
+                      only=set() if stackwide else {name}, stack_policies=stackwide, rule=policy)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
