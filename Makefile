@@ -30,6 +30,9 @@ preview: $(STAMP)
 
 # The suite, then the Checkov gate over every stack (tests/test_checkov_*.py need the scanner too).
 test: $(STAMP) $(CKV_STAMP)
+	# The project's bytecode once: the suite starts many Python processes (policy pack, CLI runs), and
+	# where PYTHONDONTWRITEBYTECODE is set each would compile the sources again (compileall writes anyway).
+	$(PY) -m compileall -q components infra policies scripts > /dev/null
 	$(PY) -m pytest $(PYTEST_ARGS)
 	$(PY) -m infra.scan --all
 
