@@ -190,10 +190,12 @@ def _json(fn, *outputs: Any) -> pulumi.Output[str]:
 
 
 def kms_bucket(parent: pulumi.Resource, name: str, *, bucket_name: str, account_id: str, what: str,
-               kms_deletion_window_days: int, protect: bool, tags: dict[str, str]):
+               kms_deletion_window_days: int, protect: bool, tags: dict[str, str], log_bucket_name: str,
+               noncurrent_rule: dict, abort_incomplete_upload_days: int):
     """A bucket with the stack's S3 safety defaults (FACTS.md): its own rotating KMS key (SSE-KMS with a
-    bucket key), owner-enforced objects, all four Block Public Access flags, versioning. Returns
-    (key, bucket, public access block, encryption) for the caller's policy, logging and lifecycle."""
+    bucket key), owner-enforced objects, all four Block Public Access flags, versioning, access logs to
+    `log_bucket_name`, and a lifecycle of the caller's rule for old versions plus the abort of incomplete
+    multipart uploads. Returns (key, bucket, public access block, encryption) for the caller's policy."""
     child = pulumi.ResourceOptions(parent=parent)
     keep = pulumi.ResourceOptions(parent=parent, protect=protect)
     key = aws.kms.Key(f"{name}-key", description=f"SSE-KMS for {what} in {bucket_name}",
@@ -212,6 +214,13 @@ def kms_bucket(parent: pulumi.Resource, name: str, *, bucket_name: str, account_
         f"{name}-sse", bucket=bucket.id,
         rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "aws:kms", "kms_master_key_id": key.arn},
                 "bucket_key_enabled": True}], opts=child)
+    aws.s3.BucketLogging(f"{name}-logging", bucket=bucket.id, target_bucket=log_bucket_name,
+                         target_prefix=f"s3/{bucket_name}/", opts=child)
+    aws.s3.BucketLifecycleConfiguration(f"{name}-lifecycle", bucket=bucket.id, rules=[
+        {"status": "Enabled", "filter": {"prefix": ""}, **noncurrent_rule},
+        {"id": "abort-incomplete-uploads", "status": "Enabled", "filter": {"prefix": ""},
+         "abort_incomplete_multipart_upload": {"days_after_initiation": abort_incomplete_upload_days}},
+    ], opts=child)
     return key, bucket, pab, sse
 
 
@@ -222,17 +231,12 @@ class AdapterStore(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
 
-        key, bucket, pab, _ = kms_bucket(self, name, bucket_name=args.bucket_name, account_id=args.account_id,
-                                         what="LoRA adapters", kms_deletion_window_days=args.kms_deletion_window_days,
-                                         protect=args.protect, tags=tags)
-        aws.s3.BucketLogging(f"{name}-logging", bucket=bucket.id, target_bucket=args.log_bucket_name,
-                             target_prefix=f"s3/{args.bucket_name}/", opts=child)
-        aws.s3.BucketLifecycleConfiguration(f"{name}-lifecycle", bucket=bucket.id, rules=[
-            {"id": "expire-noncurrent-versions", "status": "Enabled", "filter": {"prefix": ""},
-             "noncurrent_version_expiration": {"noncurrent_days": args.noncurrent_version_days}},
-            {"id": "abort-incomplete-uploads", "status": "Enabled", "filter": {"prefix": ""},
-             "abort_incomplete_multipart_upload": {"days_after_initiation": args.abort_incomplete_upload_days}},
-        ], opts=child)
+        key, bucket, pab, _ = kms_bucket(
+            self, name, bucket_name=args.bucket_name, account_id=args.account_id, what="LoRA adapters",
+            kms_deletion_window_days=args.kms_deletion_window_days, protect=args.protect, tags=tags,
+            log_bucket_name=args.log_bucket_name, abort_incomplete_upload_days=args.abort_incomplete_upload_days,
+            noncurrent_rule={"id": "expire-noncurrent-versions",
+                             "noncurrent_version_expiration": {"noncurrent_days": args.noncurrent_version_days}})
         aws.s3.BucketPolicy(f"{name}-policy", bucket=bucket.id,
                             # From the configured name (known at preview time, so the
                             # policy pack can judge it), not from bucket.arn.

@@ -62,6 +62,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.errors import ArgsError, out_of_range
+from components.gpu_node_group import gp3_root_volume
 from components.gpu_health import FATAL_XIDS
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
@@ -443,12 +444,7 @@ class EcsGpuCluster(pulumi.ComponentResource):
         self.auto_scaling_groups: dict[str, aws.autoscaling.Group] = {}
         for pool in args.pools:
             pool_tags = {**tags, **pool.tags, "pool": pool.name}
-            ebs = {"volume_size": pool.root_volume_gib, "volume_type": "gp3", "encrypted": "true",
-                   "delete_on_termination": "true"}
-            if pool.root_volume_throughput_mibs is not None:
-                ebs["throughput"] = pool.root_volume_throughput_mibs
-            if pool.root_volume_iops is not None:
-                ebs["iops"] = pool.root_volume_iops
+            ebs = gp3_root_volume(pool.root_volume_gib, pool.root_volume_throughput_mibs, pool.root_volume_iops)
             nvme = ((args.local_storage_mount, args.cache_path, args.cache_owner_uid, args.nvme_attribute)
                     if pool.local_nvme_raid0 else None)
             lt = aws.ec2.LaunchTemplate(

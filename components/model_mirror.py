@@ -196,18 +196,13 @@ class ModelMirror(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         tags = dict(args.tags)
 
-        key, bucket, pab, sse = kms_bucket(self, name, bucket_name=args.bucket_name, account_id=args.account_id,
-                                           what="model weights", kms_deletion_window_days=args.kms_deletion_window_days,
-                                           protect=args.protect, tags=tags)
-        aws.s3.BucketLogging(f"{name}-logging", bucket=bucket.id, target_bucket=args.log_bucket_name,
-                             target_prefix=f"s3/{args.bucket_name}/", opts=child)
-        aws.s3.BucketLifecycleConfiguration(f"{name}-lifecycle", bucket=bucket.id, rules=[
-            {"id": "expire-old-revision-versions", "status": "Enabled", "filter": {"prefix": ""},
-             "noncurrent_version_expiration": {"noncurrent_days": args.noncurrent_version_days},
-             "expiration": {"expired_object_delete_marker": True}},
-            {"id": "abort-incomplete-uploads", "status": "Enabled", "filter": {"prefix": ""},
-             "abort_incomplete_multipart_upload": {"days_after_initiation": args.abort_incomplete_upload_days}},
-        ], opts=child)
+        key, bucket, pab, sse = kms_bucket(
+            self, name, bucket_name=args.bucket_name, account_id=args.account_id, what="model weights",
+            kms_deletion_window_days=args.kms_deletion_window_days, protect=args.protect, tags=tags,
+            log_bucket_name=args.log_bucket_name, abort_incomplete_upload_days=args.abort_incomplete_upload_days,
+            noncurrent_rule={"id": "expire-old-revision-versions",
+                             "noncurrent_version_expiration": {"noncurrent_days": args.noncurrent_version_days},
+                             "expiration": {"expired_object_delete_marker": True}})
         policy = aws.s3.BucketPolicy(f"{name}-policy", bucket=bucket.id,
                                      policy=json.dumps(bucket_policy(f"arn:aws:s3:::{args.bucket_name}", args.account_id),
                                                        sort_keys=True),

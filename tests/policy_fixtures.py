@@ -547,6 +547,7 @@ class PackClient:
         self.proc = PolicyPackProcess(PACK)
         self.info = self.proc.info()
         self._configured: Optional[tuple] = None
+        self._passing: dict[str, list[Violation]] = {}
 
     def judge(self, regs: list[Registration], config: dict, stack: str = "prod",
               only: Optional[set[str]] = None, stack_policies: bool = True,
@@ -572,6 +573,13 @@ class PackClient:
             out += self.proc.analyze_stack(regs)
         return out
 
+    def passing(self, kind: str) -> list[Violation]:
+        """World `kind` judged whole under its stack's shipped config (once per pack process)."""
+        if kind not in self._passing:
+            regs, stack = world(kind)
+            self._passing[kind] = self.judge(regs, shipped_config(stack), stack)
+        return self._passing[kind]
+
     def _only(self, config: dict, rule: str) -> dict:
         from infra.analyzer import _LEVEL_NAMES, _level_of
 
@@ -589,6 +597,21 @@ class PackClient:
 
     def close(self) -> None:
         self.proc.close()
+
+
+def judge_one_rule(pack: PackClient, kind: str, name: str, path: tuple, value: Any, policy: str) -> list[Violation]:
+    """World `kind` with one field of resource `name` set to `value`, judged by `policy` alone: Analyze on the
+    mutated resource (resource rules) or AnalyzeStack (stack rules). Rules the shipped configs keep below the
+    pack's level (infra/policy_config.py SHIPPED_ADVISORY, SHIPPED_DISABLED) are judged at the pack's default."""
+    from infra.policy_config import SHIPPED_ADVISORY, SHIPPED_DISABLED
+
+    regs, stack = world(kind)
+    stackwide = policy in stack_policy_names()
+    config = shipped_config(stack)
+    for rule in SHIPPED_ADVISORY + SHIPPED_DISABLED:
+        config.pop(rule, None) if isinstance(config.get(rule), str) else config.get(rule, {}).pop("enforcementLevel", None)
+    return pack.judge(mutate(regs, name, path, value), config, stack,
+                      only=set() if stackwide else {name}, stack_policies=stackwide, rule=policy)
 
 
 # --- worlds one mutation cannot reach: each passes every rule, and its cases mutate one field -----

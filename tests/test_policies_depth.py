@@ -10,11 +10,9 @@ import json
 
 import pytest
 
-from infra.policy_config import SHIPPED_ADVISORY, SHIPPED_DISABLED
-from tests.policy_fixtures import (C0, DELETE, Append, PackClient, mutate, rule_message, shipped_config,
-                                   stack_policy_names, urn, world)
+from tests.policy_fixtures import (C0, DELETE, Append, PackClient, judge_one_rule, mutate, rule_message, shipped_config,
+                                   urn, world)
 
-STACK_POLICIES = stack_policy_names()
 D = "llama-3-1-8b"
 POD = ("spec", "template", "spec")
 SC0 = C0 + ("securityContext",)
@@ -390,37 +388,15 @@ def _reported(violations, policy, level=None):
     return sorted(rule_message(v) for v in violations if v.policy == policy and (level is None or v.level == level))
 
 
-_cache: dict = {}
-
-
-def _passing(pack, kind):
-    if kind not in _cache:
-        regs, stack = world(kind)
-        _cache[kind] = pack.judge(regs, shipped_config(stack), stack)
-    return _cache[kind]
-
-
 def _id(case):
     return f"{case[0]}:{case[1]}:{case[2]}:{'.'.join(map(str, case[3]))}"
-
-
-def judge_mutation(pack, kind, name, path, value, policy):
-    regs, stack = world(kind)
-    stackwide = policy in STACK_POLICIES
-    config = shipped_config(stack)
-    # Rules below the pack's level in the shipped configs (infra/policy_config.py SHIPPED_ADVISORY, SHIPPED_DISABLED):
-    # the fixtures judge them at the pack's default level.
-    for rule in SHIPPED_ADVISORY + SHIPPED_DISABLED:
-        config.pop(rule, None) if isinstance(config.get(rule), str) else config.get(rule, {}).pop("enforcementLevel", None)
-    return pack.judge(mutate(regs, name, path, value), config, stack,
-                      only=set() if stackwide else {name}, stack_policies=stackwide, rule=policy)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
 def test_rule_passes_then_fails_on_one_mutation(pack, case):
     policy, kind, name, path, value, expected = case
-    assert _reported(_passing(pack, kind), policy) == []
-    violations = judge_mutation(pack, kind, name, path, value, policy)
+    assert _reported(pack.passing(kind), policy) == []
+    violations = judge_one_rule(pack, kind, name, path, value, policy)
     assert _reported(violations, policy) == sorted(expected)
     assert {v.level for v in violations if v.policy == policy} == {"mandatory"}
 
@@ -428,7 +404,7 @@ def test_rule_passes_then_fails_on_one_mutation(pack, case):
 @pytest.mark.parametrize("kind", ["prod", "runtime-lora", "ecs-runtime-lora", "gpu-instance", "cpu-pool", "hpa",
                                   "custom-server"])
 def test_every_world_passes_every_rule(pack, kind):
-    assert [(v.policy, rule_message(v)) for v in _passing(pack, kind)] == []
+    assert [(v.policy, rule_message(v)) for v in pack.passing(kind)] == []
 
 
 # --- benign changes: what a careful engineer changes every week raises nothing -----------------------------

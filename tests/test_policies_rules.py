@@ -237,16 +237,6 @@ def _reported(violations, policy):
     return sorted(rule_message(v) for v in violations if v.policy == policy)
 
 
-_cache: dict = {}
-
-
-def _passing(pack, kind):
-    if kind not in _cache:
-        regs, stack = _world(kind)
-        _cache[kind] = pack.judge(regs, shipped_config(stack), stack)
-    return _cache[kind]
-
-
 def _id(case):
     return f"{case[0]}:{case[2]}:{'.'.join(map(str, case[3]))}"
 
@@ -254,7 +244,7 @@ def _id(case):
 @pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
 def test_rule_passes_then_fails_on_one_mutation(pack, case):
     policy, kind, name, path, value, expected = case
-    assert _reported(_passing(pack, kind), policy) == []
+    assert _reported(pack.passing(kind), policy) == []
     regs, stack = _world(kind)
     # Resource policies judge one resource: only the mutated one needs Analyze again; stack
     # policies need AnalyzeStack over the whole (mutated) stack.
@@ -265,7 +255,7 @@ def test_rule_passes_then_fails_on_one_mutation(pack, case):
 
 
 def test_passing_world_has_no_violation_at_all_under_prod_config(pack):
-    assert [(v.policy, v.message) for v in _passing(pack, "prod")] == []
+    assert [(v.policy, v.message) for v in pack.passing("prod")] == []
 
 
 def test_every_rule_has_a_case_and_there_are_at_least_40(pack):

@@ -14,10 +14,8 @@ from __future__ import annotations
 import pytest
 
 from infra.mockcloud import UNKNOWN
-from infra.policy_config import SHIPPED_ADVISORY, SHIPPED_DISABLED
-from tests.policy_fixtures import C0, PackClient, mutate, rule_message, shipped_config, stack_policy_names, world
+from tests.policy_fixtures import C0, PackClient, judge_one_rule, mutate, rule_message, shipped_config, world
 
-STACK_POLICIES = stack_policy_names()
 D = "llama-3-1-8b"
 POD = ("spec", "template", "spec")
 ECS0 = ("containerDefinitions", 0)
@@ -224,20 +222,10 @@ def _id(case):
     return f"{case[0]}:{case[2]}:{'.'.join(map(str, case[3]))}"
 
 
-def _judge(pack, kind, name, path, policy):
-    regs, stack = world(kind)
-    stackwide = policy in STACK_POLICIES
-    config = shipped_config(stack)
-    for rule in SHIPPED_ADVISORY + SHIPPED_DISABLED:
-        config.pop(rule, None) if isinstance(config.get(rule), str) else config.get(rule, {}).pop("enforcementLevel", None)
-    return pack.judge(mutate(regs, name, path, UNKNOWN), config, stack,
-                      only=set() if stackwide else {name}, stack_policies=stackwide, rule=policy)
-
-
 @pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
 def test_unknown_input_is_reported_never_a_false_violation_or_a_silent_pass(pack, case):
     policy, kind, name, path, expected = case
-    violations = [v for v in _judge(pack, kind, name, path, policy) if v.policy == policy]
+    violations = [v for v in judge_one_rule(pack, kind, name, path, UNKNOWN, policy) if v.policy == policy]
     assert [rule_message(v) for v in violations if v.level == "mandatory"] == []
     assert sorted(v.message for v in violations if v.level == "advisory") == sorted(expected)
     assert all(v.message.startswith("could not judge: ") for v in violations)
